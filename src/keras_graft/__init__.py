@@ -1,0 +1,30 @@
+"""keras-graft: TensorFlow operations as first-class citizens of Keras 3 models.
+
+`import keras_graft`, then TF ops work on Keras tensors, with TensorFlow's own
+shapes and dtypes, and models that use them save and load in safe mode.
+
+>>> import keras, tensorflow as tf, keras_graft
+>>> x = keras.Input((10,))
+>>> model = keras.Model(x, tf.clip_by_value(x, -1.0, 1.0))
+"""
+
+from keras_graft import dispatch as _dispatch
+from keras_graft.arguments import UnstorableArgumentError
+from keras_graft.inference import OpTraceError
+from keras_graft.op_layer import Op, TFOp
+from keras_graft.registry import op
+from keras_graft.safety import UnsafeOpError, allow
+
+__version__ = "0.1.0"
+
+_dispatch.install()
+
+__all__ = [
+    "Op",
+    "OpTraceError",
+    "TFOp",
+    "UnsafeOpError",
+    "UnstorableArgumentError",
+    "allow",
+    "op",
+]

@@ -1,0 +1,81 @@
+"""Every TensorFlow and Keras internal keras-graft relies on, in one place.
+
+These names are not public API and move between releases. Keeping them here
+means a version bump breaks one small, tested module (`tests/test_compat.py`)
+instead of the whole package.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from keras.src.backend.common.keras_tensor import KerasTensor
+from keras.src.saving import serialization_lib
+from keras.src.utils import naming
+from tensorflow.python.util import tf_export
+
+__all__ = [
+    "GlobalOpDispatcher",
+    "KerasTensor",
+    "canonical_tf_name",
+    "function_op_types",
+    "graph_function_names",
+    "ops_created_since",
+    "in_keras_safe_mode",
+    "producing_operation",
+    "tf_symbol",
+    "unique_layer_name",
+]
+
+GlobalOpDispatcher = tf.__internal__.dispatch.GlobalOpDispatcher
+
+
+def canonical_tf_name(function) -> str | None:
+    """The canonical public name of a TF API symbol (`"math.top_k"`), or None."""
+    return tf_export.get_canonical_name_for_symbol(
+        function, add_prefix_to_v1_names=True
+    )
+
+
+def tf_symbol(name: str):
+    """The TF API symbol exported under `name` (`"math.top_k"`), or None."""
+    return tf_export.get_symbol_from_name(name)
+
+
+def unique_layer_name(base: str) -> str:
+    """`base`, then `base_1`, `base_2`... reset by `keras.backend.clear_session()`."""
+    return naming.uniquify(base)
+
+
+def in_keras_safe_mode() -> bool:
+    """Whether Keras deserializes in safe mode.
+
+    Keras holds False only inside `load_model(..., safe_mode=False)` or after
+    `keras.config.enable_unsafe_deserialization()`; unset means safe.
+    """
+    return serialization_lib.in_safe_mode() is not False
+
+
+def producing_operation(tensor: KerasTensor):
+    """The (operation, node) that produced a symbolic tensor, or (None, None)."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None, None
+    operation, node_index, _ = history
+    return operation, operation._inbound_nodes[node_index]
+
+
+def ops_created_since(graph: tf.Graph, version: int) -> list[tf.Operation]:
+    """The operations added to `graph` after it was at `version` (`graph.version`)."""
+    nodes = graph._nodes_by_id
+    return [nodes[i] for i in range(version + 1, graph.version + 1) if i in nodes]
+
+
+def graph_function_names(graph: tf.Graph) -> set[str]:
+    """Names of the functions (tf.function bodies, cond branches...) in `graph`."""
+    return set(graph._functions)
+
+
+def function_op_types(graph: tf.Graph, name: str) -> set[str]:
+    """Op types inside the function `name` of `graph`'s library."""
+    definition = graph._functions[name].cached_definition
+    return {node.op for node in definition.node_def}

@@ -1,0 +1,76 @@
+"""Auto-wrapping: TensorFlow ops called on Keras tensors become `TFOp` layers.
+
+TensorFlow calls every registered `GlobalOpDispatcher` when a dispatch-enabled
+op (nearly all of `tf.*`) fails on its arguments, which is what a Keras 3
+`KerasTensor` makes it do. The dispatcher below answers such calls with a
+`TFOp` layer node; on real tensors ops never fail, so it never runs and costs
+nothing.
+
+Two Keras 3 behaviours stand in the way and are adjusted here, on
+`KerasTensor` itself, only where Keras would fail anyway:
+- `keras_tensor[...]` with Keras tensors inside the index (`x[:, :n]` with a
+  symbolic `n`) fails in Keras; it goes to `tf.__operators__.getitem` instead.
+- iterating a `KerasTensor` raises `NotImplementedError`, which TF ops such as
+  `tf.ones(shape)` do not expect while probing a shape argument; the error is
+  raised as a `TypeError` too, so they move on and dispatch.
+"""
+
+from __future__ import annotations
+
+from keras_graft import _compat
+from keras_graft.op_layer import TFOp
+
+import tensorflow as tf
+
+
+def holds_keras_tensor(value) -> bool:
+    """Whether a Keras tensor sits anywhere in `value` (lists, dicts, slices...)."""
+    if isinstance(value, _compat.KerasTensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(holds_keras_tensor(item) for item in value)
+    if isinstance(value, dict):
+        return any(holds_keras_tensor(item) for item in value.values())
+    if isinstance(value, slice):
+        return holds_keras_tensor((value.start, value.stop, value.step))
+    return False
+
+
+class KerasTensorDispatcher(_compat.GlobalOpDispatcher):
+    """Turns TF op calls on Keras tensors into `TFOp` layer nodes."""
+
+    def handle(self, op, args, kwargs):
+        if holds_keras_tensor((args, kwargs)):
+            return TFOp.wrap(op, args, kwargs)
+        return self.NOT_SUPPORTED
+
+
+_keras_getitem = _compat.KerasTensor.__getitem__
+
+
+def _getitem(tensor, key):
+    if holds_keras_tensor(key):
+        return TFOp.wrap(tf.__operators__.getitem, (tensor, key), {})
+    return _keras_getitem(tensor, key)
+
+
+class SymbolicIterationError(TypeError, NotImplementedError):
+    """Iterating over a symbolic Keras tensor, which has no values yet."""
+
+
+def _iter(tensor):
+    raise SymbolicIterationError(
+        "Iterating over a symbolic KerasTensor is not supported. Use "
+        "`tf.unstack(x)` (or `keras.ops.unstack`) to split it into tensors."
+    )
+
+
+_dispatcher = KerasTensorDispatcher()
+
+
+def install() -> None:
+    """Turns auto-wrapping on (done by `import keras_graft`; idempotent)."""
+    if _compat.KerasTensor.__getitem__ is not _getitem:
+        _dispatcher.register()
+        _compat.KerasTensor.__getitem__ = _getitem
+        _compat.KerasTensor.__iter__ = _iter

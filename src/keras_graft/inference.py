@@ -1,0 +1,249 @@
+"""Shape, dtype and value inference for op layers, by TensorFlow itself.
+
+Each op is traced once, into one shared scratch `tf.Graph`, on symbolic stand-ins
+for its Keras tensor inputs. TensorFlow's own shape functions then give the
+output's exact shape and dtype: `top_k` indices are int32, `tf.signal.stft`
+frames are counted, string ops have string outputs.
+
+Because every traced op's outputs stay in the same graph and are remembered on
+their Keras tensors, TensorFlow also sees *where values come from*. Its
+constant folding of shape arithmetic then works across ops, as Keras 2's did:
+with a batch of 2, `tf.ones(tf.shape(x))` is `(2, 10)` and
+`tf.range(tf.shape(x)[0] * 3)` is `(6,)`. Small integer tensors produced by
+Keras' own ops (`x[0]`, `a * 3`) are rebuilt in the graph for the same reason.
+
+Tracing adds only the op's own nodes to the graph, so building a model with N
+wrapped ops costs O(N), not O(N^2). The graph is replaced by a fresh one past
+`MAX_GRAPH_VERSION` nodes; Keras tensors from before then get new stand-ins.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import tree
+
+from keras_graft import _compat, safety
+from keras_graft.arguments import UnstorableArgumentError
+
+MAX_GRAPH_VERSION = 200_000
+
+# Shape-like values (small integer vectors) are worth rebuilding from their
+# producing ops; anything else only needs its shape and dtype.
+_MAX_VALUE_ELEMENTS = 64
+
+_SYMBOLIC_ATTR = "_graft_symbolic_value"
+
+_graph: tf.Graph | None = None
+
+
+class OpTraceError(ValueError):
+    """TensorFlow could not build the op on the given Keras tensors."""
+
+
+def scratch_graph() -> tf.Graph:
+    """The shared graph ops are traced into."""
+    global _graph
+    if _graph is None or _graph.version > MAX_GRAPH_VERSION:
+        _graph = tf.Graph()
+    return _graph
+
+
+def symbolic_value(tensor: _compat.KerasTensor, graph: tf.Graph):
+    """The graph tensor standing for a Keras tensor in `graph`."""
+    cached = getattr(tensor, _SYMBOLIC_ATTR, None)
+    if cached is not None and cached[0] is graph:
+        return cached[1]
+    value = _rebuild(tensor, graph) if _is_shape_like(tensor) else None
+    if value is None:
+        value = _placeholder(tensor, graph)
+        _remember(tensor, graph, value)
+    return value
+
+
+def _remember(tensor: _compat.KerasTensor, graph: tf.Graph, value) -> None:
+    setattr(tensor, _SYMBOLIC_ATTR, (graph, value))
+
+
+def _is_shape_like(tensor: _compat.KerasTensor) -> bool:
+    dtype = tf.as_dtype(tensor.dtype)
+    shape = tensor.shape
+    return (
+        (dtype.is_integer or dtype == tf.bool)
+        and len(shape) <= 1
+        and all(d is not None for d in shape)
+        and int(np.prod(shape)) <= _MAX_VALUE_ELEMENTS
+        and not tensor.ragged
+    )
+
+
+def _rebuild(tensor: _compat.KerasTensor, graph: tf.Graph):
+    """Re-runs the pure op that produced `tensor` in `graph`, or returns None."""
+    operation, node = _compat.producing_operation(tensor)
+    if operation is None:
+        return None
+    is_pure = getattr(operation, "graft_is_pure_op", False) or not isinstance(
+        operation, keras.layers.Layer
+    )
+    if not is_pure:
+        return None
+    inputs = {id(t): symbolic_value(t, graph) for t in node.arguments.keras_tensors}
+    args, kwargs = node.arguments.fill_in(inputs)
+    try:
+        with graph.as_default():
+            outputs = tree.flatten(operation.call(*args, **kwargs))
+    except Exception:  # A Keras op that cannot run in a v1 graph: fall back to a stand-in.
+        return None
+    if len(outputs) != len(node.outputs):
+        return None
+    for keras_tensor, value in zip(node.outputs, outputs):
+        _remember(keras_tensor, graph, value)
+    return getattr(tensor, _SYMBOLIC_ATTR)[1]
+
+
+def _placeholder(tensor: _compat.KerasTensor, graph: tf.Graph):
+    dtype = tf.as_dtype(tensor.dtype)
+    with graph.as_default():
+        if tensor.ragged:
+            ragged_rank = tensor.ragged_rank or max(len(tensor.shape) - 1, 1)
+            return tf.compat.v1.ragged.placeholder(
+                dtype, ragged_rank, tensor.shape[ragged_rank + 1 :]
+            )
+        # Keras marks some scalar results sparse (`ops.multiply(t, 3)`); a
+        # scalar cannot be.
+        if tensor.sparse and len(tensor.shape) > 0:
+            return tf.compat.v1.sparse_placeholder(dtype, tensor.shape)
+        return tf.compat.v1.placeholder(dtype, tensor.shape)
+
+
+def trace(
+    function: Callable,
+    inputs,
+    *,
+    display_name: str,
+    audit: bool,
+):
+    """Runs `function(inputs, flat_inputs)` on graph stand-ins of Keras tensors.
+
+    Returns the output structure with Keras tensors in place of graph tensors.
+    With `audit`, refuses graphs that hold unsafe op types
+    (`keras_graft.safety`).
+    """
+    graph = scratch_graph()
+    flat = tree.flatten(inputs)
+    symbolic = [symbolic_value(t, graph) for t in flat]
+    version = graph.version
+    functions_before = _compat.graph_function_names(graph) if audit else None
+
+    def refuse_variables(next_creator, **kwargs):
+        raise UnstorableArgumentError(
+            f"{display_name} creates a variable ({kwargs.get('name') or 'unnamed'}). "
+            "An op layer cannot own variables: they would be created anew on "
+            "every call and never saved. Create it with `ctx.weight(...)` or "
+            "`ctx.state(...)` in a `@keras_graft.layer` instead."
+        )
+
+    with graph.as_default(), tf.variable_creator_scope(refuse_variables):
+        try:
+            outputs = function(tree.pack_sequence_as(inputs, symbolic), symbolic)
+        except RuntimeError as error:
+            if "capture an EagerTensor" in str(error):
+                raise UnstorableArgumentError(
+                    f"{display_name} reads a tf.Variable or eager tensor that no "
+                    "layer tracks, so it would be neither trained nor saved with "
+                    "the model. Create it with `ctx.weight(...)` in a "
+                    "`@keras_graft.layer`, or pass it as a constant argument."
+                ) from error
+            raise
+        except (TypeError, ValueError) as error:
+            if isinstance(error, (UnstorableArgumentError, safety.UnsafeOpError)):
+                raise
+            raise OpTraceError(
+                f"TensorFlow could not build {display_name} on Keras tensors "
+                f"{_describe(flat)}: {error}"
+            ) from error
+    if audit:
+        op_types = {op.type for op in _compat.ops_created_since(graph, version)}
+        for name in _compat.graph_function_names(graph) - functions_before:
+            op_types |= _compat.function_op_types(graph, name)
+        safety.audit_graph_ops(display_name, op_types)
+    if any(_unknown_rank(v) for v in tree.flatten(outputs)):
+        _probe_ranks(function, inputs, flat, outputs)
+    return tree.map_structure(lambda v: _to_keras_tensor(v, graph, display_name), outputs)
+
+
+def _unknown_rank(value) -> bool:
+    return isinstance(value, tf.Tensor) and value.shape.rank is None
+
+
+def _probe_ranks(function: Callable, inputs, flat: list, outputs) -> None:
+    """Gives rank-unknown outputs the rank they have on all-ones inputs.
+
+    TensorFlow leaves the rank unknown when it depends on non-constant
+    arguments it cannot see through (`x[..., ::step]` with a symbolic `step`),
+    though the rank rarely depends on the values. All dimensions stay unknown.
+    If the probe fails, the rank stays unknown and `_to_keras_tensor` says so.
+    """
+    if not tf.executing_eagerly() or any(t.sparse or t.ragged for t in flat):
+        return
+    probes = [
+        tf.ones([1 if d is None else d for d in t.shape], dtype=t.dtype)
+        if t.dtype != "string"
+        else tf.fill([1 if d is None else d for d in t.shape], "")
+        for t in flat
+    ]
+    try:
+        probed = tree.flatten(function(tree.pack_sequence_as(inputs, probes), probes))
+    except Exception:  # The probe is best effort; the rank error explains the rest.
+        return
+    for value, sample in zip(tree.flatten(outputs), probed):
+        if _unknown_rank(value) and tf.is_tensor(sample):
+            value.set_shape([None] * sample.shape.rank)
+
+
+def _describe(tensors) -> str:
+    return ", ".join(f"{t.dtype}{tuple(t.shape)}" for t in tensors) or "(none)"
+
+
+def _to_keras_tensor(value, graph: tf.Graph, display_name: str):
+    if isinstance(value, tf.RaggedTensor):
+        result = _compat.KerasTensor(
+            shape=value.shape,
+            dtype=value.dtype.name,
+            ragged=True,
+            ragged_rank=value.ragged_rank,
+            row_splits_dtype=value.row_splits.dtype.name,
+        )
+    elif isinstance(value, tf.SparseTensor):
+        if value.shape.rank is None:
+            raise OpTraceError(_unknown_rank_message(display_name))
+        result = _compat.KerasTensor(shape=value.shape, dtype=value.dtype.name, sparse=True)
+    elif isinstance(value, tf.Tensor):
+        if value.shape.rank is None:
+            raise OpTraceError(_unknown_rank_message(display_name))
+        if value.dtype in (tf.resource, tf.variant):
+            raise OpTraceError(
+                f"{display_name} returns a {value.dtype.name} tensor, which Keras "
+                "models cannot pass between layers. Wrap the code that produces "
+                "and consumes it in one `@keras_graft.op` function."
+            )
+        result = _compat.KerasTensor(shape=value.shape, dtype=value.dtype.name)
+    else:
+        raise OpTraceError(
+            f"{display_name} returned {value!r:.80} ({type(value).__name__}) where "
+            "a Keras model needs tensors. Use the op for its tensor outputs only, "
+            "or wrap it in a `@keras_graft.op` function that returns tensors."
+        )
+    _remember(result, graph, value)
+    return result
+
+
+def _unknown_rank_message(display_name: str) -> str:
+    return (
+        f"TensorFlow cannot tell the rank of the output of {display_name}, and "
+        "Keras tensors need one. Make the rank static, e.g. give `tf.reshape` "
+        "a shape of known length, or follow the op with `tf.ensure_shape`."
+    )

@@ -1,0 +1,154 @@
+"""`TFOp` and `Op`: layers that call one TensorFlow op (or a registered function).
+
+`TFOp` is what `import keras_graft` inserts when a TF op is called on Keras
+tensors; `Op` is the same layer made by hand, e.g. for `keras.Sequential`.
+Both store the op by name and its other arguments as data, so models that use
+them save to `.keras` and load back in safe mode.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import tree
+
+from keras_graft import _compat, inference, registry
+from keras_graft.arguments import WHOLE_INPUTS, ArgumentTemplate
+
+
+@keras.saving.register_keras_serializable(package="keras_graft")
+class TFOp(keras.layers.Layer):
+    """Calls a TensorFlow op with Keras tensors and stored constant arguments.
+
+    Created by `import keras_graft` whenever a TF op is called on Keras
+    tensors; rarely built by hand (see `keras_graft.Op` for that).
+
+    Example:
+
+    >>> import keras, tensorflow as tf, keras_graft
+    >>> x = keras.Input((10,))
+    >>> values, indices = tf.math.top_k(x, k=3)
+    >>> indices.dtype, indices.shape
+    ('int32', (None, 3))
+    >>> type(values._keras_history.operation).__name__
+    'TFOp'
+
+    Args:
+        function: A public TensorFlow function, or one registered with
+            `@keras_graft.op`.
+        arguments: The call's arguments, an `ArgumentTemplate` or its config.
+        **kwargs: Base layer arguments (`name`, ...).
+    """
+
+    graft_is_pure_op = True
+
+    def __init__(self, function: Callable, arguments: ArgumentTemplate | dict, **kwargs):
+        self.op_name = registry.require_name(function)
+        registry.check_allowed(self.op_name)
+        self.function = getattr(function, "__wrapped__", function)
+        if isinstance(arguments, dict):
+            arguments = ArgumentTemplate(arguments)
+        self.arguments = arguments
+        if "name" not in kwargs or kwargs["name"] is None:
+            kwargs["name"] = _compat.unique_layer_name(registry.display_name(function))
+        kwargs["autocast"] = False
+        super().__init__(**kwargs)
+        # An op decides its own dtypes: no input casting, no mixed precision.
+        self._convert_input_args = False
+        self.built = True
+
+    @classmethod
+    def wrap(cls, function: Callable, args, kwargs):
+        """Applies `function(*args, **kwargs)` to the Keras tensors among its args.
+
+        Returns Keras tensors in the structure the op returns.
+        """
+        kwargs = dict(kwargs)
+        name = kwargs.pop("name", None)
+        registry.check_allowed(registry.require_name(function))
+        template, tensors = ArgumentTemplate.capture(
+            args, kwargs, where=registry.display_name(function)
+        )
+        layer_name = _compat.unique_layer_name(name) if isinstance(name, str) else None
+        layer = cls(function, template, name=layer_name)
+        return layer(tensors[0] if len(tensors) == 1 else tensors)
+
+    def _apply(self, inputs, flat_inputs):
+        args, kwargs = self.arguments.fill(inputs, flat_inputs)
+        return self.function(*args, **kwargs)
+
+    def call(self, inputs):
+        return self._apply(inputs, tree.flatten(inputs))
+
+    def compute_output_spec(self, inputs):
+        return inference.trace(
+            self._apply,
+            inputs,
+            display_name=self.op_name,
+            audit=registry.needs_audit(self.op_name),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("dtype", None)
+        config.update({"op": self.op_name, "arguments": self.arguments.get_config()})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        function = registry.resolve(config.pop("op"))
+        config.pop("dtype", None)
+        return cls(function, ArgumentTemplate(config.pop("arguments")), **config)
+
+
+@keras.saving.register_keras_serializable(package="keras_graft")
+class Op(TFOp):
+    """A layer that calls `function(inputs, *args, **kwargs)`.
+
+    The explicit form of what `import keras_graft` does automatically, handy in
+    `keras.Sequential`. `function` is a public TensorFlow function or one
+    registered with `@keras_graft.op`; `args` and `kwargs` are constants
+    (numbers, strings, lists, dtypes, arrays, constant tensors...).
+
+    Example:
+
+    >>> import keras, tensorflow as tf, keras_graft
+    >>> model = keras.Sequential([
+    ...     keras.Input((16000,)),
+    ...     keras_graft.Op(tf.signal.stft, frame_length=400, frame_step=160),
+    ...     keras_graft.Op(tf.math.abs),
+    ... ])
+    >>> model.output_shape
+    (None, 98, 257)
+
+    Args:
+        function: The op to call.
+        *args: Constant positional arguments after the inputs.
+        name: The layer's name (default: the op's name).
+        **kwargs: Constant keyword arguments of the op.
+    """
+
+    def __init__(self, function: Callable, *args, name: str | None = None, **kwargs):
+        where = registry.display_name(function)
+        template, tensors = ArgumentTemplate.capture((WHOLE_INPUTS, *args), kwargs, where=where)
+        if tensors:
+            raise TypeError(
+                f"keras_graft.Op({where}, ...) got Keras tensors among its constant "
+                "arguments. Call the op on them directly, "
+                f"`{where}(...)`, or pass them as the layer's inputs."
+            )
+        super().__init__(function, template, name=name)
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        function = registry.resolve(config.pop("op"))
+        args, kwargs = ArgumentTemplate(config.pop("arguments")).fill(None, [])
+        if not args or args[0] is not None:
+            raise ValueError(
+                "An Op layer's stored arguments must start with its inputs; the "
+                "model file was not written by keras-graft or was edited by hand."
+            )
+        return cls(function, *args[1:], name=config.get("name"), **kwargs)

@@ -1,0 +1,150 @@
+"""Names of the functions op layers call, and the way back from name to function.
+
+A TensorFlow op is stored as `"tf."` plus its canonical public name
+(`"tf.math.top_k"`); a function registered with `@keras_graft.op` as
+`"package>name"`, like Keras' own registered objects. Resolving a name runs
+the safety checks (`keras_graft.safety`) before looking anything up.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from keras_graft import _compat, safety
+
+TF_PREFIX = "tf."
+
+_registered: dict[str, Callable] = {}
+_name_of_registered: dict[int, str] = {}
+
+
+def op(function: Callable | None = None, *, package: str = "Custom", name: str | None = None):
+    """Registers a Python function made of TF ops as a serializable op.
+
+    Called on Keras tensors, the function becomes one op layer in the model,
+    stored under `"package>name"` (never as bytecode); called on real tensors,
+    it is just the function.
+
+    Example:
+
+    >>> import keras, tensorflow as tf, keras_graft
+    >>> @keras_graft.op(package="docs")
+    ... def soft_clip(x, limit=1.0):
+    ...     return limit * tf.math.tanh(x / limit)
+    >>> y = soft_clip(keras.Input((4,)), limit=2.0)
+    >>> y.shape
+    (None, 4)
+
+    The module that defines the function must be imported before a model
+    that uses it is loaded.
+    """
+    if function is None:
+        return functools.partial(op, package=package, name=name)
+    if not callable(function):
+        raise TypeError(f"@keras_graft.op decorates functions; got {function!r}.")
+    if ">" in package or (name is not None and ">" in name):
+        raise ValueError(f"`package` and `name` cannot contain '>'; got {package!r}, {name!r}.")
+    function = getattr(function, "__wrapped__", function)
+    key = f"{package}>{name or function.__name__}"
+    existing = _registered.get(key)
+    if existing is not None and _qualified(existing) != _qualified(function):
+        raise ValueError(
+            f"The op name {key!r} is already registered for "
+            f"{_qualified(existing)}. Pass another `name=` or `package=`."
+        )
+    _registered[key] = function
+    _name_of_registered[id(function)] = key
+
+    @functools.wraps(function)
+    def dispatching(*args, **kwargs):
+        from keras_graft.dispatch import holds_keras_tensor
+        from keras_graft.op_layer import TFOp
+
+        if holds_keras_tensor((args, kwargs)):
+            return TFOp.wrap(function, args, kwargs)
+        return function(*args, **kwargs)
+
+    dispatching.graft_name = key
+    return dispatching
+
+
+def _qualified(function: Callable) -> str:
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def name_of(function: Callable) -> str | None:
+    """The stored name of `function`, or None when it has none."""
+    function = getattr(function, "__wrapped__", function)
+    registered = _name_of_registered.get(id(function))
+    if registered is not None:
+        return registered
+    tf_name = _compat.canonical_tf_name(function)
+    return TF_PREFIX + tf_name if tf_name else None
+
+
+def display_name(function: Callable) -> str:
+    """A readable name for messages and default layer names."""
+    stored = name_of(function)
+    if stored is None:
+        return getattr(function, "__qualname__", repr(function))
+    return stored.rpartition(">")[2] if ">" in stored else stored
+
+
+def require_name(function: Callable) -> str:
+    """`name_of(function)`, or an error saying how to give it a name."""
+    stored = name_of(function)
+    if stored is None:
+        raise TypeError(
+            f"{display_name(function)} is neither a public TensorFlow function "
+            "nor registered with `@keras_graft.op`, so a model file could not "
+            "name it. Decorate it with `@keras_graft.op` (and import its module "
+            "before loading the model)."
+        )
+    return stored
+
+
+def check_allowed(stored_name: str) -> None:
+    """Refuses a TF name that the allow-list does not hold (registered names pass)."""
+    if stored_name.startswith(TF_PREFIX) and safety.enforced():
+        safety.check_tf_name(stored_name[len(TF_PREFIX):])
+
+
+def resolve(stored_name: str) -> Callable:
+    """The function a stored name stands for, after the safety checks."""
+    if not isinstance(stored_name, str):
+        raise TypeError(f"An op name must be a string; got {stored_name!r:.80}.")
+    if ">" in stored_name:
+        function = _registered.get(stored_name)
+        if function is None:
+            raise ValueError(
+                f"The model uses the op {stored_name!r}, which is not registered. "
+                "Import the module that defines it (decorated with "
+                "`@keras_graft.op`) before loading the model."
+            )
+        return function
+    if not stored_name.startswith(TF_PREFIX):
+        raise safety.UnsafeOpError(
+            f"Refusing op {stored_name!r}: op names are TensorFlow names "
+            "('tf.math.sin') or registered names ('package>name')."
+        )
+    check_allowed(stored_name)
+    tf_name = stored_name[len(TF_PREFIX):]
+    symbol = _compat.tf_symbol(tf_name)
+    if symbol is None:
+        raise ValueError(
+            f"The model uses `{stored_name}`, which this TensorFlow "
+            "version does not export."
+        )
+    if safety.enforced():
+        safety.check_tf_symbol(tf_name, symbol)
+    return symbol
+
+
+def needs_audit(stored_name: str) -> bool:
+    """Whether the graph an op builds must pass the audit."""
+    return (
+        stored_name.startswith(TF_PREFIX)
+        and safety.enforced()
+        and not safety.is_user_allowed(stored_name)
+    )
