@@ -64,10 +64,22 @@ def producing_operation(tensor: KerasTensor):
     return operation, operation._inbound_nodes[node_index]
 
 
+def _op_id_offset() -> int:
+    """How far an op's id is ahead of `graph.version` right after it is added."""
+    graph = tf.Graph()
+    with graph.as_default():
+        operation = tf.constant(0).op
+    return operation._id - graph.version
+
+
+_OP_ID_OFFSET = _op_id_offset()
+
+
 def ops_created_since(graph: tf.Graph, version: int) -> list[tf.Operation]:
     """The operations added to `graph` after it was at `version` (`graph.version`)."""
     nodes = graph._nodes_by_id
-    return [nodes[i] for i in range(version + 1, graph.version + 1) if i in nodes]
+    first, last = version + _OP_ID_OFFSET + 1, graph.version + _OP_ID_OFFSET
+    return [nodes[i] for i in range(first, last + 1) if i in nodes]
 
 
 def graph_function_names(graph: tf.Graph) -> set[str]:

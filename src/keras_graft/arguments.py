@@ -18,6 +18,7 @@ Stored values:
 from __future__ import annotations
 
 import base64
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -167,6 +168,21 @@ class _Encoder:
         )
 
 
+def _positional_names(function, count: int) -> list[str]:
+    """Parameter names for `count` positional arguments, `#i` where unknown."""
+    names = []
+    try:
+        parameters = inspect.signature(function).parameters.values() if function else ()
+    except (TypeError, ValueError):
+        parameters = ()
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            break
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append(repr(parameter.name))
+    return (names + [f"#{i}" for i in range(len(names), count)])[:count]
+
+
 def _is_keras_variable(value: Any) -> bool:
     import keras
 
@@ -274,15 +290,19 @@ class ArgumentTemplate:
         self._kwargs = [(name, _holds_inputs(v), v) for name, v in kwargs.items()]
 
     @classmethod
-    def capture(cls, args, kwargs, *, where: str) -> tuple[ArgumentTemplate, list[KerasTensor]]:
+    def capture(
+        cls, args, kwargs, *, where: str, function=None
+    ) -> tuple[ArgumentTemplate, list[KerasTensor]]:
         """Splits a call's arguments into a template and its Keras tensors.
 
         Raises `UnstorableArgumentError` naming the first argument that no
-        model file could hold, so the problem shows where the op is called.
+        model file could hold (by its parameter name when `function` is
+        given), so the problem shows where the op is called.
         """
         encoder = _Encoder(where)
+        names = _positional_names(function, len(args))
         config = {
-            "args": [encoder.encode(a, f"#{i}") for i, a in enumerate(args)],
+            "args": [encoder.encode(a, names[i]) for i, a in enumerate(args)],
             "kwargs": {
                 name: encoder.encode(value, repr(name)) for name, value in kwargs.items()
             },

@@ -57,7 +57,10 @@ def symbolic_value(tensor: _compat.KerasTensor, graph: tf.Graph):
     cached = getattr(tensor, _SYMBOLIC_ATTR, None)
     if cached is not None and cached[0] is graph:
         return cached[1]
-    value = _rebuild(tensor, graph) if _is_shape_like(tensor) else None
+    # Keras marks results of its ops on non-Keras operands sparse
+    # (`keras_tensor * tf.constant(2.0)`); rebuilding shows what they are.
+    worth_rebuilding = _is_shape_like(tensor) or tensor.sparse
+    value = _rebuild(tensor, graph) if worth_rebuilding else None
     if value is None:
         value = _placeholder(tensor, graph)
         _remember(tensor, graph, value)
@@ -94,6 +97,7 @@ def _rebuild(tensor: _compat.KerasTensor, graph: tf.Graph):
     args, kwargs = node.arguments.fill_in(inputs)
     try:
         with graph.as_default():
+            args, kwargs = in_graph((args, kwargs))
             outputs = tree.flatten(operation.call(*args, **kwargs))
     except Exception:  # A Keras op that cannot run in a v1 graph: fall back to a stand-in.
         return None
@@ -104,6 +108,21 @@ def _rebuild(tensor: _compat.KerasTensor, graph: tf.Graph):
     return getattr(tensor, _SYMBOLIC_ATTR)[1]
 
 
+def in_graph(structure):
+    """`structure` with its eager tensors made constants of the current graph.
+
+    A v1 graph cannot capture eager tensors, and as constants TensorFlow's
+    shape inference sees their values.
+    """
+
+    def convert(value):
+        if isinstance(value, tf.Tensor) and hasattr(value, "numpy"):
+            return tf.constant(value.numpy(), dtype=value.dtype)
+        return value
+
+    return tree.map_structure(convert, structure)
+
+
 def _placeholder(tensor: _compat.KerasTensor, graph: tf.Graph):
     dtype = tf.as_dtype(tensor.dtype)
     with graph.as_default():
@@ -112,8 +131,6 @@ def _placeholder(tensor: _compat.KerasTensor, graph: tf.Graph):
             return tf.compat.v1.ragged.placeholder(
                 dtype, ragged_rank, tensor.shape[ragged_rank + 1 :]
             )
-        # Keras marks some scalar results sparse (`ops.multiply(t, 3)`); a
-        # scalar cannot be.
         if tensor.sparse and len(tensor.shape) > 0:
             return tf.compat.v1.sparse_placeholder(dtype, tensor.shape)
         return tf.compat.v1.placeholder(dtype, tensor.shape)

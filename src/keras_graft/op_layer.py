@@ -68,22 +68,23 @@ class TFOp(keras.layers.Layer):
         name = kwargs.pop("name", None)
         registry.check_allowed(registry.require_name(function))
         template, tensors = ArgumentTemplate.capture(
-            args, kwargs, where=registry.display_name(function)
+            args, kwargs, where=registry.display_name(function), function=function
         )
         layer_name = _compat.unique_layer_name(name) if isinstance(name, str) else None
         layer = cls(function, template, name=layer_name)
         return layer(tensors[0] if len(tensors) == 1 else tensors)
 
-    def _apply(self, inputs, flat_inputs):
-        args, kwargs = self.arguments.fill(inputs, flat_inputs)
+    def call(self, inputs):
+        args, kwargs = self.arguments.fill(inputs, tree.flatten(inputs))
         return self.function(*args, **kwargs)
 
-    def call(self, inputs):
-        return self._apply(inputs, tree.flatten(inputs))
+    def _call_in_graph(self, inputs, flat_inputs):
+        args, kwargs = inference.in_graph(self.arguments.fill(inputs, flat_inputs))
+        return self.function(*args, **kwargs)
 
     def compute_output_spec(self, inputs):
         return inference.trace(
-            self._apply,
+            self._call_in_graph,
             inputs,
             display_name=self.op_name,
             audit=registry.needs_audit(self.op_name),
@@ -132,7 +133,9 @@ class Op(TFOp):
 
     def __init__(self, function: Callable, *args, name: str | None = None, **kwargs):
         where = registry.display_name(function)
-        template, tensors = ArgumentTemplate.capture((WHOLE_INPUTS, *args), kwargs, where=where)
+        template, tensors = ArgumentTemplate.capture(
+            (WHOLE_INPUTS, *args), kwargs, where=where, function=function
+        )
         if tensors:
             raise TypeError(
                 f"keras_graft.Op({where}, ...) got Keras tensors among its constant "

@@ -1,0 +1,219 @@
+"""Model files may only name allowed ops; forged files are refused before anything runs."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_graft
+from keras_graft import inference, safety
+
+
+def save_sin_model(path):
+    x = keras.Input((3,), dtype="string")
+    model = keras.Model(x, tf.strings.length(x))
+    model.save(path)
+    return model
+
+
+def forge(source, target, op_name, arguments=None):
+    """Copies a .keras file, naming `op_name` (and `arguments`) in its op layer."""
+    with zipfile.ZipFile(source) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] == "TFOp":
+            layer["config"]["op"] = op_name
+            if arguments is not None:
+                layer["config"]["arguments"] = arguments
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return target
+
+
+def forged_arguments(marker):
+    """Arguments that would leave `marker` on disk if the named op ever ran."""
+    return {
+        "args": [str(marker), {"__graft__": "input", "index": 0}],
+        "kwargs": {},
+    }
+
+
+FORGED_NAMES = [
+    "os.system",
+    "builtins.eval",
+    "builtins.exec",
+    "subprocess.run",
+    "tf.io.write_file",
+    "tf.io.read_file",
+    "tf.io.gfile.remove",
+    "tf.py_function",
+    "tf.numpy_function",
+    "tf.print",
+    "tf.compat.v1.py_func",
+    "tf.raw_ops.WriteFile",
+    "tf.saved_model.save",
+    "tf.summary.write",
+    "tf.debugging.experimental.enable_dump_debug_info",
+    "tf.function",
+    "tf.Variable",
+    "io.write_file",
+    "Custom>never_registered",
+]
+
+
+@pytest.mark.parametrize("op_name", FORGED_NAMES)
+def test_forged_op_names_are_refused_and_nothing_runs(tmp_path, op_name, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "system", lambda *a: calls.append(("os.system", a)))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(("run", a)))
+    source = tmp_path / "good.keras"
+    save_sin_model(source)
+    marker = tmp_path / "marker.txt"
+    forged = forge(source, tmp_path / "forged.keras", op_name, forged_arguments(marker))
+
+    with pytest.raises(Exception) as caught:
+        keras.models.load_model(forged)
+
+    message = str(caught.value)
+    assert op_name.split(">")[-1].split(".")[-1] in message
+    assert "Refusing" in message or "not registered" in message
+    assert not marker.exists() and not calls
+
+
+def test_refusal_happens_before_the_name_is_resolved(tmp_path, monkeypatch):
+    resolved = []
+    from keras_graft import _compat
+
+    monkeypatch.setattr(_compat, "tf_symbol", lambda name: resolved.append(name))
+    source = tmp_path / "good.keras"
+    save_sin_model(source)
+    forged = forge(source, tmp_path / "f.keras", "tf.io.write_file")
+    with pytest.raises(Exception, match="Refusing op `tf.io.write_file`"):
+        keras.models.load_model(forged)
+    assert resolved == []
+
+
+def test_unforged_file_still_loads(tmp_path):
+    model = save_sin_model(tmp_path / "good.keras")
+    loaded = keras.models.load_model(tmp_path / "good.keras")
+    data = tf.constant([["a"], ["abc"]])
+    np.testing.assert_array_equal(loaded(data), model(data))
+    assert loaded(data).numpy().tolist() == [[1], [3]]
+
+
+def test_forged_file_cannot_express_code_in_arguments(tmp_path):
+    source = tmp_path / "good.keras"
+    save_sin_model(source)
+    arguments = {"args": [{"class_name": "function", "config": "lambda: 0"}], "kwargs": {}}
+    forged = forge(source, tmp_path / "f.keras", "tf.strings.length", arguments)
+    with pytest.raises(Exception, match="Unrecognized stored op argument"):
+        keras.models.load_model(forged)
+
+
+def test_graph_audit_refuses_file_and_callback_ops():
+    x = keras.Input(batch_shape=(), dtype="string")
+
+    def writes_a_file(inputs, flat):
+        tf.io.write_file("never-written.txt", inputs)
+        return tf.identity(inputs)
+
+    with pytest.raises(keras_graft.UnsafeOpError, match="WriteFile"):
+        inference.trace(writes_a_file, x, display_name="tf.sneaky", audit=True)
+    assert not os.path.exists("never-written.txt")
+
+
+def test_graph_audit_looks_inside_called_functions():
+    x = keras.Input(batch_shape=(), dtype="string")
+
+    @tf.function(autograph=False)
+    def body(value):
+        return tf.io.read_file(value)
+
+    with pytest.raises(keras_graft.UnsafeOpError, match="ReadFile"):
+        inference.trace(lambda inputs, flat: body(inputs), x, display_name="tf.sneaky", audit=True)
+
+
+def test_unsafe_op_types_cover_python_callbacks_and_checkpoints():
+    found = safety.unsafe_op_types(["PyFunc", "EagerPyFunc", "SaveV2", "RestoreV2", "Sin", "MatMul"])
+    assert found == ["EagerPyFunc", "PyFunc", "RestoreV2", "SaveV2"]
+
+
+def test_wrapping_a_refused_op_fails_where_the_model_is_built():
+    with pytest.raises(keras_graft.UnsafeOpError, match=r"keras_graft.allow\('io.read_file'\)"):
+        keras_graft.Op(tf.io.read_file)
+    x = keras.Input((2,))
+    with pytest.raises(keras_graft.UnsafeOpError, match="tf.numpy_function"):
+        tf.numpy_function(np.sin, [x], tf.float32)
+
+
+def test_allow_extends_the_list_for_building_and_loading(tmp_path):
+    x = keras.Input(batch_shape=(), dtype="string")
+    path = tmp_path / "reader.keras"
+    (tmp_path / "data.txt").write_text("hello")
+    with keras_graft.allow("io.read_file"):
+        model = keras.Model(x, tf.strings.length(keras_graft.Op(tf.io.read_file)(x)))
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        assert int(loaded(tf.constant(str(tmp_path / "data.txt")))) == 5
+    with pytest.raises(keras_graft.UnsafeOpError, match="tf.io.read_file"):
+        keras.models.load_model(path)
+
+
+def test_allow_called_plainly_lasts_and_can_be_undone():
+    token = keras_graft.allow("tf.io.read_file")
+    try:
+        assert safety.is_user_allowed("io.read_file")
+    finally:
+        token.__exit__(None, None, None)
+    assert not safety.is_user_allowed("io.read_file")
+
+
+def test_allow_rejects_non_names():
+    with pytest.raises(TypeError, match="op names"):
+        keras_graft.allow()
+
+
+def test_keras_unsafe_mode_skips_the_allow_list(tmp_path):
+    x = keras.Input(batch_shape=(), dtype="string")
+    path = tmp_path / "reader.keras"
+    with keras_graft.allow("io.read_file"):
+        keras.Model(x, keras_graft.Op(tf.io.read_file)(x)).save(path)
+    loaded = keras.models.load_model(path, safe_mode=False)
+    assert loaded.layers[-1].op_name == "tf.io.read_file"
+
+
+def test_unregistered_function_names_its_module(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import keras, tensorflow as tf, keras_graft
+
+        @keras_graft.op(package="mine")
+        def twice(x):
+            return x * 2.0
+
+        x = keras.Input((2,))
+        keras.Model(x, twice(x)).save({str(tmp_path / "m.keras")!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    with pytest.raises(ValueError, match=r"'mine>twice'.*not registered.*@keras_graft.op"):
+        keras.models.load_model(tmp_path / "m.keras")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["math.sin", "nn.relu", "signal.stft", "strings.length", "linalg.matmul", "image.resize",
+     "io.decode_png", "__operators__.getitem", "clip_by_value", "concat"],
+)
+def test_pure_tensor_ops_are_allowed(name):
+    assert safety.refusal_reason(name) is None
