@@ -46,7 +46,7 @@ class TFOp(keras.layers.Layer):
     def __init__(self, function: Callable, arguments: ArgumentTemplate | dict, **kwargs):
         self.op_name = registry.require_name(function)
         registry.check_allowed(self.op_name)
-        self.function = getattr(function, "__wrapped__", function)
+        self.function = registry.unwrap(function)
         if isinstance(arguments, dict):
             arguments = ArgumentTemplate(arguments)
         self.arguments = arguments

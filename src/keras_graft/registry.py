@@ -45,7 +45,7 @@ def op(function: Callable | None = None, *, package: str = "Custom", name: str |
         raise TypeError(f"@keras_graft.op decorates functions; got {function!r}.")
     if ">" in package or (name is not None and ">" in name):
         raise ValueError(f"`package` and `name` cannot contain '>'; got {package!r}, {name!r}.")
-    function = getattr(function, "__wrapped__", function)
+    function = unwrap(function)
     key = f"{package}>{name or function.__name__}"
     existing = _registered.get(key)
     if existing is not None and _qualified(existing) != _qualified(function):
@@ -69,13 +69,21 @@ def op(function: Callable | None = None, *, package: str = "Custom", name: str |
     return dispatching
 
 
+def unwrap(function: Callable) -> Callable:
+    """The user's function behind an `@keras_graft.op` wrapper (others unchanged).
+
+    TensorFlow's own `__wrapped__` chains are kept: they carry op dispatch.
+    """
+    return function.__wrapped__ if hasattr(function, "graft_name") else function
+
+
 def _qualified(function: Callable) -> str:
     return f"{function.__module__}.{function.__qualname__}"
 
 
 def name_of(function: Callable) -> str | None:
     """The stored name of `function`, or None when it has none."""
-    function = getattr(function, "__wrapped__", function)
+    function = unwrap(function)
     registered = _name_of_registered.get(id(function))
     if registered is not None:
         return registered

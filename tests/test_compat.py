@@ -1,0 +1,88 @@
+"""The TensorFlow/Keras internals keras-graft depends on still behave as assumed."""
+
+import keras
+import tensorflow as tf
+
+from keras_graft import _compat
+
+
+def test_canonical_names_round_trip():
+    assert _compat.canonical_tf_name(tf.math.top_k) == "math.top_k"
+    assert _compat.tf_symbol("math.top_k") is tf.math.top_k
+    assert _compat.canonical_tf_name(lambda: 0) is None
+    assert _compat.tf_symbol("no.such.symbol") is None
+
+
+def test_unique_layer_names_count_up_and_reset_with_the_session():
+    assert _compat.unique_layer_name("tf.x") == "tf.x"
+    assert _compat.unique_layer_name("tf.x") == "tf.x_1"
+    keras.backend.clear_session()
+    assert _compat.unique_layer_name("tf.x") == "tf.x"
+
+
+def test_safe_mode_flag_follows_keras():
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    assert _compat.in_keras_safe_mode()
+    with SafeModeScope(False):
+        assert not _compat.in_keras_safe_mode()
+    with SafeModeScope(True):
+        assert _compat.in_keras_safe_mode()
+
+
+def test_producing_operation_finds_the_node():
+    x = keras.Input((2,))
+    layer = keras.layers.Dense(3)
+    y = layer(x)
+    operation, node = _compat.producing_operation(y)
+    assert operation is layer and node.outputs == [y]
+    assert _compat.producing_operation(tf.constant(1)) == (None, None)
+
+
+def test_ops_created_since_lists_exactly_the_new_ops():
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.constant(1.0, name="old")
+        version = graph.version
+        tf.math.sin(tf.constant(2.0, name="new"), name="sine")
+    assert [op.name for op in _compat.ops_created_since(graph, version)] == ["new", "sine"]
+
+
+def test_function_library_is_visible():
+    graph = tf.Graph()
+
+    @tf.function(autograph=False)
+    def body(x):
+        return tf.math.cos(x)
+
+    with graph.as_default():
+        before = _compat.graph_function_names(graph)
+        body(tf.constant(1.0))
+    new = _compat.graph_function_names(graph) - before
+    assert new and any("Cos" in _compat.function_op_types(graph, name) for name in new)
+
+
+def test_global_dispatcher_receives_calls_whose_arguments_fail_to_convert():
+    from tensorflow.python.util import dispatch
+
+    class Unconvertible:
+        def __tf_tensor__(self, dtype=None, name=None):
+            raise ValueError("no tensor here")
+
+    marker = Unconvertible()
+    seen = []
+
+    class Recorder(_compat.GlobalOpDispatcher):
+        def handle(self, op, args, kwargs):
+            if args and args[0] is marker:
+                seen.append(op)
+                return "handled"
+            return self.NOT_SUPPORTED
+
+    recorder = Recorder()
+    recorder.register()
+    try:
+        assert tf.math.sin(marker) == "handled"
+    finally:
+        dispatch._GLOBAL_DISPATCHERS.remove(recorder)
+    assert len(seen) == 1

@@ -1,0 +1,143 @@
+"""Shapes, dtypes and static values come from TensorFlow's own inference."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_graft
+from keras_graft import inference
+
+
+def test_top_k_keeps_namedtuple_and_int32_indices():
+    x = keras.Input((10,))
+    result = tf.math.top_k(x, k=3)
+    assert type(result).__name__ == "TopKV2"
+    assert result.values.dtype == "float32" and result.indices.dtype == "int32"
+    assert result.indices.shape == (None, 3)
+    model = keras.Model(x, [result.values, result.indices])
+    data = np.random.default_rng(0).normal(size=(4, 10)).astype("float32")
+    values, indices = model(data)
+    expected = tf.math.top_k(data, k=3)
+    np.testing.assert_array_equal(values, expected.values)
+    np.testing.assert_array_equal(indices, expected.indices)
+
+
+def test_string_ops_have_string_and_int_outputs():
+    text = keras.Input((), dtype="string")
+    length = tf.strings.length(text)
+    upper = tf.strings.upper(text)
+    assert (length.dtype, length.shape) == ("int32", (None,))
+    assert (upper.dtype, upper.shape) == ("string", (None,))
+    model = keras.Model(text, [length, upper])
+    lengths, uppers = model(tf.constant(["ab", "keras"]))
+    assert lengths.numpy().tolist() == [2, 5]
+    assert uppers.numpy().tolist() == [b"AB", b"KERAS"]
+
+
+def test_stft_frames_are_counted():
+    audio = keras.Input((16000,))
+    spectrogram = tf.signal.stft(audio, 400, 160)
+    assert spectrogram.shape == (None, 98, 257) and spectrogram.dtype == "complex64"
+    magnitude = tf.abs(spectrogram)
+    assert magnitude.dtype == "float32"
+
+
+def test_shape_arithmetic_with_known_batch_is_static():
+    x = keras.Input(batch_size=2, shape=(10,))
+    assert tf.ones(tf.shape(x)).shape == (2, 10)
+    assert tf.range(tf.shape(x)[0] * 3).shape == (6,)
+    assert tf.zeros([tf.shape(x)[0], 4]).shape == (2, 4)
+    assert tf.reshape(x, [tf.shape(x)[0], 5, 2]).shape == (2, 5, 2)
+
+
+def test_shape_arithmetic_with_unknown_batch_keeps_known_dims():
+    x = keras.Input((10,))
+    assert tf.ones(tf.shape(x)).shape == (None, 10)
+    assert tf.reshape(x, [-1, 5, 2]).shape == (None, 5, 2)
+    ones = tf.ones(tf.shape(x))
+    model = keras.Model(x, ones)
+    assert model(np.zeros((3, 10), "float32")).shape == (3, 10)
+
+
+def test_shape_values_flow_through_keras_ops():
+    x = keras.Input(batch_size=4, shape=(6,))
+    half = keras.ops.floor_divide(tf.shape(x)[1], 2)
+    assert tf.zeros([half]).shape == (3,)
+
+
+def test_ragged_output_becomes_ragged_keras_tensor():
+    text = keras.Input((), dtype="string")
+    # tf.strings.split reads `.shape.ndims` before converting its input, which
+    # a Keras tensor (tuple shape) has not; the explicit layer always works.
+    words = keras_graft.Op(tf.strings.split)(text)
+    assert words.ragged and words.dtype == "string" and words.shape == (None, None)
+    letters = tf.math.reduce_sum(tf.strings.length(words), axis=1)
+    assert not letters.ragged and letters.shape == (None,)
+    model = keras.Model(text, letters)
+    assert model(tf.constant(["a bb ccc", "dddd"])).numpy().tolist() == [6, 4]
+
+
+def test_sparse_output_becomes_sparse_keras_tensor():
+    x = keras.Input((4,))
+    sparse = keras_graft.Op(tf.sparse.from_dense)(x)
+    assert sparse.sparse and sparse.shape == (None, 4)
+    dense = keras_graft.Op(tf.sparse.to_dense)(sparse)
+    model = keras.Model(x, dense)
+    data = np.array([[0, 1, 0, 2]], "float32")
+    np.testing.assert_array_equal(model(data), data)
+
+
+def test_unknown_rank_output_is_a_clear_error_at_wrap_time():
+    x = keras.Input((4,))
+    dims = keras.Input((None,), dtype="int32", batch_size=1)
+    with pytest.raises(keras_graft.OpTraceError, match="rank of the output of tf.reshape"):
+        tf.reshape(x, dims[0])
+
+
+def test_tf_errors_name_the_op_and_inputs():
+    a, b = keras.Input((3,)), keras.Input((4,))
+    with pytest.raises(keras_graft.OpTraceError, match=r"tf.math.add.*float32\(None, 3\)"):
+        tf.math.add(a, b)
+
+
+def test_symbolic_rank_probe_gives_rank_for_dynamic_slicing():
+    x = keras.Input((8,))
+    step = keras.Input((), dtype="int32")
+    y = x[..., :: step[0]]
+    assert y.shape == (None, None)
+    model = keras.Model([x, step], y)
+    data = np.arange(16, dtype="float32").reshape(2, 8)
+    np.testing.assert_array_equal(model([data, np.array([3, 3], "int32")]), data[..., ::3])
+
+
+def test_construction_traces_each_op_once(monkeypatch):
+    """Building N ops adds O(N) graph nodes: no op is traced more than once."""
+    traced = []
+    original = inference.trace
+    monkeypatch.setattr(inference, "trace", lambda *a, **k: traced.append(1) or original(*a, **k))
+
+    def build(n):
+        graph_before = inference.scratch_graph().version
+        traced.clear()
+        x = keras.Input((8,))
+        y = x
+        for _ in range(n):
+            y = tf.math.sin(tf.math.multiply(y, 2.0))
+        keras.Model(x, y)
+        return len(traced), inference.scratch_graph().version - graph_before
+
+    traces_small, nodes_small = build(20)
+    traces_large, nodes_large = build(80)
+    assert (traces_small, traces_large) == (40, 160)
+    assert nodes_large <= 4 * nodes_small + 8
+
+
+def test_scratch_graph_is_replaced_when_full(monkeypatch):
+    x = keras.Input((3,))
+    y = tf.math.sin(x)
+    old_graph = inference.scratch_graph()
+    monkeypatch.setattr(inference, "MAX_GRAPH_VERSION", 0)
+    z = tf.math.cos(y)
+    assert inference.scratch_graph() is not old_graph
+    assert z.shape == (None, 3)
