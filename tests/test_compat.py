@@ -82,7 +82,7 @@ def test_global_dispatcher_receives_calls_whose_arguments_fail_to_convert():
     recorder = Recorder()
     recorder.register()
     try:
-        assert tf.math.sin(marker) == "handled"
+        assert tf.clip_by_value(marker, 0.0, 1.0) == "handled"
     finally:
         dispatch._GLOBAL_DISPATCHERS.remove(recorder)
     assert len(seen) == 1
