@@ -13,14 +13,18 @@ Two Keras 3 behaviours stand in the way and are adjusted here, on
 - iterating a `KerasTensor` raises `NotImplementedError`, which TF ops such as
   `tf.ones(shape)` do not expect while probing a shape argument; the error is
   raised as a `TypeError` too, so they move on and dispatch.
+- some TF ops read `x.get_shape()` before converting `x` (`tf.image.sobel_edges`);
+  Keras 2 tensors had that method, Keras 3 ones get it back.
 """
 
 from __future__ import annotations
 
-from keras_graft import _compat
-from keras_graft.op_layer import TFOp
+import sys
 
 import tensorflow as tf
+
+from keras_graft import _compat
+from keras_graft.op_layer import TFOp
 
 
 def holds_keras_tensor(value) -> bool:
@@ -37,12 +41,40 @@ def holds_keras_tensor(value) -> bool:
 
 
 class KerasTensorDispatcher(_compat.GlobalOpDispatcher):
-    """Turns TF op calls on Keras tensors into `TFOp` layer nodes."""
+    """Turns TF op calls on Keras tensors into `TFOp` layer nodes.
+
+    Only calls made from outside TensorFlow are wrapped. When a public op
+    calls another one internally (`tf.strings.split` calls
+    `tf.convert_to_tensor`, `tf.image.sobel_edges` calls `tf.shape`), the
+    inner call is declined, fails, and the outer op is wrapped whole: one
+    layer under the name the user wrote.
+    """
 
     def handle(self, op, args, kwargs):
-        if holds_keras_tensor((args, kwargs)):
+        if holds_keras_tensor((args, kwargs)) and not _called_from_tensorflow():
             return TFOp.wrap(op, args, kwargs)
         return self.NOT_SUPPORTED
+
+
+# Modules between an op's caller and `handle`: TF's dispatch and decorators,
+# and the generated op wrappers, which dispatch from inside themselves.
+_DISPATCH_MACHINERY = (
+    "tensorflow.python.util.",
+    "tensorflow.python.ops.gen_",
+    "tensorflow.python.ops.weak_tensor_ops",
+    "tensorflow.python.framework.override_binary_operator",
+)
+
+
+def _called_from_tensorflow() -> bool:
+    """Whether the op being dispatched was called by TensorFlow's own code."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(_DISPATCH_MACHINERY):
+            return module.startswith("tensorflow.")
+        frame = frame.f_back
+    return False
 
 
 _keras_getitem = _compat.KerasTensor.__getitem__
@@ -65,6 +97,11 @@ def _iter(tensor):
     )
 
 
+def _get_shape(tensor) -> tf.TensorShape:
+    """The static shape as a `tf.TensorShape`, as Keras 2 tensors had it."""
+    return tf.TensorShape(tensor.shape)
+
+
 _dispatcher = KerasTensorDispatcher()
 
 
@@ -74,3 +111,5 @@ def install() -> None:
         _dispatcher.register()
         _compat.KerasTensor.__getitem__ = _getitem
         _compat.KerasTensor.__iter__ = _iter
+        if not hasattr(_compat.KerasTensor, "get_shape"):
+            _compat.KerasTensor.get_shape = _get_shape
