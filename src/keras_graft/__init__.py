@@ -10,6 +10,7 @@ shapes and dtypes, and models that use them save and load in safe mode.
 
 from keras_graft import dispatch as _dispatch
 from keras_graft.arguments import UnstorableArgumentError
+from keras_graft.authoring import LayerContext, layer, loss, metric
 from keras_graft.inference import OpTraceError
 from keras_graft.op_layer import Op, TFOp
 from keras_graft.registry import op
@@ -20,11 +21,15 @@ __version__ = "0.1.0"
 _dispatch.install()
 
 __all__ = [
+    "LayerContext",
     "Op",
     "OpTraceError",
     "TFOp",
     "UnsafeOpError",
     "UnstorableArgumentError",
     "allow",
+    "layer",
+    "loss",
+    "metric",
     "op",
 ]
