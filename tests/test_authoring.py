@@ -580,6 +580,27 @@ def test_masks_reach_ctx_and_propagate_with_supports_masking():
     np.testing.assert_array_equal(out._keras_mask, ids != 0)
 
 
+@keras_graft.layer(supports_masking=True)
+def zero_masked(ctx, x):
+    """Uses the mask unconditionally: the build trace must provide one."""
+    return x * tf.cast(ctx.mask, x.dtype)[..., None]
+
+
+def test_masked_layer_in_a_functional_model_saves_and_loads(tmp_path):
+    ids_in = keras.Input((4,), dtype="int32")
+    embedded = keras.layers.Embedding(5, 3, mask_zero=True)(ids_in)
+    pooled = keras.layers.GlobalAveragePooling1D()(zero_masked()(embedded))
+    model = keras.Model(ids_in, pooled)
+    ids = np.array([[1, 2, 0, 0], [3, 0, 0, 0]], "int32")
+    table = model.layers[1].embeddings.numpy()
+    expected = np.stack([table[[1, 2]].mean(0), table[3]])  # pooling honours the mask
+    np.testing.assert_allclose(model(ids), expected, rtol=1e-6)
+    assert model.layers[2].get_build_config()["input_masks"] == [[None, 4]]
+
+    reloaded, _ = _save_load(model, tmp_path)
+    np.testing.assert_allclose(reloaded(ids), expected, rtol=1e-6)
+
+
 def test_add_loss_and_regularizers_reach_model_losses():
     @keras_graft.layer
     def penalized(ctx, x, rate=0.5):
@@ -600,12 +621,15 @@ def test_non_trainable_weight_and_explicit_dtypes():
     def offsets(ctx, x):
         offset = ctx.weight("offset", (), initializer="ones", trainable=False)
         index = ctx.weight("index", (2,), dtype="int32", initializer="zeros", trainable=False)
-        return x + offset + tf.cast(tf.reduce_sum(index), x.dtype)
+        scale = ctx.weight("scale", (), initializer="ones", constraint=keras.constraints.NonNeg())
+        return (x + offset + tf.cast(tf.reduce_sum(index), x.dtype)) * scale
 
     layer = offsets()
     np.testing.assert_allclose(layer(np.zeros((1, 2), "float32")), [[1.0, 1.0]])
-    assert layer.trainable_weights == []
+    assert layer.trainable_weights == [layer.named_variables["scale"]]
+    assert isinstance(layer.named_variables["scale"].constraint, keras.constraints.NonNeg)
     assert layer.named_variables["index"].dtype == "int32"
+    assert layer.named_variables["offset"].trainable is False
 
 
 def test_state_updates_assign_and_assign_sub_without_strategy():
@@ -757,3 +781,49 @@ def test_loss_and_metric_decorators_check_the_signature():
 
     assert keras_graft.loss(package="keras_graft_tests")(with_option) is with_option
     assert keras.saving.get_registered_object("keras_graft_tests>with_option") is with_option
+
+
+def test_unregistered_loss_in_a_loaded_file_is_a_clear_error(tmp_path):
+    def squared_error(y_true, y_pred):  # not registered
+        return tf.reduce_mean(tf.square(y_true - y_pred), axis=-1)
+
+    model = _counter_model()
+    model.compile(optimizer="adam", loss=squared_error)
+    path = str(tmp_path / "unregistered.keras")
+    model.save(path)
+    with pytest.raises(TypeError, match="Could not locate function 'squared_error'"):
+        keras.saving.load_model(path)
+
+    keras_graft.loss(package="keras_graft_tests")(squared_error)
+    assert keras.saving.load_model(path).loss is squared_error
+
+
+# --------------------------------------------------------------------------
+# 9. The examples
+# --------------------------------------------------------------------------
+def test_examples_build_models_from_the_seed_with_layer_functions():
+    from keras_graft.examples import custom_matmul as example2
+    from keras_graft.examples import sequence_counter as example3
+
+    model = example2.build_model()
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "InputLayer", "custom_matmul", "Dense"]
+    assert model.layers[1].hyperparameters == {"units": 3}
+    assert not model.compiled
+    assert isinstance(model.layers[1], example2.custom_matmul)
+    assert example2.custom_matmul.registered_name == "custom_matmul>custom_matmul"
+
+    model = example3.build_model()
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "InputLayer", "sequence_counter", "Dense"]
+    assert model.input_shape == (None, 5)
+    model(np.ones((2, 5), "float32"))
+    assert example3.count(model) == 1
+    assert example3.sequence_counter.registered_name == "sequence_counter>sequence_counter"
+
+
+@pytest.mark.parametrize("name", ["custom_matmul", "sequence_counter"])
+def test_example_main_trains_saves_and_reloads(name, capsys):
+    module = importlib.import_module(f"keras_graft.examples.{name}")
+    module.main()
+    assert "reloaded in safe mode" in capsys.readouterr().out

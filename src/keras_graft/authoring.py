@@ -70,21 +70,23 @@ __all__ = ["FunctionLayer", "layer", "loss", "metric"]
 #: Keyword arguments of `keras.layers.Layer` a generated layer accepts too.
 LAYER_ARGUMENTS = ("name", "dtype", "trainable", "autocast", "activity_regularizer")
 
-_RESERVED = frozenset(LAYER_ARGUMENTS) | {"training", "mask", "self", "input_shape",
-                                          "input_dim"}
+# Accepted and passed on to Keras, which warns that `Input(shape)` is preferred.
+_LEGACY_ARGUMENTS = ("input_shape", "input_dim")
+
+_RESERVED = frozenset(LAYER_ARGUMENTS + _LEGACY_ARGUMENTS) | {"training", "mask", "self"}
 
 
 # ---------------------------------------------------------------------------
 # Registration
 # ---------------------------------------------------------------------------
-def _default_package(module_name: str) -> str:
+def _default_package(module_name) -> str:
     """The last component of the defining module's name.
 
     `my_project.layers` -> `"layers"`. A script run directly (`__main__`) uses
     its file name, so `python train.py` and `import train` register the same
     names and files saved by one load in the other.
     """
-    if module_name == "__main__":
+    if module_name in ("__main__", None):  # None: defined by exec()
         path = getattr(sys.modules.get("__main__"), "__file__", None)
         if path:
             return os.path.splitext(os.path.basename(path))[0]
@@ -186,12 +188,14 @@ class _Signature:
                 self.hyperparameters.append(param)
         if not self.inputs:
             raise TypeError(f"{name}: no tensor input after `ctx`. {usage}")
-        for input_name in self.inputs:
-            if len(self.inputs) > 1 and f"{input_name}_mask" in self.names:
-                raise TypeError(
-                    f"{name}: parameter {input_name}_mask is reserved (the mask of "
-                    f"input {input_name!r} is ctx.masks[{input_name!r}]); rename it."
-                )
+        if len(self.inputs) > 1:
+            for input_name in self.inputs:
+                if f"{input_name}_mask" in self.names + self.inputs:
+                    raise TypeError(
+                        f"{name}: parameter {input_name}_mask is reserved (the "
+                        f"mask of input {input_name!r} is "
+                        f"ctx.masks[{input_name!r}]); rename it."
+                    )
         self.function_name = name
 
     @property
@@ -206,8 +210,6 @@ class _Signature:
             else p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
             for p in self.hyperparameters
         ]
-        # A positional parameter with a default may not follow a keyword-only
-        # one; the function's own order already guarantees the rest.
         layer_args = [
             inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, default=default)
             for arg, default in (("name", None), ("dtype", None), ("trainable", True),
@@ -259,7 +261,7 @@ def _check_hyperparameter(layer_name, name, value):
             "keras.saving.register_keras_serializable (or @keras_graft.loss / "
             "@keras_graft.metric), or a string."
         )
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
         return type(value)(_check_hyperparameter(layer_name, name, v) for v in value)
     if isinstance(value, dict):
         return {k: _check_hyperparameter(layer_name, name, v) for k, v in value.items()}
@@ -322,7 +324,8 @@ class FunctionLayer(keras.layers.Layer):
                 "makes; decorate a function instead of instantiating it."
             )
         fname = signature.function_name
-        layer_kwargs = {k: kwargs.pop(k) for k in LAYER_ARGUMENTS if k in kwargs}
+        layer_kwargs = {k: kwargs.pop(k) for k in LAYER_ARGUMENTS + _LEGACY_ARGUMENTS
+                        if k in kwargs}
         unknown = [k for k in kwargs if k not in signature.names]
         if unknown:
             valid = ", ".join(

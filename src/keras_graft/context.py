@@ -397,8 +397,15 @@ class LayerContext:
         Example:
 
         ```python
-        seen = ctx.state("seen", dtype="int64")
-        seen.assign_add(tf.shape(x, out_type=tf.int64)[0])  # examples seen
+        @keras_graft.layer
+        def examples_seen(ctx, x):
+            seen = ctx.state("seen", dtype="int64")
+            seen.assign_add(tf.shape(x, out_type=tf.int64)[0])
+            return x
+
+        layer = examples_seen()
+        layer(tf.ones((3, 2)))
+        layer.named_variables["seen"].numpy()  # 3
         ```
         """
         what = f"{self._layer.name}: state {name!r}"
