@@ -314,6 +314,27 @@ def test_tf_function_calls_update_state_each_call():
     assert layer.named_variables["training_calls"].numpy() == 4
 
 
+def test_built_variables_are_ordinary_and_building_works_off_the_main_thread():
+    import threading
+
+    layers, errors = [], []
+
+    def build():
+        try:
+            layer = custom_matmul(units=2)
+            layer(np.ones((1, 3), "float32"))
+            layers.append(layer)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    thread.join()
+    assert not errors, errors
+    kernel = layers[0].named_variables["kernel"]
+    assert type(kernel.value) is tf.Variable(1.0).__class__  # not a tf.function capture
+
+
 def test_sequential_without_input_builds_on_first_batch(tmp_path):
     model = keras.Sequential([custom_matmul(units=4), keras.layers.Dense(1)])
     model.compile("adam", "mse")
@@ -737,6 +758,18 @@ def test_conflicting_requests_and_bad_arguments_are_clear_errors():
     inputs = keras.Input((None,))
     with pytest.raises(ValueError, match="fully-defined"):
         unknown_dim()(inputs)
+
+
+def test_variables_created_outside_ctx_are_refused():
+    @keras_graft.layer
+    def hidden_dense(ctx, x, units=2):
+        return keras.layers.Dense(units)(x)  # a new, untracked layer each call
+
+    with pytest.raises(ValueError) as excinfo:
+        hidden_dense()(np.ones((1, 3), "float32"))
+    assert "created a variable (kernel) other than with ctx.weight or ctx.state" in str(
+        excinfo.value)
+    assert "return keras.layers.Dense(units)(x)" in _raising_line(excinfo, "hidden_dense")
 
 
 # --------------------------------------------------------------------------

@@ -63,7 +63,7 @@ import tensorflow as tf
 # mask Keras attaches to a tensor.
 from keras.src.backend import AutocastScope, get_keras_mask
 
-from keras_graft.context import LayerContext, _BuildingScope
+from keras_graft.context import LayerContext, _BuildingScope, _creating_variable
 
 __all__ = ["FunctionLayer", "layer", "loss", "metric"]
 
@@ -487,22 +487,42 @@ class FunctionLayer(keras.layers.Layer):
         self._graft_trace(specs, masks)
 
     def _graft_trace(self, specs, masks):
-        """Run the function once on symbolic inputs, creating its variables."""
+        """Run the function once on symbolic inputs, creating its variables.
+
+        The trace runs in a scratch graph that is thrown away (as Keras does
+        to infer output shapes); ctx.weight / ctx.state lift the creation of
+        their variables out of it, into the context the layer lives in.
+        """
         function = type(self)._graft_function
         hyperparameters = self._graft_hyperparameters
         names = self._graft_signature.inputs
 
-        def trace(inputs, masks):
-            ctx = LayerContext(self, training=False, masks=dict(zip(names, masks)),
-                               building=True)
-            with _BuildingScope():
-                function(ctx, *inputs, **hyperparameters)
+        def refuse(next_creator, **kwargs):
+            if _creating_variable():
+                return next_creator(**kwargs)
+            raise ValueError(
+                f"{self.name}: the layer function created a variable "
+                f"({kwargs.get('name') or 'unnamed'}) other than with ctx.weight "
+                "or ctx.state, e.g. by building a Keras layer inside it. Such a "
+                "variable would be created again on every call and never "
+                "saved. Declare it with ctx.weight(...) / ctx.state(...), or "
+                "compose Keras layers in a model or a Layer subclass."
+            )
+
+        def placeholder(spec):
+            return tf.compat.v1.placeholder(spec.dtype, spec.shape)
 
         mixed = self.autocast and self.compute_dtype != self.variable_dtype and (
             keras.backend.is_float_dtype(self.compute_dtype))
-        scope = AutocastScope(self.compute_dtype) if mixed else AutocastScope(None)
-        with scope:
-            tf.function(trace, autograph=False).get_concrete_function(specs, masks)
+        autocast = AutocastScope(self.compute_dtype) if mixed else AutocastScope(None)
+        graph = tf.__internal__.FuncGraph(f"keras_graft_build_{self.name}")
+        with graph.as_default(), autocast, _BuildingScope(), \
+                tf.variable_creator_scope(refuse):
+            inputs = tf.nest.map_structure(placeholder, specs)
+            input_masks = [None if m is None else placeholder(m) for m in masks]
+            ctx = LayerContext(self, training=False,
+                               masks=dict(zip(names, input_masks)), building=True)
+            function(ctx, *inputs, **hyperparameters)
 
     def _graft_built_on(self) -> str:
         if self._graft_specs is None:

@@ -66,6 +66,11 @@ class _BuildingScope:
         return False
 
 
+def _creating_variable() -> bool:
+    """Whether ctx.weight / ctx.state is creating a variable right now."""
+    return getattr(_local, "creating", False)
+
+
 def _synchronizing_replica_context():
     """The replica context when updates must be synchronized, else None.
 
@@ -512,8 +517,13 @@ class LayerContext:
             raise AssertionError("variables are only created while building")
         # Lift creation out of the build trace's graph into the eager (or
         # outermost) context, where the layer's other variables live.
-        with tf.init_scope():
-            variable = create()
+        previous = _creating_variable()
+        _local.creating = True
+        try:
+            with tf.init_scope():
+                variable = create()
+        finally:
+            _local.creating = previous
         self._layer._graft_registry[name] = (spec, variable)
         return variable
 
