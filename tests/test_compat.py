@@ -86,3 +86,16 @@ def test_global_dispatcher_receives_calls_whose_arguments_fail_to_convert():
     finally:
         dispatch._GLOBAL_DISPATCHERS.remove(recorder)
     assert len(seen) == 1
+
+
+def test_keras_autocast_scope_and_masks_are_reachable():
+    variable = keras.Variable(1.0, dtype="float32")
+    with _compat.AutocastScope("float16"):
+        assert keras.ops.convert_to_tensor(variable).dtype == "float16"
+    tensor = tf.ones((2, 3))
+    assert _compat.get_keras_mask(tensor) is None
+
+
+def test_call_signature_is_the_call_methods():
+    layer = keras.layers.Dense(2)
+    assert list(_compat.call_signature(layer).parameters)[0] == "inputs"

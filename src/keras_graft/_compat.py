@@ -7,13 +7,19 @@ instead of the whole package.
 
 from __future__ import annotations
 
+import inspect
+
 import tensorflow as tf
+from keras.src.backend import AutocastScope, get_keras_mask
 from keras.src.backend.common.keras_tensor import KerasTensor
 from keras.src.saving import serialization_lib
 from keras.src.utils import naming
 from tensorflow.python.util import tf_export
 
 __all__ = [
+    "AutocastScope",
+    "call_signature",
+    "get_keras_mask",
     "GlobalOpDispatcher",
     "KerasTensor",
     "canonical_tf_name",
@@ -91,3 +97,8 @@ def function_op_types(graph: tf.Graph, name: str) -> set[str]:
     """Op types inside the function `name` of `graph`'s library."""
     definition = graph._functions[name].cached_definition
     return {node.op for node in definition.node_def}
+
+
+def call_signature(layer) -> inspect.Signature:
+    """The signature Keras matched `layer.call` against (cached by Keras)."""
+    return layer._call_signature

@@ -58,11 +58,9 @@ import types
 
 import keras
 import tensorflow as tf
-# Not exported by Keras: the scope that reads float variables in the compute
-# dtype (entered by Layer.__call__, needed for the build trace too), and the
-# mask Keras attaches to a tensor.
-from keras.src.backend import AutocastScope, get_keras_mask
 
+from keras_graft import _compat
+from keras_graft._compat import AutocastScope, get_keras_mask
 from keras_graft.context import LayerContext, _BuildingScope, _creating_variable
 
 __all__ = ["FunctionLayer", "layer", "loss", "metric"]
@@ -439,7 +437,7 @@ class FunctionLayer(keras.layers.Layer):
     def _graft_specs_of_call(self, args, kwargs):
         """(input specs, mask specs) of a call's arguments, or None."""
         try:
-            bound = self._call_signature.bind_partial(*args, **kwargs)
+            bound = _compat.call_signature(self).bind_partial(*args, **kwargs)
             values = [bound.arguments[n] for n in self._graft_signature.inputs]
 
             def spec(x):
