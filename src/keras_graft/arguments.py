@@ -21,7 +21,7 @@ import base64
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -251,16 +251,25 @@ def _fill(value: Any, inputs: Any, flat_inputs: list) -> Any:
     return value
 
 
-def _holds_inputs(value: Any) -> bool:
-    if isinstance(value, TensorSlot) or value is WHOLE_INPUTS:
+def contains(value: Any, is_wanted: Callable[[Any], bool]) -> bool:
+    """Whether `is_wanted` holds for `value` or anything nested in it.
+
+    Walks lists, tuples, dict values and slice bounds: everywhere an op
+    argument can hold a tensor.
+    """
+    if is_wanted(value):
         return True
     if isinstance(value, (list, tuple)):
-        return any(_holds_inputs(item) for item in value)
+        return any(contains(item, is_wanted) for item in value)
     if isinstance(value, dict):
-        return any(_holds_inputs(item) for item in value.values())
+        return any(contains(item, is_wanted) for item in value.values())
     if isinstance(value, slice):
-        return any(_holds_inputs(part) for part in (value.start, value.stop, value.step))
+        return any(contains(part, is_wanted) for part in (value.start, value.stop, value.step))
     return False
+
+
+def _is_input_marker(value: Any) -> bool:
+    return isinstance(value, TensorSlot) or value is WHOLE_INPUTS
 
 
 class ArgumentTemplate:
@@ -286,8 +295,8 @@ class ArgumentTemplate:
         args = _decode(stored_args)
         kwargs = {str(name): _decode(value) for name, value in stored_kwargs.items()}
         # Arguments that hold no input are the same object on every call.
-        self._args = [(_holds_inputs(a), a) for a in args]
-        self._kwargs = [(name, _holds_inputs(v), v) for name, v in kwargs.items()]
+        self._args = [(contains(a, _is_input_marker), a) for a in args]
+        self._kwargs = [(name, contains(v, _is_input_marker), v) for name, v in kwargs.items()]
 
     @classmethod
     def capture(

@@ -24,20 +24,13 @@ import sys
 import tensorflow as tf
 
 from keras_graft import _compat
+from keras_graft.arguments import contains
 from keras_graft.op_layer import TFOp
 
 
 def holds_keras_tensor(value) -> bool:
     """Whether a Keras tensor sits anywhere in `value` (lists, dicts, slices...)."""
-    if isinstance(value, _compat.KerasTensor):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(holds_keras_tensor(item) for item in value)
-    if isinstance(value, dict):
-        return any(holds_keras_tensor(item) for item in value.values())
-    if isinstance(value, slice):
-        return holds_keras_tensor((value.start, value.stop, value.step))
-    return False
+    return contains(value, lambda item: isinstance(item, _compat.KerasTensor))
 
 
 class KerasTensorDispatcher(_compat.GlobalOpDispatcher):
