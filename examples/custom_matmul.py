@@ -15,14 +15,14 @@ Run it with `python examples/custom_matmul.py`, or all examples with
 `keras-graft demo`.
 """
 
-import os
-import tempfile
+import sys
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import keras_graft
+import keras_graft.demo
 
 
 @keras_graft.layer
@@ -48,28 +48,23 @@ def synthetic_data(samples=256, seed=0):
     return x, y
 
 
+def check_reloaded(model: keras.Model, reloaded: keras.Model) -> str:
+    """The reloaded layer has the same hyperparameters and kernel."""
+    ours, theirs = model.layers[1], reloaded.layers[1]
+    assert theirs.hyperparameters == ours.hyperparameters, theirs.hyperparameters
+    kernel = theirs.named_variables["kernel"]
+    np.testing.assert_array_equal(kernel.numpy(), ours.named_variables["kernel"].numpy())
+    return (
+        f"{type(theirs).__name__}(units={theirs.hyperparameters['units']}) reloaded "
+        f"with its trained {tuple(kernel.shape)} kernel"
+    )
+
+
 def main() -> None:
-    keras.utils.set_random_seed(0)
-    model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
-    x, y = synthetic_data()
-    history = model.fit(x, y, epochs=5, batch_size=32, verbose=0)
-
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "custom_matmul.keras")
-        model.save(path)
-        reloaded = keras.models.load_model(path)  # safe mode (the default)
-
-    np.testing.assert_array_equal(
-        model.predict(x, verbose=0), reloaded.predict(x, verbose=0)
-    )
-    layer = reloaded.layers[1]
-    print(
-        f"custom_matmul: final loss {history.history['loss'][-1]:.4f}; reloaded "
-        f"in safe mode as {type(layer).__name__}(units={layer.hyperparameters['units']}) "
-        f"with kernel {tuple(layer.named_variables['kernel'].shape)} and "
-        "identical predictions."
-    )
+    """Trains, saves, reloads in safe mode and compares (see `keras_graft.demo`)."""
+    results = keras_graft.demo.run([sys.modules[__name__]])
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

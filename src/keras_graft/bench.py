@@ -1,0 +1,150 @@
+"""`keras-graft bench`: what keras-graft costs, measured as ratios in one run.
+
+1. Construction: building a model of N chained wrapped ops; the time per op
+   should stay flat as N grows (each op is traced once, O(N) overall).
+2. Run time: a model made of wrapped TF ops against the same computation
+   hand-written as a `tf.function`, called on the same batch, with and
+   without XLA (`jit_compile=True`). keras-graft should cost nothing: the
+   op layers call the very same TF ops inside the traced function.
+
+Timings go here, never into tests; compare the ratios, not the absolute
+numbers, which depend on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+import keras_graft  # noqa: F401  (auto-wrapping)
+from keras_graft.demo import wide_console
+
+FEATURES, HIDDEN, BATCH = 256, 512, 256
+
+
+def _chain(x, depth: int):
+    for _ in range(depth):
+        x = tf.math.sin(tf.math.multiply(x, 1.01))
+    return x
+
+
+def construction_seconds(ops: int) -> float:
+    """Seconds to build a functional model of `ops` wrapped TF ops."""
+    keras.backend.clear_session()
+    start = time.perf_counter()
+    inputs = keras.Input((8,))
+    keras.Model(inputs, _chain(inputs, ops // 2))
+    return time.perf_counter() - start
+
+
+def _weights():
+    rng = np.random.default_rng(0)
+    return (
+        rng.normal(size=(FEATURES, HIDDEN)).astype("float32") / 16,
+        rng.normal(size=(HIDDEN, FEATURES)).astype("float32") / 16,
+    )
+
+
+def graft_model() -> keras.Model:
+    """A block of wrapped TF ops with constant weights."""
+    first, second = _weights()
+    inputs = keras.Input((FEATURES,))
+    hidden = tf.nn.relu(tf.linalg.matmul(inputs, first))
+    hidden = tf.clip_by_value(hidden, 0.0, 6.0)
+    # tf.math.add, not `+`: Keras 3.15's own `+` takes a (256, 1) operand
+    # for a bias when the batch is 256 too, and adds it along the wrong axis.
+    outputs = tf.math.add(
+        tf.math.tanh(tf.linalg.matmul(hidden, second)),
+        tf.math.reduce_mean(inputs, axis=-1, keepdims=True),
+    )
+    return keras.Model(inputs, outputs)
+
+
+def handwritten(jit_compile: bool):
+    """The same block in plain TensorFlow."""
+    first, second = (tf.constant(w) for w in _weights())
+
+    @tf.function(jit_compile=jit_compile)
+    def block(inputs):
+        hidden = tf.clip_by_value(tf.nn.relu(tf.linalg.matmul(inputs, first)), 0.0, 6.0)
+        return tf.math.tanh(tf.linalg.matmul(hidden, second)) + tf.math.reduce_mean(inputs, axis=-1, keepdims=True)
+
+    return block
+
+
+def median_call_seconds(function, inputs, *, calls: int, repeats: int) -> float:
+    function(inputs)  # trace and warm up
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            result = function(inputs)
+        result.numpy()
+        samples.append((time.perf_counter() - start) / calls)
+    return statistics.median(samples)
+
+
+def run(*, quick: bool = False, markdown: bool = False, console: Console | None = None) -> dict:
+    """Runs both benchmarks, prints their tables, returns the numbers."""
+    console = console or wide_console()
+    sizes = (20, 40, 80) if quick else (50, 100, 200, 400)
+    calls, repeats = (20, 3) if quick else (200, 7)
+    inputs = tf.constant(np.random.default_rng(1).normal(size=(BATCH, FEATURES)).astype("float32"))
+
+    construction = {}
+    runtime = {}
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("construction", total=len(sizes))
+        for ops in sizes:
+            construction[ops] = min(construction_seconds(ops) for _ in range(2))
+            progress.advance(task)
+        task = progress.add_task("run time", total=2)
+        model = graft_model()
+        for jit in (False, True):
+            wrapped = tf.function(model, jit_compile=jit)
+            graft = median_call_seconds(wrapped, inputs, calls=calls, repeats=repeats)
+            plain = median_call_seconds(handwritten(jit), inputs, calls=calls, repeats=repeats)
+            np.testing.assert_allclose(wrapped(inputs), handwritten(jit)(inputs), rtol=1e-4, atol=1e-5)
+            runtime["XLA" if jit else "graph"] = (graft, plain)
+            progress.advance(task)
+
+    per_op = {ops: seconds / ops * 1000 for ops, seconds in construction.items()}
+    first, last = per_op[sizes[0]], per_op[sizes[-1]]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}"
+
+    scaling = Table(title=f"Model construction ({machine})")
+    for column in ("wrapped ops", "build time", "per op", f"per op vs {sizes[0]} ops"):
+        scaling.add_column(column, justify="right")
+    for ops in sizes:
+        scaling.add_row(str(ops), f"{construction[ops] * 1000:.0f} ms", f"{per_op[ops]:.2f} ms", f"{per_op[ops] / first:.2f}x")
+
+    overhead = Table(title=f"Run time, batch {BATCH}x{FEATURES} ({machine})")
+    for column in ("mode", "keras-graft model", "hand-written tf.function", "ratio"):
+        overhead.add_column(column, justify="right")
+    for mode, (graft, plain) in runtime.items():
+        overhead.add_row(mode, f"{graft * 1e6:.0f} µs", f"{plain * 1e6:.0f} µs", f"{graft / plain:.2f}x")
+
+    if markdown:
+        for table in (scaling, overhead):
+            console.print(_markdown(table), soft_wrap=True)
+    else:
+        console.print(scaling)
+        console.print(overhead)
+    return {"construction": construction, "runtime": runtime, "per_op_growth": last / first}
+
+
+def _markdown(table: Table) -> str:
+    headers = [str(column.header) for column in table.columns]
+    rows = list(zip(*(column.cells for column in table.columns)))
+    lines = [f"**{table.title}**", "", "| " + " | ".join(headers) + " |", "|" + "---:|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,55 @@
+"""The `keras-graft` command: `demo` (the main job) and `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-graft",
+        description="TensorFlow operations as first-class citizens of Keras 3 models.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the seed article's examples end to end (train, save, safe reload, compare)",
+    )
+    demo.add_argument("--epochs", type=int, default=3, help="training epochs per example (default 3)")
+    demo.add_argument("--keep", metavar="DIR", help="keep the saved .keras models in DIR")
+    demo.add_argument(
+        "--only", action="append", metavar="EXAMPLE",
+        help="run only this example (repeatable): clip_values, custom_matmul, sequence_counter",
+    )
+
+    bench = commands.add_parser("bench", help="measure construction scaling and run-time overhead")
+    bench.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds)")
+    bench.add_argument("--markdown", action="store_true", help="print markdown tables (for the README)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the process exit code."""
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "demo":
+        if arguments.epochs < 1:
+            print("keras-graft demo: --epochs must be at least 1.", file=sys.stderr)
+            return 2
+        from keras_graft import demo
+
+        try:
+            results = demo.run(arguments.only or demo.EXAMPLES, epochs=arguments.epochs, keep=arguments.keep)
+        except ValueError as error:
+            print(f"keras-graft demo: {error}", file=sys.stderr)
+            return 2
+        return 0 if all(r.ok for r in results) else 1
+    from keras_graft import bench
+
+    bench.run(quick=arguments.quick, markdown=arguments.markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The `keras-graft` command line: demo (the main job) and bench."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from keras_graft import bench, cli, demo
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def run_cli(*arguments):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_graft", *arguments],
+        capture_output=True, text=True, timeout=300, env=ENV,
+    )
+
+
+def test_demo_runs_every_example_end_to_end(tmp_path):
+    completed = run_cli("demo", "--epochs", "1", "--keep", str(tmp_path))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    for name in demo.EXAMPLES:
+        assert name in completed.stdout
+        assert (tmp_path / f"{name}.keras").stat().st_size > 0
+    assert "All 3 examples saved, reloaded in safe mode and predicted identically" in completed.stdout
+    assert "counter saved at" in completed.stdout
+
+
+def test_demo_reports_a_failing_example_and_exits_non_zero(monkeypatch, tmp_path):
+    monkeypatch.setattr(demo, "predictions_identical", lambda *args: False)
+    console = Console(record=True, width=120)
+    results = demo.run(["clip_values"], epochs=1, console=console)
+    output = console.export_text()
+    assert not results[0].ok
+    assert "FAILED clip_values: the reloaded model predicts differently" in output
+    monkeypatch.setattr(demo, "run", lambda *a, **k: results)
+    assert cli.main(["demo", "--only", "clip_values"]) == 1
+
+
+def test_demo_keeps_going_after_an_example_raises(monkeypatch):
+    module = demo.load_example("custom_matmul")
+    monkeypatch.setattr(module, "build_model", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    results = demo.run(["custom_matmul", "clip_values"], epochs=1, console=Console(record=True))
+    assert [r.ok for r in results] == [False, True]
+    assert results[0].error == "RuntimeError: boom"
+
+
+def test_predictions_identical_compares_exactly():
+    class Fixed:
+        def __init__(self, value):
+            self.value = value
+
+        def predict(self, x, **kwargs):
+            return np.full((len(x), 1), self.value, "float32")
+
+    x = np.zeros((3, 2), "float32")
+    assert demo.predictions_identical(Fixed(1.0), Fixed(1.0), x)
+    assert not demo.predictions_identical(Fixed(1.0), Fixed(1.0 + 1e-6), x)
+
+
+def test_unknown_example_and_bad_epochs_are_usage_errors(capsys):
+    assert cli.main(["demo", "--only", "nope"]) == 2
+    assert "Unknown example 'nope'" in capsys.readouterr().err
+    assert cli.main(["demo", "--epochs", "0"]) == 2
+
+
+def test_bench_quick_measures_scaling_and_overhead():
+    console = Console(record=True, width=140)
+    numbers = bench.run(quick=True, console=console)
+    output = console.export_text()
+    assert "Model construction" in output and "Run time" in output
+    assert set(numbers["runtime"]) == {"graph", "XLA"}
+    assert all(graft > 0 and plain > 0 for graft, plain in numbers["runtime"].values())
+    assert sorted(numbers["construction"]) == [20, 40, 80]
+
+
+def test_bench_markdown_tables():
+    console = Console(record=True, width=200)
+    bench.run(quick=True, markdown=True, console=console)
+    output = console.export_text()
+    assert "| wrapped ops | build time | per op |" in output
+    assert "| mode | keras-graft model | hand-written tf.function | ratio |" in output
+
+
+def test_help_lists_the_commands():
+    completed = run_cli("--help")
+    assert completed.returncode == 0
+    assert "demo" in completed.stdout and "bench" in completed.stdout
+
+
+@pytest.mark.parametrize("name", demo.EXAMPLES)
+def test_each_example_runs_as_a_script(name):
+    path = os.path.join(os.path.dirname(demo.load_example(name).__file__), f"{name}.py")
+    completed = subprocess.run(
+        [sys.executable, path], capture_output=True, text=True, timeout=300, env=ENV
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "predicted identically" in completed.stdout
