@@ -81,23 +81,29 @@ def handwritten(jit_compile: bool):
     return block
 
 
-def median_call_seconds(function, inputs, *, calls: int, repeats: int) -> float:
-    function(inputs)  # trace and warm up
-    samples = []
+def median_call_seconds(functions: dict, inputs, *, calls: int, repeats: int) -> dict:
+    """Median seconds per call of each function, timed in interleaved rounds.
+
+    Interleaving spreads the machine's ups and downs over all of them alike.
+    """
+    for function in functions.values():
+        function(inputs)  # trace and warm up
+    samples = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            result = function(inputs)
-        result.numpy()
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                result = function(inputs)
+            result.numpy()
+            samples[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def run(*, quick: bool = False, markdown: bool = False, console: Console | None = None) -> dict:
     """Runs both benchmarks, prints their tables, returns the numbers."""
     console = console or wide_console()
     sizes = (20, 40, 80) if quick else (50, 100, 200, 400)
-    calls, repeats = (20, 3) if quick else (200, 7)
+    calls, repeats = (20, 3) if quick else (100, 15)
     inputs = tf.constant(np.random.default_rng(1).normal(size=(BATCH, FEATURES)).astype("float32"))
 
     construction = {}
@@ -110,11 +116,12 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
         task = progress.add_task("run time", total=2)
         model = graft_model()
         for jit in (False, True):
-            wrapped = tf.function(model, jit_compile=jit)
-            graft = median_call_seconds(wrapped, inputs, calls=calls, repeats=repeats)
-            plain = median_call_seconds(handwritten(jit), inputs, calls=calls, repeats=repeats)
-            np.testing.assert_allclose(wrapped(inputs), handwritten(jit)(inputs), rtol=1e-4, atol=1e-5)
-            runtime["XLA" if jit else "graph"] = (graft, plain)
+            wrapped, plain = tf.function(model, jit_compile=jit), handwritten(jit)
+            np.testing.assert_allclose(wrapped(inputs), plain(inputs), rtol=1e-4, atol=1e-5)
+            seconds = median_call_seconds(
+                {"graft": wrapped, "plain": plain}, inputs, calls=calls, repeats=repeats
+            )
+            runtime["XLA" if jit else "graph"] = (seconds["graft"], seconds["plain"])
             progress.advance(task)
 
     per_op = {ops: seconds / ops * 1000 for ops, seconds in construction.items()}
