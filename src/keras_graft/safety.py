@@ -35,7 +35,8 @@ Extending the allow-list:
 >>> import keras_graft
 >>> with keras_graft.allow("io.read_file"):
 ...     pass  # build or load models that read files here
->>> keras_graft.allow("io.read_file")  # or for the rest of the process
+
+or, for the rest of the process, `keras_graft.allow("io.read_file")`.
 """
 
 from __future__ import annotations

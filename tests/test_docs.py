@@ -1,0 +1,15 @@
+"""The runnable examples in docstrings stay true."""
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["keras_graft", "keras_graft.arguments", "keras_graft.op_layer", "keras_graft.registry", "keras_graft.safety"],
+)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
