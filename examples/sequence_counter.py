@@ -60,9 +60,7 @@ def check_reloaded(model: keras.Model, reloaded: keras.Model) -> str:
 
 def main() -> None:
     """Trains, saves, reloads in safe mode and compares (see `keras_graft.demo`)."""
-    results = keras_graft.demo.run([sys.modules[__name__]])
-    if not all(r.ok for r in results):
-        raise SystemExit(1)
+    keras_graft.demo.run_checked(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -180,3 +180,9 @@ def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console:
         saved = f" (kept in {keep})" if keep else ""
         console.print(f"[green]All {len(results)} examples saved, reloaded in safe mode and predicted identically{saved}.[/]")
     return results
+
+
+def run_checked(*examples, epochs: int = 3) -> None:
+    """Runs examples like `run`, exiting with status 1 if any check fails."""
+    if not all(result.ok for result in run(examples, epochs=epochs)):
+        raise SystemExit(1)
