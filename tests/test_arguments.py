@@ -15,7 +15,7 @@ def round_trip(value):
     x = keras.Input((3,))
     template, tensors = ArgumentTemplate.capture((x, value), {"k": value}, where="test")
     config = json.loads(json.dumps(template.get_config()))
-    args, kwargs = ArgumentTemplate(config).fill([x], [x])
+    args, kwargs = ArgumentTemplate(config).fill([x])
     assert args[0] is x and tensors == [x]
     return args[1], kwargs["k"]
 
@@ -98,7 +98,7 @@ def test_repeated_keras_tensor_becomes_one_input():
     template, tensors = ArgumentTemplate.capture(([x, y, x],), {"z": slice(y, None)}, where="t")
     assert tensors == [x, y]
     assert template.get_config()["args"][0][2] == {"__graft__": "input", "index": 0}
-    args, kwargs = template.fill(["X", "Y"], ["X", "Y"])
+    args, kwargs = template.fill(["X", "Y"])
     assert args == [["X", "Y", "X"]] and kwargs == {"z": slice("Y", None)}
     decoded = ArgumentTemplate(template.get_config())._args[0][1]
     assert decoded[1] == TensorSlot(1)

@@ -141,3 +141,12 @@ def test_scratch_graph_is_replaced_when_full(monkeypatch):
     z = tf.math.cos(y)
     assert inference.scratch_graph() is not old_graph
     assert z.shape == (None, 3)
+
+
+def test_shape_values_are_rebuilt_in_a_fresh_graph(monkeypatch):
+    x = keras.Input(batch_size=2, shape=(10,))
+    shape = tf.math.multiply(tf.shape(x), tf.constant([1, 2]))
+    old_graph = inference.scratch_graph()
+    monkeypatch.setattr(inference, "MAX_GRAPH_VERSION", 0)
+    assert tf.ones(shape).shape == (2, 20)
+    assert inference.scratch_graph() is not old_graph

@@ -123,7 +123,7 @@ def test_forged_file_cannot_express_code_in_arguments(tmp_path):
 def test_graph_audit_refuses_file_and_callback_ops():
     x = keras.Input(batch_shape=(), dtype="string")
 
-    def writes_a_file(inputs, flat):
+    def writes_a_file(inputs):
         tf.io.write_file("never-written.txt", inputs)
         return tf.identity(inputs)
 
@@ -140,7 +140,7 @@ def test_graph_audit_looks_inside_called_functions():
         return tf.io.read_file(value)
 
     with pytest.raises(keras_graft.UnsafeOpError, match="ReadFile"):
-        inference.trace(lambda inputs, flat: body(inputs), x, display_name="tf.sneaky", audit=True)
+        inference.trace(lambda inputs: body(inputs), x, display_name="tf.sneaky", audit=True)
 
 
 def test_unsafe_op_types_cover_python_callbacks_and_checkpoints():

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
+from keras import tree
 
 from keras_graft._compat import KerasTensor
 
@@ -318,8 +319,9 @@ class ArgumentTemplate:
         }
         return cls(config), encoder.tensors
 
-    def fill(self, inputs, flat_inputs: list) -> tuple[list, dict]:
+    def fill(self, inputs) -> tuple[list, dict]:
         """The call's arguments with `inputs` put back where the template holds them."""
+        flat_inputs = tree.flatten(inputs)
         args = [_fill(a, inputs, flat_inputs) if holds else a for holds, a in self._args]
         kwargs = {
             name: _fill(v, inputs, flat_inputs) if holds else v

@@ -88,17 +88,19 @@ def _rebuild(tensor: _compat.KerasTensor, graph: tf.Graph):
     operation, node = _compat.producing_operation(tensor)
     if operation is None:
         return None
-    is_pure = getattr(operation, "graft_is_pure_op", False) or not isinstance(
-        operation, keras.layers.Layer
-    )
-    if not is_pure:
+    # Op layers and Keras' own ops (not layers: those may own weights) are pure.
+    call_in_graph = getattr(operation, "call_in_graph", None)
+    if call_in_graph is None and isinstance(operation, keras.layers.Layer):
         return None
     inputs = {id(t): symbolic_value(t, graph) for t in node.arguments.keras_tensors}
     args, kwargs = node.arguments.fill_in(inputs)
     try:
         with graph.as_default():
-            args, kwargs = in_graph((args, kwargs))
-            outputs = tree.flatten(operation.call(*args, **kwargs))
+            if call_in_graph is not None:
+                outputs = tree.flatten(call_in_graph(*args, **kwargs))
+            else:
+                args, kwargs = in_graph((args, kwargs))
+                outputs = tree.flatten(operation.call(*args, **kwargs))
     except Exception:  # A Keras op that cannot run in a v1 graph: fall back to a stand-in.
         return None
     if len(outputs) != len(node.outputs):
@@ -143,7 +145,7 @@ def trace(
     display_name: str,
     audit: bool,
 ):
-    """Runs `function(inputs, flat_inputs)` on graph stand-ins of Keras tensors.
+    """Runs `function(inputs)` on graph stand-ins of the Keras tensors `inputs`.
 
     Returns the output structure with Keras tensors in place of graph tensors.
     With `audit`, refuses graphs that hold unsafe op types
@@ -165,7 +167,7 @@ def trace(
 
     with graph.as_default(), tf.variable_creator_scope(refuse_variables):
         try:
-            outputs = function(tree.pack_sequence_as(inputs, symbolic), symbolic)
+            outputs = function(tree.pack_sequence_as(inputs, symbolic))
         except RuntimeError as error:
             if "capture an EagerTensor" in str(error):
                 raise UnstorableArgumentError(
@@ -213,7 +215,7 @@ def _probe_ranks(function: Callable, inputs, flat: list, outputs) -> None:
         for t in flat
     ]
     try:
-        probed = tree.flatten(function(tree.pack_sequence_as(inputs, probes), probes))
+        probed = tree.flatten(function(tree.pack_sequence_as(inputs, probes)))
     except Exception:  # The probe is best effort; the rank error explains the rest.
         return
     for value, sample in zip(tree.flatten(outputs), probed):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Callable
 
 import keras
-from keras import tree
 
 from keras_graft import _compat, inference, registry
 from keras_graft.arguments import WHOLE_INPUTS, ArgumentTemplate
@@ -40,8 +39,6 @@ class TFOp(keras.layers.Layer):
         arguments: The call's arguments, an `ArgumentTemplate` or its config.
         **kwargs: Base layer arguments (`name`, ...).
     """
-
-    graft_is_pure_op = True
 
     def __init__(self, function: Callable, arguments: ArgumentTemplate | dict, **kwargs):
         self.op_name = registry.require_name(function)
@@ -75,16 +72,17 @@ class TFOp(keras.layers.Layer):
         return layer(tensors[0] if len(tensors) == 1 else tensors)
 
     def call(self, inputs):
-        args, kwargs = self.arguments.fill(inputs, tree.flatten(inputs))
+        args, kwargs = self.arguments.fill(inputs)
         return self.function(*args, **kwargs)
 
-    def _call_in_graph(self, inputs, flat_inputs):
-        args, kwargs = inference.in_graph(self.arguments.fill(inputs, flat_inputs))
+    def call_in_graph(self, inputs):
+        """`call` inside a v1 graph: constant tensors become graph constants."""
+        args, kwargs = inference.in_graph(self.arguments.fill(inputs))
         return self.function(*args, **kwargs)
 
     def compute_output_spec(self, inputs):
         return inference.trace(
-            self._call_in_graph,
+            self.call_in_graph,
             inputs,
             display_name=self.op_name,
             audit=registry.needs_audit(self.op_name),
@@ -148,7 +146,7 @@ class Op(TFOp):
     def from_config(cls, config):
         config = dict(config)
         function = registry.resolve(config.pop("op"))
-        args, kwargs = ArgumentTemplate(config.pop("arguments")).fill(None, [])
+        args, kwargs = ArgumentTemplate(config.pop("arguments")).fill(None)
         if not args or args[0] is not None:
             raise ValueError(
                 "An Op layer's stored arguments must start with its inputs; the "
