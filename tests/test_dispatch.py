@@ -86,3 +86,11 @@ def test_every_allowed_dispatching_op_reaches_keras_graft():
         except Exception as error:  # Anything else means TF never dispatched.
             unreached.append(f"{name}: {type(error).__name__}")
     assert unreached == []
+
+
+def test_functions_without_dispatch_say_how_to_wrap_them():
+    x = keras.Input((8,))
+    with pytest.raises(ValueError, match=r"keras_graft.Op\(tf.signal.rfft\)"):
+        tf.signal.rfft(x)
+    spectrum = keras_graft.Op(tf.signal.rfft)(x)
+    assert spectrum.shape == (None, 5) and spectrum.dtype == "complex64"

@@ -15,6 +15,9 @@ Two Keras 3 behaviours stand in the way and are adjusted here, on
   raised as a `TypeError` too, so they move on and dispatch.
 - some TF ops read `x.get_shape()` before converting `x` (`tf.image.sobel_edges`);
   Keras 2 tensors had that method, Keras 3 ones get it back.
+- converting a Keras tensor to a TF tensor still fails (with `ValueError`, which
+  is what makes TF dispatch), but the message now says what to do when the
+  function does not dispatch: wrap it with `keras_graft.Op`.
 """
 
 from __future__ import annotations
@@ -90,6 +93,16 @@ def _iter(tensor):
     )
 
 
+def _tf_tensor(tensor, dtype=None, name=None):
+    raise ValueError(
+        "A KerasTensor cannot be used as input to this TensorFlow function: it "
+        "does not support TensorFlow's op dispatch, through which keras-graft "
+        "wraps TF ops automatically. Wrap it explicitly, e.g. "
+        "`keras_graft.Op(tf.signal.rfft)(x)`, or call it inside a function "
+        "decorated with `@keras_graft.op`."
+    )
+
+
 def _get_shape(tensor) -> tf.TensorShape:
     """The static shape as a `tf.TensorShape`, as Keras 2 tensors had it."""
     return tf.TensorShape(tensor.shape)
@@ -104,5 +117,6 @@ def install() -> None:
         _dispatcher.register()
         _compat.KerasTensor.__getitem__ = _getitem
         _compat.KerasTensor.__iter__ = _iter
+        _compat.KerasTensor.__tf_tensor__ = _tf_tensor
         if not hasattr(_compat.KerasTensor, "get_shape"):
             _compat.KerasTensor.get_shape = _get_shape
