@@ -63,6 +63,8 @@ class TFOp(keras.layers.Layer):
         """
         kwargs = dict(kwargs)
         name = kwargs.pop("name", None)
+        # Refuse a disallowed op before looking at its arguments: for
+        # `tf.numpy_function(np.sin, ...)` the op is the problem, not `np.sin`.
         registry.check_allowed(registry.require_name(function))
         template, tensors = ArgumentTemplate.capture(
             args, kwargs, where=registry.display_name(function), function=function
