@@ -39,13 +39,21 @@ def test_producing_operation_finds_the_node():
     assert _compat.producing_operation(tf.constant(1)) == (None, None)
 
 
-def test_ops_created_since_lists_exactly_the_new_ops():
+def test_marks_bracket_exactly_the_ops_created_between_them():
     graph = tf.Graph()
     with graph.as_default():
         tf.constant(1.0, name="old")
-        version = graph.version
+        for _ in range(3):  # failed creations use up ids without adding ops
+            try:
+                tf.linalg.matmul(tf.constant([[1.0]]), tf.constant([1.0, 2.0]))
+            except ValueError:
+                pass
+        first = _compat.op_id_mark(graph)
         tf.math.sin(tf.constant(2.0, name="new"), name="sine")
-    assert [op.name for op in _compat.ops_created_since(graph, version)] == ["new", "sine"]
+        last = _compat.op_id_mark(graph)
+        tf.constant(3.0, name="later")
+    names = [op.name for op in _compat.ops_created_between(graph, first, last)]
+    assert names == ["new", "sine"]
 
 
 def test_function_library_is_visible():

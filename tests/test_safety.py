@@ -132,6 +132,22 @@ def test_graph_audit_refuses_file_and_callback_ops():
     assert not os.path.exists("never-written.txt")
 
 
+def test_graph_audit_holds_after_ops_failed_to_build():
+    x = keras.Input((3,))
+    for _ in range(3):
+        with pytest.raises(keras_graft.OpTraceError):
+            tf.linalg.matmul(x, tf.constant([1.0, 2.0]))
+    text = keras.Input(batch_shape=(), dtype="string")
+
+    def writes_a_file(inputs):
+        tf.io.write_file("never-written.txt", inputs)
+        return tf.identity(inputs)
+
+    with pytest.raises(keras_graft.UnsafeOpError, match="WriteFile"):
+        inference.trace(writes_a_file, text, display_name="tf.sneaky", audit=True)
+    assert tf.math.sin(keras.Input((2,))).shape == (None, 2)
+
+
 def test_graph_audit_looks_inside_called_functions():
     x = keras.Input(batch_shape=(), dtype="string")
 

@@ -25,7 +25,8 @@ __all__ = [
     "canonical_tf_name",
     "function_op_types",
     "graph_function_names",
-    "ops_created_since",
+    "op_id_mark",
+    "ops_created_between",
     "in_keras_safe_mode",
     "producing_operation",
     "tf_symbol",
@@ -70,22 +71,21 @@ def producing_operation(tensor: KerasTensor):
     return operation, operation._inbound_nodes[node_index]
 
 
-def _op_id_offset() -> int:
-    """How far an op's id is ahead of `graph.version` right after it is added."""
-    graph = tf.Graph()
+def op_id_mark(graph: tf.Graph) -> int:
+    """Adds a marker op to `graph` and returns its id.
+
+    Op ids only grow, but neither `graph.version` nor the op count tells
+    which ids are taken: an op whose creation fails uses up an id without
+    being added. Two marks bracket exactly the ops created between them.
+    """
     with graph.as_default():
-        operation = tf.constant(0).op
-    return operation._id - graph.version
+        return tf.no_op(name="keras_graft_mark")._id
 
 
-_OP_ID_OFFSET = _op_id_offset()
-
-
-def ops_created_since(graph: tf.Graph, version: int) -> list[tf.Operation]:
-    """The operations added to `graph` after it was at `version` (`graph.version`)."""
+def ops_created_between(graph: tf.Graph, first_mark: int, last_mark: int) -> list[tf.Operation]:
+    """The operations of `graph` created after `first_mark` and before `last_mark`."""
     nodes = graph._nodes_by_id
-    first, last = version + _OP_ID_OFFSET + 1, graph.version + _OP_ID_OFFSET
-    return [nodes[i] for i in range(first, last + 1) if i in nodes]
+    return [nodes[i] for i in range(first_mark + 1, last_mark) if i in nodes]
 
 
 def graph_function_names(graph: tf.Graph) -> set[str]:

@@ -154,7 +154,7 @@ def trace(
     graph = scratch_graph()
     flat = tree.flatten(inputs)
     symbolic = [symbolic_value(t, graph) for t in flat]
-    version = graph.version
+    first_mark = _compat.op_id_mark(graph) if audit else None
     functions_before = _compat.graph_function_names(graph) if audit else None
 
     def refuse_variables(next_creator, **kwargs):
@@ -185,7 +185,8 @@ def trace(
                 f"{_describe(flat)}: {error}"
             ) from error
     if audit:
-        op_types = {op.type for op in _compat.ops_created_since(graph, version)}
+        created = _compat.ops_created_between(graph, first_mark, _compat.op_id_mark(graph))
+        op_types = {op.type for op in created}
         for name in _compat.graph_function_names(graph) - functions_before:
             op_types |= _compat.function_op_types(graph, name)
         safety.audit_graph_ops(display_name, op_types)
