@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             results = demo.run(arguments.only or demo.EXAMPLES, epochs=arguments.epochs, keep=arguments.keep)
-        except ValueError as error:
+        except (ValueError, ImportError) as error:  # unknown or broken example
             print(f"keras-graft demo: {error}", file=sys.stderr)
             return 2
         return 0 if all(r.ok for r in results) else 1
