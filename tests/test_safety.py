@@ -120,13 +120,14 @@ def test_forged_file_cannot_express_code_in_arguments(tmp_path):
         keras.models.load_model(forged)
 
 
+def writes_a_file(inputs):
+    """An op body that would write a file if its graph ever ran."""
+    tf.io.write_file("never-written.txt", inputs)
+    return tf.identity(inputs)
+
+
 def test_graph_audit_refuses_file_and_callback_ops():
     x = keras.Input(batch_shape=(), dtype="string")
-
-    def writes_a_file(inputs):
-        tf.io.write_file("never-written.txt", inputs)
-        return tf.identity(inputs)
-
     with pytest.raises(keras_graft.UnsafeOpError, match="WriteFile"):
         inference.trace(writes_a_file, x, display_name="tf.sneaky", audit=True)
     assert not os.path.exists("never-written.txt")
@@ -138,11 +139,6 @@ def test_graph_audit_holds_after_ops_failed_to_build():
         with pytest.raises(keras_graft.OpTraceError):
             tf.linalg.matmul(x, tf.constant([1.0, 2.0]))
     text = keras.Input(batch_shape=(), dtype="string")
-
-    def writes_a_file(inputs):
-        tf.io.write_file("never-written.txt", inputs)
-        return tf.identity(inputs)
-
     with pytest.raises(keras_graft.UnsafeOpError, match="WriteFile"):
         inference.trace(writes_a_file, text, display_name="tf.sneaky", audit=True)
     assert tf.math.sin(keras.Input((2,))).shape == (None, 2)
