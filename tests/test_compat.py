@@ -56,18 +56,37 @@ def test_marks_bracket_exactly_the_ops_created_between_them():
     assert names == ["new", "sine"]
 
 
-def test_function_library_is_visible():
+def test_op_types_called_follows_function_attributes_transitively():
     graph = tf.Graph()
 
     @tf.function(autograph=False)
-    def body(x):
+    def inner(x):
         return tf.math.cos(x)
 
+    @tf.function(autograph=False)
+    def outer(x):
+        return inner(x) + 1.0
+
     with graph.as_default():
-        before = _compat.graph_function_names(graph)
-        body(tf.constant(1.0))
-    new = _compat.graph_function_names(graph) - before
-    assert new and any("Cos" in _compat.function_op_types(graph, name) for name in new)
+        first = _compat.op_id_mark(graph)
+        outer(tf.constant(1.0))
+        created = _compat.ops_created_between(graph, first, _compat.op_id_mark(graph))
+    op_types, undefined = _compat.op_types_called(graph, created)
+    assert {"Cos", "AddV2"} <= op_types and not undefined
+
+
+def test_op_types_called_reports_functions_the_graph_does_not_define():
+    from tensorflow.core.framework import attr_value_pb2 as attr
+
+    graph = tf.Graph()
+    empty = attr.AttrValue(list=attr.AttrValue.ListValue())
+    by_name = attr.AttrValue(func=attr.NameAttrList(name="defined_elsewhere"))
+    with graph.as_default():
+        first = _compat.op_id_mark(graph)
+        graph.create_op("PartitionedCall", [], [], attrs={"f": by_name, "Tin": empty, "Tout": empty})
+        created = _compat.ops_created_between(graph, first, _compat.op_id_mark(graph))
+    op_types, undefined = _compat.op_types_called(graph, created)
+    assert "PartitionedCall" in op_types and undefined == {"defined_elsewhere"}
 
 
 def test_global_dispatcher_receives_calls_whose_arguments_fail_to_convert():

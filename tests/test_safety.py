@@ -1,10 +1,12 @@
 """Model files may only name allowed ops; forged files are refused before anything runs."""
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import zipfile
 
 import keras
@@ -181,12 +183,23 @@ def test_allow_extends_the_list_for_building_and_loading(tmp_path):
         keras.models.load_model(path)
 
 
-def test_allow_called_plainly_lasts_and_can_be_undone():
-    token = keras_graft.allow("tf.io.read_file")
+def test_allow_outside_a_with_block_allows_nothing_and_says_so():
+    with pytest.warns(RuntimeWarning, match="never entered.*allow_process_wide"):
+        keras_graft.allow("tf.io.read_file")
+        gc.collect()
+    assert not safety.is_user_allowed("io.read_file")
+
+
+def test_allow_process_wide_lasts_for_every_thread_until_revoked():
+    keras_graft.allow_process_wide("tf.io.read_file")
     try:
-        assert safety.is_user_allowed("io.read_file")
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(safety.is_user_allowed("io.read_file")))
+        worker.start()
+        worker.join()
+        assert seen == [True] and safety.is_user_allowed("io.read_file")
     finally:
-        token.__exit__(None, None, None)
+        keras_graft.revoke_process_wide("io.read_file")
     assert not safety.is_user_allowed("io.read_file")
 
 

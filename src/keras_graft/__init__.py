@@ -14,7 +14,7 @@ from keras_graft.authoring import LayerContext, layer, loss, metric
 from keras_graft.inference import OpTraceError
 from keras_graft.op_layer import Op, TFOp
 from keras_graft.registry import op
-from keras_graft.safety import UnsafeOpError, allow
+from keras_graft.safety import UnsafeOpError, allow, allow_process_wide, revoke_process_wide
 
 __version__ = "0.1.0"
 
@@ -28,8 +28,10 @@ __all__ = [
     "UnsafeOpError",
     "UnstorableArgumentError",
     "allow",
+    "allow_process_wide",
     "layer",
     "loss",
     "metric",
     "op",
+    "revoke_process_wide",
 ]

@@ -23,11 +23,11 @@ __all__ = [
     "GlobalOpDispatcher",
     "KerasTensor",
     "canonical_tf_name",
-    "function_op_types",
-    "graph_function_names",
+    "op_types_called",
     "op_id_mark",
     "ops_created_between",
     "in_keras_safe_mode",
+    "deserializing_untrusted",
     "producing_operation",
     "tf_symbol",
     "unique_layer_name",
@@ -62,6 +62,15 @@ def in_keras_safe_mode() -> bool:
     return serialization_lib.in_safe_mode() is not False
 
 
+def deserializing_untrusted() -> bool:
+    """Whether Keras is deserializing in an explicit safe-mode scope.
+
+    `load_model` and `deserialize_keras_object` enter one (True, by
+    default); building, cloning or `from_config` called in user code do not.
+    """
+    return serialization_lib.in_safe_mode() is True
+
+
 def producing_operation(tensor: KerasTensor):
     """The (operation, node) that produced a symbolic tensor, or (None, None)."""
     history = getattr(tensor, "_keras_history", None)
@@ -88,15 +97,35 @@ def ops_created_between(graph: tf.Graph, first_mark: int, last_mark: int) -> lis
     return [nodes[i] for i in range(first_mark + 1, last_mark) if i in nodes]
 
 
-def graph_function_names(graph: tf.Graph) -> set[str]:
-    """Names of the functions (tf.function bodies, cond branches...) in `graph`."""
-    return set(graph._functions)
+def op_types_called(graph: tf.Graph, operations) -> tuple[set[str], set[str]]:
+    """Op types of `operations` and of every function they call, transitively.
 
-
-def function_op_types(graph: tf.Graph, name: str) -> set[str]:
-    """Op types inside the function `name` of `graph`'s library."""
-    definition = graph._functions[name].cached_definition
-    return {node.op for node in definition.node_def}
+    Functions are followed through function-valued attributes (`f` of
+    `PartitionedCall`, `then_branch` of `If`, ...) into `graph`'s library.
+    Returns the op types and the names of called functions the library does
+    not define.
+    """
+    library = graph._functions
+    op_types: set[str] = set()
+    undefined: set[str] = set()
+    seen: set[str] = set()
+    pending = [op.node_def for op in operations]
+    while pending:
+        node = pending.pop()
+        op_types.add(node.op)
+        for attribute in node.attr.values():
+            names = [attribute.func.name] if attribute.HasField("func") else []
+            if attribute.HasField("list"):
+                names += [function.name for function in attribute.list.func]
+            for name in names:
+                if name in seen:
+                    continue
+                seen.add(name)
+                if name not in library:
+                    undefined.add(name)
+                else:
+                    pending.extend(library[name].cached_definition.node_def)
+    return op_types, undefined
 
 
 def call_signature(layer) -> inspect.Signature:

@@ -31,6 +31,10 @@ from keras_graft.arguments import UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000
 
+# Inputs of ops from model files keep their producing ops (for constant
+# folding) only up to this many elements; larger ones get fresh stand-ins.
+MAX_UNTRUSTED_VALUE_ELEMENTS = 4096
+
 # Shape-like values (small integer vectors) are worth rebuilding from their
 # producing ops; anything else only needs its shape and dtype.
 _MAX_VALUE_ELEMENTS = 64
@@ -83,8 +87,12 @@ def _is_shape_like(tensor: _compat.KerasTensor) -> bool:
     )
 
 
-def _rebuild(tensor: _compat.KerasTensor, graph: tf.Graph):
-    """Re-runs the pure op that produced `tensor` in `graph`, or returns None."""
+def _rebuild(tensor: _compat.KerasTensor, graph: tf.Graph, untrusted: bool = False):
+    """Re-runs the pure op that produced `tensor` in `graph`, or returns None.
+
+    With `untrusted`, or for an op from a model file, its inputs get the
+    stand-ins an untrusted op gets (`_stand_in`).
+    """
     operation, node = _compat.producing_operation(tensor)
     if operation is None:
         return None
@@ -92,7 +100,8 @@ def _rebuild(tensor: _compat.KerasTensor, graph: tf.Graph):
     call_in_graph = getattr(operation, "call_in_graph", None)
     if call_in_graph is None and isinstance(operation, keras.layers.Layer):
         return None
-    inputs = {id(t): symbolic_value(t, graph) for t in node.arguments.keras_tensors}
+    untrusted = untrusted or getattr(operation, "untrusted", False)
+    inputs = {id(t): _stand_in(t, graph, untrusted) for t in node.arguments.keras_tensors}
     args, kwargs = node.arguments.fill_in(inputs)
     try:
         with graph.as_default():
@@ -144,18 +153,28 @@ def trace(
     *,
     display_name: str,
     audit: bool,
+    untrusted: bool = False,
+    layer_name: str | None = None,
+    stored_ranks: list[int] | None = None,
 ):
     """Runs `function(inputs)` on graph stand-ins of the Keras tensors `inputs`.
 
-    Returns the output structure with Keras tensors in place of graph tensors.
+    Returns the output structure with Keras tensors in place of graph tensors,
+    and the ranks of the flat outputs when the graph could not tell some of
+    them (None otherwise): the layer saves those, since only running the op
+    found them.
+
     With `audit`, refuses graphs that hold unsafe op types
-    (`keras_graft.safety`).
+    (`keras_graft.safety`). With `untrusted` (an op from a model file), runs
+    nothing: large inputs get fresh stand-ins, so TensorFlow's constant
+    folding cannot compute large values from the file's constants, and
+    outputs of unknown rank take the `stored_ranks` of the file or are
+    refused; they are never probed.
     """
     graph = scratch_graph()
     flat = tree.flatten(inputs)
-    symbolic = [symbolic_value(t, graph) for t in flat]
+    symbolic = [_stand_in(t, graph, untrusted) for t in flat]
     first_mark = _compat.op_id_mark(graph) if audit else None
-    functions_before = _compat.graph_function_names(graph) if audit else None
 
     def refuse_variables(next_creator, **kwargs):
         raise UnstorableArgumentError(
@@ -186,26 +205,66 @@ def trace(
             ) from error
     if audit:
         created = _compat.ops_created_between(graph, first_mark, _compat.op_id_mark(graph))
-        op_types = {op.type for op in created}
-        for name in _compat.graph_function_names(graph) - functions_before:
-            op_types |= _compat.function_op_types(graph, name)
-        safety.audit_graph_ops(display_name, op_types)
-    if any(_unknown_rank(v) for v in tree.flatten(outputs)):
-        _probe_ranks(function, inputs, flat, outputs)
-    return tree.map_structure(lambda v: _to_keras_tensor(v, graph, display_name), outputs)
+        safety.audit_graph_ops(display_name, graph, created)
+    flat_outputs = tree.flatten(outputs)
+    ranks = None
+    if any(_unknown_rank(v) for v in flat_outputs):
+        if not untrusted:
+            _probe_ranks(function, inputs, flat, flat_outputs)
+        elif stored_ranks is not None and len(stored_ranks) == len(flat_outputs):
+            for value, rank in zip(flat_outputs, stored_ranks):
+                if _unknown_rank(value):
+                    value.set_shape([None] * rank)
+        else:
+            raise OpTraceError(_unknown_rank_message(display_name, layer_name, loading=True))
+        ranks = [_rank(v) for v in flat_outputs]
+    keras_outputs = tree.map_structure(
+        lambda v: _to_keras_tensor(v, graph, display_name, layer_name), outputs
+    )
+    return keras_outputs, ranks
+
+
+def _rank(value) -> int | None:
+    return value.shape.rank if isinstance(value, (tf.Tensor, tf.RaggedTensor, tf.SparseTensor)) else None
+
+
+def _stand_in(tensor: _compat.KerasTensor, graph: tf.Graph, untrusted: bool):
+    """The graph tensor an op is traced on for the Keras tensor `tensor`.
+
+    For an untrusted op, only small values keep their producing ops (shape
+    arithmetic needs them); anything larger could be the output of a big
+    constant computation that constant folding would otherwise run.
+    """
+    if not untrusted or _is_small(tensor):
+        return symbolic_value(tensor, graph)
+    if tensor.sparse:  # Possibly a dense result Keras marked sparse: rebuild to see.
+        rebuilt = _rebuild(tensor, graph, untrusted=True)
+        if rebuilt is not None:
+            return rebuilt
+    return _placeholder(tensor, graph)
+
+
+def _is_small(tensor: _compat.KerasTensor) -> bool:
+    shape = tensor.shape
+    return (
+        not tensor.ragged
+        and all(d is not None for d in shape)
+        and int(np.prod(shape)) <= MAX_UNTRUSTED_VALUE_ELEMENTS
+    )
 
 
 def _unknown_rank(value) -> bool:
     return isinstance(value, tf.Tensor) and value.shape.rank is None
 
 
-def _probe_ranks(function: Callable, inputs, flat: list, outputs) -> None:
+def _probe_ranks(function: Callable, inputs, flat: list, flat_outputs: list) -> None:
     """Gives rank-unknown outputs the rank they have on all-ones inputs.
 
     TensorFlow leaves the rank unknown when it depends on non-constant
     arguments it cannot see through (`x[..., ::step]` with a symbolic `step`),
     though the rank rarely depends on the values. All dimensions stay unknown.
     If the probe fails, the rank stays unknown and `_to_keras_tensor` says so.
+    Only for ops built in user code: it runs the op.
     """
     if not tf.executing_eagerly() or any(t.sparse or t.ragged for t in flat):
         return
@@ -219,7 +278,7 @@ def _probe_ranks(function: Callable, inputs, flat: list, outputs) -> None:
         probed = tree.flatten(function(tree.pack_sequence_as(inputs, probes)))
     except Exception:  # The probe is best effort; the rank error explains the rest.
         return
-    for value, sample in zip(tree.flatten(outputs), probed):
+    for value, sample in zip(flat_outputs, probed):
         if _unknown_rank(value) and tf.is_tensor(sample):
             value.set_shape([None] * sample.shape.rank)
 
@@ -228,7 +287,7 @@ def _describe(tensors) -> str:
     return ", ".join(f"{t.dtype}{tuple(t.shape)}" for t in tensors) or "(none)"
 
 
-def _to_keras_tensor(value, graph: tf.Graph, display_name: str):
+def _to_keras_tensor(value, graph: tf.Graph, display_name: str, layer_name: str | None):
     if isinstance(value, tf.RaggedTensor):
         result = _compat.KerasTensor(
             shape=value.shape,
@@ -239,11 +298,11 @@ def _to_keras_tensor(value, graph: tf.Graph, display_name: str):
         )
     elif isinstance(value, tf.SparseTensor):
         if value.shape.rank is None:
-            raise OpTraceError(_unknown_rank_message(display_name))
+            raise OpTraceError(_unknown_rank_message(display_name, layer_name))
         result = _compat.KerasTensor(shape=value.shape, dtype=value.dtype.name, sparse=True)
     elif isinstance(value, tf.Tensor):
         if value.shape.rank is None:
-            raise OpTraceError(_unknown_rank_message(display_name))
+            raise OpTraceError(_unknown_rank_message(display_name, layer_name))
         if value.dtype in (tf.resource, tf.variant):
             raise OpTraceError(
                 f"{display_name} returns a {value.dtype.name} tensor, which Keras "
@@ -261,9 +320,20 @@ def _to_keras_tensor(value, graph: tf.Graph, display_name: str):
     return result
 
 
-def _unknown_rank_message(display_name: str) -> str:
+def _unknown_rank_message(display_name: str, layer_name: str | None, loading: bool = False) -> str:
+    where = display_name
+    if layer_name and layer_name != display_name:
+        where = f"{display_name} (layer {layer_name!r})"
+    if loading:
+        return (
+            f"TensorFlow cannot tell the rank of the output of {where} from the "
+            "graph alone, and keras-graft does not run ops from a model file to "
+            "find out. Rebuild the model with the op followed by "
+            "`tf.ensure_shape(y, [None, ...])` (a static rank), or load a file you "
+            "trust with `keras.models.load_model(path, safe_mode=False)`."
+        )
     return (
-        f"TensorFlow cannot tell the rank of the output of {display_name}, and "
+        f"TensorFlow cannot tell the rank of the output of {where}, and "
         "Keras tensors need one. Make the rank static, e.g. give `tf.reshape` "
         "a shape of known length, or follow the op with `tf.ensure_shape`."
     )

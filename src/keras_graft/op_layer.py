@@ -51,6 +51,10 @@ class TFOp(keras.layers.Layer):
             kwargs["name"] = _compat.unique_layer_name(registry.display_name(function))
         kwargs["autocast"] = False
         super().__init__(**kwargs)
+        # Made from a file being loaded in safe mode: traced, never run.
+        self.untrusted = _compat.deserializing_untrusted()
+        # Output ranks only running the op told (see `inference.trace`).
+        self.output_ranks = None
         # An op decides its own dtypes: no input casting, no mixed precision.
         self._convert_input_args = False
         self.built = True
@@ -83,17 +87,25 @@ class TFOp(keras.layers.Layer):
         return self.function(*args, **kwargs)
 
     def compute_output_spec(self, inputs):
-        return inference.trace(
+        outputs, ranks = inference.trace(
             self.call_in_graph,
             inputs,
             display_name=self.op_name,
             audit=registry.needs_audit(self.op_name),
+            untrusted=self.untrusted,
+            layer_name=self.name,
+            stored_ranks=self.output_ranks,
         )
+        if ranks is not None:
+            self.output_ranks = ranks
+        return outputs
 
     def get_config(self):
         config = super().get_config()
         config.pop("dtype", None)
         config.update({"op": self.op_name, "arguments": self.arguments.get_config()})
+        if self.output_ranks is not None:
+            config["output_ranks"] = self.output_ranks
         return config
 
     @classmethod
@@ -101,7 +113,10 @@ class TFOp(keras.layers.Layer):
         config = dict(config)
         function = registry.resolve(config.pop("op"))
         config.pop("dtype", None)
-        return cls(function, ArgumentTemplate(config.pop("arguments")), **config)
+        output_ranks = _stored_ranks(config.pop("output_ranks", None))
+        layer = cls(function, ArgumentTemplate(config.pop("arguments")), **config)
+        layer.output_ranks = output_ranks
+        return layer
 
 
 @keras.saving.register_keras_serializable(package="keras_graft")
@@ -154,4 +169,25 @@ class Op(TFOp):
                 "An Op layer's stored arguments must start with its inputs; the "
                 "model file was not written by keras-graft or was edited by hand."
             )
-        return cls(function, *args[1:], name=config.get("name"), **kwargs)
+        layer = cls(function, *args[1:], name=config.get("name"), **kwargs)
+        layer.output_ranks = _stored_ranks(config.get("output_ranks"))
+        return layer
+
+
+def _stored_ranks(ranks):
+    """Output ranks from a config: a list of small non-negative ints, or None."""
+    if ranks is None:
+        return None
+    if not isinstance(ranks, list) or not all(
+        type(r) is int and 0 <= r <= _MAX_RANK for r in ranks
+    ):
+        raise ValueError(
+            f"An op layer's stored `output_ranks` must be a list of ranks from 0 "
+            f"to {_MAX_RANK}; got {ranks!r:.80}. The model file was not written "
+            "by keras-graft or was edited by hand."
+        )
+    return ranks
+
+
+# TensorFlow's own limit on tensor ranks.
+_MAX_RANK = 254

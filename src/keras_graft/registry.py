@@ -138,14 +138,14 @@ def resolve(stored_name: str) -> Callable:
         )
     check_allowed(stored_name)
     tf_name = stored_name[len(TF_PREFIX):]
+    if safety.enforced() and not safety.is_user_allowed(tf_name):
+        return safety.allowed_ops()[tf_name]
     symbol = _compat.tf_symbol(tf_name)
     if symbol is None:
         raise ValueError(
             f"The model uses `{stored_name}`, which this TensorFlow "
             "version does not export."
         )
-    if safety.enforced():
-        safety.check_tf_symbol(tf_name, symbol)
     return symbol
 
 
