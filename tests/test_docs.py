@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["keras_graft", "keras_graft.arguments", "keras_graft.op_layer", "keras_graft.registry", "keras_graft.safety"],
+    ["keras_graft", "keras_graft.arguments", "keras_graft.hyperparameters", "keras_graft.op_layer", "keras_graft.registry", "keras_graft.safety"],
 )
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

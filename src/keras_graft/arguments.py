@@ -18,6 +18,7 @@ Stored values:
 from __future__ import annotations
 
 import base64
+import binascii
 import inspect
 import math
 from dataclasses import dataclass
@@ -72,9 +73,36 @@ def _bytes_to_text(value) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+# Dtypes a stored constant may have: values, never handles (`resource`,
+# `variant`) that only TensorFlow itself can make.
+_VALUE_DTYPES = frozenset(
+    tf.as_dtype(name).name
+    for name in (
+        "bool", "string", "int8", "int16", "int32", "int64", "uint8", "uint16",
+        "uint32", "uint64", "float16", "bfloat16", "float32", "float64",
+        "complex64", "complex128", "qint8", "quint8", "qint16", "quint16", "qint32",
+    )
+)
+
+# Deeper nesting than this in a stored argument is refused, not recursed into.
+MAX_NESTING = 64
+
+
+def _value_dtype(name) -> tf.DType:
+    if not isinstance(name, str) or name not in _VALUE_DTYPES:
+        raise ValueError(
+            f"A stored op argument has dtype {name!r:.40}; constants may only have "
+            f"the value dtypes {', '.join(sorted(_VALUE_DTYPES))}."
+        )
+    return tf.as_dtype(name)
+
+
 def _decode_array(config: dict) -> np.ndarray:
-    dtype = tf.as_dtype(config["dtype"])
-    shape = tuple(config["shape"])
+    dtype = _value_dtype(config["dtype"])
+    shape = config["shape"]
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ValueError(f"A stored array's shape must be a list of sizes; got {shape!r:.80}.")
+    shape = tuple(shape)
     if dtype == tf.string:
         values = np.array(config["values"], dtype=object)
         decode = np.vectorize(base64.b64decode, otypes=[object])
@@ -190,11 +218,28 @@ def _is_keras_variable(value: Any) -> bool:
     return isinstance(value, keras.Variable)
 
 
-def _decode(config: Any) -> Any:
+def _decode(config: Any, depth: int = 0) -> Any:
+    """The value a stored argument stands for; ValueError for anything malformed."""
+    if depth > MAX_NESTING:
+        raise ValueError(
+            f"A stored op argument is nested more than {MAX_NESTING} levels deep: "
+            "the model file was not written by keras-graft or was edited by hand."
+        )
+    try:
+        return _decode_value(config, depth + 1)
+    except (KeyError, IndexError, TypeError, AttributeError, binascii.Error) as error:
+        raise ValueError(
+            f"Malformed stored op argument {config!r:.120} ({type(error).__name__}: "
+            f"{error!s:.80}): the model file was not written by keras-graft or "
+            "was edited by hand."
+        ) from None
+
+
+def _decode_value(config: Any, depth: int) -> Any:
     if config is None or isinstance(config, (bool, int, float, str)):
         return config
     if isinstance(config, list):
-        return [_decode(item) for item in config]
+        return [_decode(item, depth) for item in config]
     if not isinstance(config, dict) or TAG not in config:
         raise ValueError(
             f"Unrecognized stored op argument {config!r:.120}: the model file "
@@ -202,32 +247,42 @@ def _decode(config: Any) -> Any:
         )
     kind = config[TAG]
     if kind == "input":
-        return TensorSlot(int(config["index"]))
+        index = config["index"]
+        if type(index) is not int or index < 0:
+            raise ValueError(f"A stored input index must be a non-negative int; got {index!r:.40}.")
+        return TensorSlot(index)
     if kind == "inputs":
         return WHOLE_INPUTS
     if kind == "tuple":
-        return tuple(_decode(item) for item in config["items"])
+        return tuple(_decode(item, depth) for item in config["items"])
     if kind == "dict":
-        return {_decode(key): _decode(item) for key, item in config["items"]}
+        return {_decode(key, depth): _decode(item, depth) for key, item in config["items"]}
     if kind == "slice":
-        return slice(_decode(config["start"]), _decode(config["stop"]), _decode(config["step"]))
+        return slice(*(_decode(config[part], depth) for part in ("start", "stop", "step")))
     if kind == "ellipsis":
         return Ellipsis
     if kind == "float":
+        if config["value"] not in ("inf", "-inf", "nan"):
+            raise ValueError(f"A stored special float must be inf, -inf or nan; got {config['value']!r:.40}.")
         return float(config["value"])
     if kind == "bytes":
-        return base64.b64decode(config["base64"])
+        return base64.b64decode(config["base64"], validate=True)
     if kind == "dtype":
-        return tf.as_dtype(config["name"])
+        return _value_dtype(config["name"])
     if kind == "shape":
-        return tf.TensorShape(config["dims"])
+        dims = config["dims"]
+        if dims is not None and (
+            not isinstance(dims, list) or not all(d is None or (type(d) is int and d >= 0) for d in dims)
+        ):
+            raise ValueError(f"A stored shape must be a list of sizes or None; got {dims!r:.80}.")
+        return tf.TensorShape(dims)
     if kind == "array":
         array = _decode_array(config)
         return array[()] if array.ndim == 0 else array
     if kind == "tensor":
-        return tf.constant(_decode_array(config), dtype=config["dtype"])
+        return tf.constant(_decode_array(config))
     raise ValueError(
-        f"Unknown stored op argument kind {kind!r}: the model file was written "
+        f"Unknown stored op argument kind {kind!r:.40}: the model file was written "
         "by a newer keras-graft, or edited by hand."
     )
 
@@ -252,21 +307,25 @@ def _fill(value: Any, inputs: Any, flat_inputs: list) -> Any:
     return value
 
 
-def contains(value: Any, is_wanted: Callable[[Any], bool]) -> bool:
-    """Whether `is_wanted` holds for `value` or anything nested in it.
-
-    Walks lists, tuples, dict values and slice bounds: everywhere an op
-    argument can hold a tensor.
-    """
-    if is_wanted(value):
-        return True
+def nested_values(value: Any):
+    """`value` and everything nested in it: list and tuple items, dict values
+    and slice bounds (everywhere an op argument can hold a tensor)."""
+    yield value
     if isinstance(value, (list, tuple)):
-        return any(contains(item, is_wanted) for item in value)
-    if isinstance(value, dict):
-        return any(contains(item, is_wanted) for item in value.values())
-    if isinstance(value, slice):
-        return any(contains(part, is_wanted) for part in (value.start, value.stop, value.step))
-    return False
+        items = value
+    elif isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, slice):
+        items = (value.start, value.stop, value.step)
+    else:
+        return
+    for item in items:
+        yield from nested_values(item)
+
+
+def contains(value: Any, is_wanted: Callable[[Any], bool]) -> bool:
+    """Whether `is_wanted` holds for `value` or anything nested in it."""
+    return any(is_wanted(item) for item in nested_values(value))
 
 
 def _is_input_marker(value: Any) -> bool:
@@ -295,6 +354,11 @@ class ArgumentTemplate:
             )
         args = _decode(stored_args)
         kwargs = {str(name): _decode(value) for name, value in stored_kwargs.items()}
+        self._slots = {
+            item.index
+            for item in nested_values((args, kwargs))
+            if isinstance(item, TensorSlot)
+        }
         # Arguments that hold no input are the same object on every call.
         self._args = [(contains(a, _is_input_marker), a) for a in args]
         self._kwargs = [(name, contains(v, _is_input_marker), v) for name, v in kwargs.items()]
@@ -322,6 +386,12 @@ class ArgumentTemplate:
     def fill(self, inputs) -> tuple[list, dict]:
         """The call's arguments with `inputs` put back where the template holds them."""
         flat_inputs = tree.flatten(inputs)
+        if self._slots and max(self._slots) >= len(flat_inputs):
+            raise ValueError(
+                f"The stored op arguments use input #{max(self._slots)}, but the "
+                f"layer was called on {len(flat_inputs)} tensor(s): the model file "
+                "was not written by keras-graft or was edited by hand."
+            )
         args = [_fill(a, inputs, flat_inputs) if holds else a for holds, a in self._args]
         kwargs = {
             name: _fill(v, inputs, flat_inputs) if holds else v

@@ -62,6 +62,7 @@ import tensorflow as tf
 from keras_graft import _compat
 from keras_graft._compat import AutocastScope, get_keras_mask
 from keras_graft.context import LayerContext, _BuildingScope, _creating_variable
+from keras_graft.hyperparameters import validate_stored
 
 __all__ = ["FunctionLayer", "layer", "loss", "metric"]
 
@@ -380,16 +381,13 @@ class FunctionLayer(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        defaults = {p.name: p.default for p in cls._graft_signature.hyperparameters}
-        for name in defaults:
-            if name not in config:
-                continue
-            value = config[name]
-            if isinstance(value, dict) and "class_name" in value and "config" in value:
-                value = keras.saving.deserialize_keras_object(value)
-            elif isinstance(value, list) and isinstance(defaults[name], tuple):
-                value = tuple(value)  # JSON has no tuples
-            config[name] = value
+        signature = cls._graft_signature
+        for parameter in signature.hyperparameters:
+            if parameter.name in config:
+                config[parameter.name] = validate_stored(
+                    signature.function_name, parameter.name, parameter.default,
+                    config[parameter.name],
+                )
         return super().from_config(config)
 
     def get_build_config(self):
