@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import _hostile
 import keras_graft
-from keras_graft import inference, safety
+from keras_graft import _compat, inference, safety
 
 
 def save_sin_model(path):
@@ -242,3 +243,153 @@ def test_unregistered_function_names_its_module(tmp_path):
 )
 def test_pure_tensor_ops_are_allowed(name):
     assert safety.refusal_reason(name) is None
+
+
+def reader_model_file(tmp_path):
+    path = tmp_path / "reader.keras"
+    x = keras.Input(batch_shape=(), dtype="string")
+    with keras_graft.allow("io.read_file"):
+        keras.Model(x, keras_graft.Op(tf.io.read_file)(x)).save(path)
+    return path
+
+
+def test_allow_in_one_thread_does_not_change_what_another_thread_may_load(tmp_path):
+    path = reader_model_file(tmp_path)
+    inside, done = threading.Event(), threading.Event()
+    outcomes = {}
+
+    def trusting():
+        with keras_graft.allow("io.read_file"):
+            inside.set()
+            done.wait(timeout=60)
+            outcomes["trusting"] = type(keras.models.load_model(path)).__name__
+
+    def untrusting():
+        inside.wait(timeout=60)
+        try:
+            keras.models.load_model(path)
+            outcomes["untrusting"] = "loaded"
+        except keras_graft.UnsafeOpError as error:
+            outcomes["untrusting"] = str(error)
+        finally:
+            done.set()
+
+    threads = [threading.Thread(target=trusting), threading.Thread(target=untrusting)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert "Refusing op `tf.io.read_file`" in outcomes["untrusting"]
+    assert outcomes["trusting"] == "Functional"
+
+
+def test_allow_is_scoped_to_the_asyncio_task():
+    import asyncio
+
+    async def allowed_in_task(allowing):
+        if allowing:
+            with keras_graft.allow("io.read_file"):
+                await asyncio.sleep(0.01)
+                return safety.is_user_allowed("io.read_file")
+        await asyncio.sleep(0.005)
+        return safety.is_user_allowed("io.read_file")
+
+    async def both():
+        return await asyncio.gather(allowed_in_task(True), allowed_in_task(False))
+
+    assert asyncio.run(both()) == [True, False]
+
+
+def test_concurrent_allow_blocks_leave_nothing_allowed_and_raise_nothing():
+    names = ["io.read_file", "io.write_file", "print", "io.matching_files"]
+    errors = []
+
+    def hammer(name):
+        try:
+            for _ in range(20_000):
+                with keras_graft.allow(name, "io.read_file"):
+                    if not safety.is_user_allowed(name):
+                        raise AssertionError(f"{name} not allowed inside its own block")
+        except Exception as error:  # Collected: a thread's exception would be lost.
+            errors.append(error)
+
+    threads = [threading.Thread(target=hammer, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert not any(safety.is_user_allowed(name) for name in names)
+
+
+def test_nested_allow_blocks_restore_the_outer_allowance():
+    with keras_graft.allow("io.read_file"):
+        with keras_graft.allow("io.write_file"):
+            assert safety.is_user_allowed("io.read_file") and safety.is_user_allowed("io.write_file")
+        assert safety.is_user_allowed("io.read_file") and not safety.is_user_allowed("io.write_file")
+    assert not safety.is_user_allowed("io.read_file")
+
+
+def _reached_through_attributes(name):
+    value = tf
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _candidate_arguments(graph):
+    with graph.as_default():
+        floats = tf.compat.v1.placeholder(tf.float32, (4, 4, 3))
+        return [
+            (floats,),
+            (tf.compat.v1.placeholder(tf.string, (4,)),),
+            (tf.compat.v1.sparse_placeholder(tf.float32, (4, 3)),),
+            (tf.compat.v1.placeholder(tf.int32, (4,)),),
+            (floats, floats),
+            (floats, 2),
+            (tf.compat.v1.placeholder(tf.uint8, (4, 4, 3)),),
+        ]
+
+
+def test_every_admitted_name_is_a_public_tensor_op_that_only_builds_graph_ops(tmp_path, monkeypatch):
+    """Each name on the allow-list is reachable as `tf.<name>`, and calling it
+    (on graph placeholders, every way it accepts) adds audit-clean ops to the
+    graph and changes nothing else: no process state, no files, no eager mode."""
+    monkeypatch.chdir(tmp_path)
+    state_before = _hostile._state()
+    graph = tf.Graph()
+    candidates = _candidate_arguments(graph)
+    built = []
+    for name, function in sorted(safety.allowed_ops().items()):
+        assert _reached_through_attributes(name) is function, name
+        assert hasattr(function, "_tf_fallback_dispatchers") or name in safety.NON_DISPATCHING_TENSOR_OPS
+        for arguments in candidates:
+            first = _compat.op_id_mark(graph)
+            try:
+                with graph.as_default():
+                    function(*arguments)
+            except Exception:  # Not a way this op is called; try the next.
+                continue
+            created = _compat.ops_created_between(graph, first, _compat.op_id_mark(graph))
+            safety.audit_graph_ops(name, graph, created)
+            built.append(name)
+            break
+    assert len(built) > 350, "too few ops accepted any candidate arguments"
+    assert tf.executing_eagerly()
+    assert _hostile._state() == state_before
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(safety.DENIED_NAMES))
+def test_denied_names_are_refused_with_their_reason(name):
+    assert safety.DENIED_NAMES[name] in safety.refusal_reason(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["xla_call_module", "xla_custom_call_v2", "rpc_client", "rpc_server", "check_preemption",
+     "audio_microfrontend", "xla_launch", "xla_recv", "xla_while"],
+)
+def test_export_table_names_no_namespace_shows_are_refused(name):
+    assert _compat.tf_symbol(name) is not None  # TensorFlow exports it...
+    assert safety.refusal_reason(name) == "it is not a public attribute of `tf`"  # ...nobody reaches it

@@ -87,6 +87,12 @@ _VALUE_DTYPES = frozenset(
 # Deeper nesting than this in a stored argument is refused, not recursed into.
 MAX_NESTING = 64
 
+# TensorFlow's limit on the rank of a tensor.
+MAX_RANK = 254
+
+# The most values a stored constant may hold (64 MB of float32).
+MAX_STORED_ELEMENTS = 1 << 24
+
 
 def _value_dtype(name) -> tf.DType:
     if not isinstance(name, str) or name not in _VALUE_DTYPES:
@@ -97,12 +103,27 @@ def _value_dtype(name) -> tf.DType:
     return tf.as_dtype(name)
 
 
+def _is_shape(dims, *, allow_unknown: bool) -> bool:
+    """Whether `dims` is a list of at most `MAX_RANK` sizes (None where allowed)."""
+    return (
+        isinstance(dims, list)
+        and len(dims) <= MAX_RANK
+        and all((d is None and allow_unknown) or (type(d) is int and d >= 0) for d in dims)
+    )
+
+
 def _decode_array(config: dict) -> np.ndarray:
     dtype = _value_dtype(config["dtype"])
     shape = config["shape"]
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+    if not _is_shape(shape, allow_unknown=False):
         raise ValueError(f"A stored array's shape must be a list of sizes; got {shape!r:.80}.")
     shape = tuple(shape)
+    if math.prod(shape) > MAX_STORED_ELEMENTS:
+        raise ValueError(
+            f"A stored array must list at most {MAX_STORED_ELEMENTS} values; keep "
+            "larger constants in a layer's weights (`ctx.weight` in a "
+            "`@keras_graft.layer`)."
+        )
     if dtype == tf.string:
         values = np.array(config["values"], dtype=object)
         decode = np.vectorize(base64.b64decode, otypes=[object])
@@ -155,14 +176,23 @@ class _Encoder:
             dims = None if value.rank is None else value.as_list()
             return {TAG: "shape", "dims": dims}
         if isinstance(value, (np.ndarray, np.generic)):
-            return _encode_array("array", np.asarray(value))
+            return _encode_array("array", self._storable(np.asarray(value), path))
         if isinstance(value, (tf.Variable, tf.__internal__.CompositeTensor)) or _is_keras_variable(value):
             raise self._refuse(value, path)
         if tf.is_tensor(value):
             if hasattr(value, "numpy") and tf.executing_eagerly():
-                return _encode_array("tensor", value.numpy())
+                return _encode_array("tensor", self._storable(value.numpy(), path))
             raise self._refuse(value, path)
         raise self._refuse(value, path)
+
+    def _storable(self, array: np.ndarray, path: str) -> np.ndarray:
+        if array.size > MAX_STORED_ELEMENTS:
+            raise UnstorableArgumentError(
+                f"{self.where}: argument {path} is a constant of {array.size} values; "
+                f"a model file holds constants of at most {MAX_STORED_ELEMENTS}. Keep "
+                "it in a layer's weights instead (`ctx.weight` in a `@keras_graft.layer`)."
+            )
+        return array
 
     def _slot(self, tensor: KerasTensor) -> int:
         key = id(tensor)
@@ -271,9 +301,7 @@ def _decode_value(config: Any, depth: int) -> Any:
         return _value_dtype(config["name"])
     if kind == "shape":
         dims = config["dims"]
-        if dims is not None and (
-            not isinstance(dims, list) or not all(d is None or (type(d) is int and d >= 0) for d in dims)
-        ):
+        if dims is not None and not _is_shape(dims, allow_unknown=True):
             raise ValueError(f"A stored shape must be a list of sizes or None; got {dims!r:.80}.")
         return tf.TensorShape(dims)
     if kind == "array":

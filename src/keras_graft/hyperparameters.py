@@ -12,7 +12,7 @@ its default has*:
 | a list, tuple or dict | a list (tuple) or dict of plain data |
 | `None`, or no default | plain data, or a Keras initializer, regularizer or constraint |
 | a Keras object | `None`, a Keras identifier string, or a Keras object of the same family |
-| a function (`keras.activations.relu`) | `None`, a string, or a registered function |
+| a function (`keras.activations.relu`) | `None`, a string, a Keras activation, or a registered function |
 
 Plain data is None, bools, numbers, strings, and lists and dicts of them.
 Anything else is refused with the hyperparameter named:
@@ -76,7 +76,7 @@ def validate_stored(layer_name: str, name: str, default: Any, stored: Any) -> An
             return stored
         if inspect.isfunction(default) or inspect.isbuiltin(default):
             families = None
-            wanted = "a string or a registered function"
+            wanted = "a string, a Keras activation or a registered function"
         else:
             families = tuple(f for f in _FAMILIES if isinstance(default, f)) or (type(default),)
             wanted = f"a {families[0].__name__}, its name, or None"
@@ -84,11 +84,22 @@ def validate_stored(layer_name: str, name: str, default: Any, stored: Any) -> An
         raise _refusal(layer_name, name, default, stored, wanted)
     value = keras.saving.deserialize_keras_object(stored)
     if families is None:
-        if inspect.isfunction(value) or inspect.isbuiltin(value):
+        if _is_activation_or_registered(value):
             return value
     elif isinstance(value, families):
         return value
     raise _refusal(layer_name, name, default, stored, wanted)
+
+
+def _is_activation_or_registered(value: Any) -> bool:
+    """A Keras activation or a function the user registered; not any Keras
+    API function (`keras.config.set_epsilon` changes the process)."""
+    if not (inspect.isfunction(value) or inspect.isbuiltin(value)):
+        return False
+    name = getattr(value, "__name__", "")
+    return getattr(keras.activations, name, None) is value or (
+        ">" in keras.saving.get_registered_name(value)
+    )
 
 
 def _is_plain(value: Any, depth: int = 0) -> bool:

@@ -245,9 +245,12 @@ def _stand_in(tensor: _compat.KerasTensor, graph: tf.Graph, untrusted: bool):
 
 
 def _is_small(tensor: _compat.KerasTensor) -> bool:
+    """A few numbers: strings are out, since one string can hold gigabytes."""
     shape = tensor.shape
+    dtype = tf.as_dtype(tensor.dtype)
     return (
-        not tensor.ragged
+        (dtype.is_integer or dtype.is_floating or dtype.is_complex or dtype == tf.bool)
+        and not tensor.ragged
         and all(d is not None for d in shape)
         and int(np.prod(shape)) <= MAX_UNTRUSTED_VALUE_ELEMENTS
     )

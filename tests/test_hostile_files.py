@@ -1,0 +1,54 @@
+"""Hostile model files, loaded in child processes with a timeout and a memory limit.
+
+Each attack of `_hostile.ATTACKS` (classes: 1 names that are no pure tensor
+ops, 2 Python functions with process-wide effects, 3 ops that would parse,
+decode or compute something large or run a program at load, 4 malformed
+arguments, hyperparameters and Keras structure) must end in a clean refusal,
+or in a model that loaded without running anything: never a hang, a crash,
+a large allocation, a file written or a change of process state.
+"""
+
+import pytest
+
+import _hostile
+
+# Peak resident memory of the loading process, TensorFlow included.
+MEMORY_BUDGET_MB = 1536
+CLEAN_REFUSALS = {"UnsafeOpError", "OpTraceError", "UnstorableArgumentError", "ValueError", "TypeError"}
+# Keras parses config.json whole before keras-graft sees it: a JSON bomb is
+# refused, but its parse allocates (see the README's threat model).
+KERAS_OWN_PARSE = {"config_zip_bomb"}
+MUST_BE_REFUSED = {1, 2, 4}
+
+
+@pytest.fixture(scope="module")
+def forge_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("hostile")
+    _hostile.benign_model(directory)
+    return directory
+
+
+@pytest.mark.parametrize("attack", _hostile.ATTACKS, ids=lambda attack: f"class{attack.weakness}-{attack.name}")
+def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir):
+    preload = (_hostile.VICTIM,) if attack.name.startswith("hyperparameter") else ()
+    result = _hostile.load_in_child(attack.build(forge_dir), timeout_s=90, preload=preload)
+    summary = f"{attack.name}: {attack.description}\n{result}"
+
+    assert result["outcome"] in ("refused", "loaded"), summary  # not "timeout" or "crashed"
+    if result["outcome"] == "refused":
+        assert result["exception"] in CLEAN_REFUSALS, summary
+    if attack.weakness in MUST_BE_REFUSED:
+        assert result["outcome"] == "refused", summary
+    if attack.name not in KERAS_OWN_PARSE:
+        assert result["peak_rss_mb"] <= MEMORY_BUDGET_MB, summary
+    assert result["state_changes"] == {}, summary
+    assert result["files_created"] == [], summary
+
+
+def test_the_sandbox_sees_what_a_load_changes(forge_dir):
+    """The harness itself: a load that does change state is reported as such."""
+    result = _hostile.load_in_child(
+        _hostile.benign_model(forge_dir), timeout_s=90, preload=("_hostile:_flip_state_on_load",)
+    )
+    assert result["outcome"] == "loaded"
+    assert "traceback_filtering" in result["state_changes"]
