@@ -257,7 +257,7 @@ def _decode(config: Any, depth: int = 0) -> Any:
         )
     try:
         return _decode_value(config, depth + 1)
-    except (KeyError, IndexError, TypeError, AttributeError, binascii.Error) as error:
+    except (KeyError, IndexError, TypeError, AttributeError, OverflowError, binascii.Error) as error:
         raise ValueError(
             f"Malformed stored op argument {config!r:.120} ({type(error).__name__}: "
             f"{error!s:.80}): the model file was not written by keras-graft or "

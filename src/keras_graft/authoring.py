@@ -415,6 +415,14 @@ class FunctionLayer(keras.layers.Layer):
 
     # -- build -----------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        for name, value in zip(self._graft_signature.inputs, args):
+            leaves = tf.nest.flatten(value)
+            if not leaves or not all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") for leaf in leaves):
+                raise TypeError(
+                    f"{self.name}: input {name!r} is {value!r:.60}; "
+                    f"{self._graft_signature.function_name} is called on tensors "
+                    "(or nested structures of them)."
+                )
         if not self.built:
             # Keras builds from shapes only; record the dtypes (and masks)
             # too, so that the build trace sees the inputs the call will see.

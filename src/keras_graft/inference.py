@@ -187,18 +187,16 @@ def trace(
     with graph.as_default(), tf.variable_creator_scope(refuse_variables):
         try:
             outputs = function(tree.pack_sequence_as(inputs, symbolic))
-        except RuntimeError as error:
-            if "capture an EagerTensor" in str(error):
+        except (UnstorableArgumentError, safety.UnsafeOpError):
+            raise
+        except Exception as error:  # Whatever TF raised on these arguments.
+            if isinstance(error, RuntimeError) and "capture an EagerTensor" in str(error):
                 raise UnstorableArgumentError(
                     f"{display_name} reads a tf.Variable or eager tensor that no "
                     "layer tracks, so it would be neither trained nor saved with "
                     "the model. Create it with `ctx.weight(...)` in a "
                     "`@keras_graft.layer`, or pass it as a constant argument."
                 ) from error
-            raise
-        except (TypeError, ValueError) as error:
-            if isinstance(error, (UnstorableArgumentError, safety.UnsafeOpError)):
-                raise
             raise OpTraceError(
                 f"TensorFlow could not build {display_name} on Keras tensors "
                 f"{_describe(flat)}: {error}"
