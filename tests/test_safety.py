@@ -393,3 +393,42 @@ def test_denied_names_are_refused_with_their_reason(name):
 def test_export_table_names_no_namespace_shows_are_refused(name):
     assert _compat.tf_symbol(name) is not None  # TensorFlow exports it...
     assert safety.refusal_reason(name) == "it is not a public attribute of `tf`"  # ...nobody reaches it
+
+
+def _symbolic_slice_model(path):
+    x, step = keras.Input((8,)), keras.Input((), dtype="int32")
+    keras.Model([x, step], x[..., :: step[0]]).save(path)
+    return path
+
+
+def test_a_rank_found_by_running_the_op_is_stored_and_loaded_without_running_it(tmp_path, monkeypatch):
+    path = _symbolic_slice_model(tmp_path / "slice.keras")
+    with zipfile.ZipFile(path) as archive:
+        layers = json.loads(archive.read("config.json"))["config"]["layers"]
+    assert [layer["config"]["output_ranks"] for layer in layers if layer["class_name"] == "TFOp"] == [[2]]
+    monkeypatch.setattr(inference, "_probe_ranks", lambda *a: pytest.fail("probed a file's op"))
+    loaded = keras.models.load_model(path)
+    assert loaded.output.shape == (None, None)
+
+
+def test_an_unknown_rank_on_load_is_refused_naming_the_layer_and_the_fix(tmp_path):
+    path = _symbolic_slice_model(tmp_path / "slice.keras")
+    forged = tmp_path / "no_ranks.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(forged, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "config.json":
+                config = json.loads(data)
+                for layer in config["config"]["layers"]:
+                    layer["config"].pop("output_ranks", None)
+                data = json.dumps(config).encode()
+            target.writestr(name, data)
+    with pytest.raises(keras_graft.OpTraceError, match=r"tf.__operators__.getitem.*does not run ops from a model file.*tf.ensure_shape"):
+        keras.models.load_model(forged)
+    assert keras.models.load_model(forged, safe_mode=False).output.shape == (None, None)
+
+
+def test_constants_too_large_for_a_model_file_fail_where_the_op_is_called():
+    x = keras.Input((3,))
+    with pytest.raises(keras_graft.UnstorableArgumentError, match="at most 16777216.*ctx.weight"):
+        tf.math.add(x, np.zeros((1 << 24) + 1, "float32"))

@@ -79,7 +79,7 @@ def validate_stored(layer_name: str, name: str, default: Any, stored: Any) -> An
             wanted = "a string, a Keras activation or a registered function"
         else:
             families = tuple(f for f in _FAMILIES if isinstance(default, f)) or (type(default),)
-            wanted = f"a {families[0].__name__}, its name, or None"
+            wanted = f"a Keras {families[0].__name__.lower()}, its name, or None"
     if not _is_serialized_object(stored):
         raise _refusal(layer_name, name, default, stored, wanted)
     value = keras.saving.deserialize_keras_object(stored)
