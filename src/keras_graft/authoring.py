@@ -59,9 +59,9 @@ import types
 import keras
 import tensorflow as tf
 
-from keras_graft import _compat
+from keras_graft import _compat, backends
 from keras_graft._compat import AutocastScope, get_keras_mask
-from keras_graft.context import LayerContext, _BuildingScope, _creating_variable
+from keras_graft.context import BridgedState, LayerContext, _BuildingScope, _creating_variable
 from keras_graft.hyperparameters import validate_stored
 
 __all__ = ["FunctionLayer", "layer", "loss", "metric"]
@@ -359,6 +359,7 @@ class FunctionLayer(keras.layers.Layer):
         object.__setattr__(self, "_graft_pending_specs", None)
         object.__setattr__(self, "_graft_specs", None)
         object.__setattr__(self, "_graft_mask_specs", None)
+        object.__setattr__(self, "_graft_bridge_caches", {})
 
     # -- public --------------------------------------------------------------
     @property
@@ -542,9 +543,78 @@ class FunctionLayer(keras.layers.Layer):
         masks = dict(zip(self._graft_signature.inputs, masks))
         if training is None:
             training = False
+        if backends.backend() != "tensorflow":
+            return self._graft_call_bridged(inputs, bool(training), masks)
         ctx = LayerContext(self, training=training, masks=masks)
         outputs = type(self)._graft_function(ctx, *inputs, **self._graft_hyperparameters)
         return self._graft_cast_outputs(outputs)
+
+    def compute_output_spec(self, *args, **kwargs):
+        if backends.backend() == "tensorflow":
+            return super().compute_output_spec(*args, **kwargs)
+        # Other backends would trace `call` with their own symbolic arrays,
+        # which TF ops do not take: trace the function in TensorFlow instead.
+        inputs = args[: len(self._graft_signature.inputs)]
+        graph = tf.Graph()
+        with graph.as_default():
+            def placeholder(tensor):
+                return tf.compat.v1.placeholder(tf.as_dtype(tensor.dtype), tensor.shape)
+
+            stand_ins = {}
+            for name, (spec, _) in self._graft_registry.items():
+                value = tf.compat.v1.placeholder(tf.as_dtype(spec["dtype"]), spec["shape"])
+                stand_ins[name] = BridgedState(value) if spec["kind"] == "state" else value
+            ctx = LayerContext(self, training=False, stand_ins=stand_ins)
+            outputs = type(self)._graft_function(
+                ctx, *tf.nest.map_structure(placeholder, inputs), **self._graft_hyperparameters
+            )
+        return tf.nest.map_structure(
+            lambda value: _compat.KerasTensor(shape=tuple(value.shape), dtype=value.dtype.name),
+            outputs,
+        )
+
+    def _graft_call_bridged(self, inputs, training, masks):
+        """The call on the JAX or torch backend: the function runs in
+        TensorFlow on the variables' values, and state comes back as values."""
+        if keras.distribution.distribution() is not None and any(
+            spec["kind"] == "state" for spec, _ in self._graft_registry.values()
+        ):
+            raise ValueError(
+                f"{self.name}: ctx.state updates combine across replicas only "
+                "under tf.distribute (the tensorflow backend); with a Keras "
+                f"distribution on {backends.backend()} they would not. Train "
+                "this model on the tensorflow backend, or without a distribution."
+            )
+        names = list(self._graft_registry)
+        variables = [self._graft_registry[n][1] for n in names]
+        is_state = [self._graft_registry[n][0]["kind"] == "state" for n in names]
+        present_masks = {k: m for k, m in masks.items() if m is not None}
+        function = type(self)._graft_function
+
+        def in_tensorflow(packed):
+            inputs_tf, masks_tf, values = packed
+            stand_ins = {
+                n: BridgedState(v) if state else v
+                for n, v, state in zip(names, values, is_state)
+            }
+            ctx = LayerContext(self, training=training, masks=masks_tf, stand_ins=stand_ins)
+            outputs = function(ctx, *inputs_tf, **self._graft_hyperparameters)
+            new_state = [stand_ins[n].value for n, state in zip(names, is_state) if state]
+            return outputs, new_state, list(ctx._losses)
+
+        cache = self._graft_bridge_caches.setdefault(training, {})
+        outputs, new_state, losses = backends.run(
+            in_tensorflow, (list(inputs), present_masks, [v.value for v in variables]),
+            cache=cache, name=self.name,
+        )
+        for variable, value in zip(
+            (v for v, state in zip(variables, is_state) if state), new_state
+        ):
+            # The plain Keras assignment: StateVariable's own combines replicas in TF.
+            keras.Variable.assign(variable, value)
+        for loss in losses:
+            self.add_loss(loss)
+        return outputs
 
     def _graft_cast_outputs(self, outputs):
         compute = tf.as_dtype(self.compute_dtype)

@@ -271,13 +271,18 @@ class LayerContext:
     ```
     """
 
-    __slots__ = ("_layer", "_training", "_masks", "_building")
+    __slots__ = ("_layer", "_training", "_masks", "_building", "_stand_ins", "_losses")
 
-    def __init__(self, layer, *, training=False, masks=None, building=False):
+    def __init__(self, layer, *, training=False, masks=None, building=False, stand_ins=None):
         self._layer = layer
         self._training = training
         self._masks = dict(masks or {})
         self._building = building
+        # On the JAX and torch backends the function runs in TensorFlow on
+        # stand-ins for the variables: tensors for weights, `BridgedState`
+        # for state, whose updates come back as values Keras assigns.
+        self._stand_ins = stand_ins
+        self._losses = []
 
     def __repr__(self):
         phase = "building" if self._building else (
@@ -319,6 +324,9 @@ class LayerContext:
         """Add a scalar tensor to the model's loss (Keras `Layer.add_loss`)."""
         if self._building:
             return  # the build trace is discarded; the real call adds it
+        if self._stand_ins is not None:
+            self._losses.append(loss)  # a TF tensor: added by the layer on its backend
+            return
         self._layer.add_loss(loss)
 
     # -- variables ---------------------------------------------------------
@@ -481,6 +489,8 @@ class LayerContext:
                 f"does not take."
             )
         old_spec, variable = entry
+        if self._stand_ins is not None:
+            variable = self._stand_ins[name]
         if old_spec == spec:
             return variable
         if old_spec["kind"] != spec["kind"]:
@@ -525,7 +535,61 @@ class LayerContext:
         finally:
             _local.creating = previous
         self._layer._graft_registry[name] = (spec, variable)
+        if keras.backend.backend() != "tensorflow":
+            # The build trace is TensorFlow's; hand it a TF stand-in.
+            value = tf.compat.v1.placeholder(tf.as_dtype(spec["dtype"]), spec["shape"])
+            return BridgedState(value) if spec["kind"] == "state" else value
         return variable
+
+
+class BridgedState:
+    """A state variable inside a TF function run for another Keras backend.
+
+    Reads as its current value (a TF tensor); `assign`, `assign_add` and
+    `assign_sub` replace that value, and the layer assigns the final one to
+    the real variable after the call. There is no `tf.distribute` here, so
+    updates are plain.
+    """
+
+    def __init__(self, value):
+        self.value = value
+
+    def __tf_tensor__(self, dtype=None, name=None):
+        return tf.convert_to_tensor(self.value, dtype=dtype, name=name)
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    def assign(self, value):
+        self.value = tf.convert_to_tensor(value, dtype=self.value.dtype)
+        return self.value
+
+    def assign_add(self, value):
+        return self.assign(self.value + tf.cast(value, self.value.dtype))
+
+    def assign_sub(self, value):
+        return self.assign(self.value - tf.cast(value, self.value.dtype))
+
+
+def _delegate(operator):
+    def method(self, *others):
+        return getattr(self.value, operator)(*others)
+
+    method.__name__ = operator
+    return method
+
+
+for _operator in (
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+    "__truediv__", "__rtruediv__", "__floordiv__", "__mod__", "__pow__",
+    "__neg__", "__abs__", "__lt__", "__le__", "__gt__", "__ge__", "__getitem__",
+):
+    setattr(BridgedState, _operator, _delegate(_operator))
 
 
 def _describe_spec(spec) -> str:

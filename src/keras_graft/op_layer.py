@@ -12,7 +12,7 @@ from typing import Callable
 
 import keras
 
-from keras_graft import _compat, inference, registry
+from keras_graft import _compat, backends, inference, registry
 from keras_graft.arguments import WHOLE_INPUTS, ArgumentTemplate
 
 
@@ -55,6 +55,8 @@ class TFOp(keras.layers.Layer):
         self.untrusted = _compat.deserializing_untrusted()
         # Output ranks only running the op told (see `inference.trace`).
         self.output_ranks = None
+        # The backend bridge's compiled forms, per input signature.
+        self._bridge_cache = {}
         # An op decides its own dtypes: no input casting, no mixed precision.
         self._convert_input_args = False
         self.built = True
@@ -78,6 +80,12 @@ class TFOp(keras.layers.Layer):
         return layer(tensors[0] if len(tensors) == 1 else tensors)
 
     def call(self, inputs):
+        if backends.backend() != "tensorflow":
+            return backends.run(self.call_in_tf, inputs, cache=self._bridge_cache, name=self.name)
+        return self.call_in_tf(inputs)
+
+    def call_in_tf(self, inputs):
+        """The op on TensorFlow tensors."""
         args, kwargs = self.arguments.fill(inputs)
         return self.function(*args, **kwargs)
 
@@ -98,6 +106,8 @@ class TFOp(keras.layers.Layer):
         )
         if ranks is not None:
             self.output_ranks = ranks
+        backends.check_portable(self.name, inputs, outputs)
+        backends.check_static_shapes(self.name, self.call_in_graph, inputs, outputs)
         return outputs
 
     def get_config(self):

@@ -1,0 +1,125 @@
+"""TF ops inside Keras models on the JAX and PyTorch backends.
+
+An op layer's TensorFlow function runs on the backend's own arrays through a
+bridge, one module per backend:
+
+- `jax_bridge`: ops that XLA can compile are inlined into the JAX program
+  (`jax2tf.call_tf`), so no TensorFlow runs at run time; the others run in
+  eager TensorFlow through `jax.pure_callback`, gradients included.
+- `torch_bridge`: zero-copy DLPack both ways and a `torch.autograd.Function`
+  that replays a `tf.GradientTape` for the backward pass.
+
+What cannot run on a backend is refused when the model is built or loaded
+(`check_portable`), never in the middle of training.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import tensorflow as tf
+from keras import tree
+
+from keras_graft.inference import OpTraceError
+
+_64_BIT = {"int64", "uint64", "float64", "complex128"}
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def run(tf_function: Callable, inputs, *, cache: dict, name: str):
+    """`tf_function(inputs)` on the current backend's arrays; outputs likewise.
+
+    `cache` (one per layer) keeps the bridge's compiled form per input
+    signature.
+    """
+    flat = tree.flatten(inputs)
+
+    def flat_function(*tensors):
+        outputs = tf_function(tree.pack_sequence_as(inputs, list(tensors)))
+        cache["structure"] = tree.map_structure(lambda _: None, outputs)
+        return tree.flatten(outputs)
+
+    if backend() == "jax":
+        from keras_graft.backends import jax_bridge
+
+        flat_outputs = jax_bridge.call(flat_function, flat, cache=cache, name=name)
+    elif backend() == "torch":
+        from keras_graft.backends import torch_bridge
+
+        flat_outputs = torch_bridge.call(flat_function, flat, name=name)
+    else:
+        raise NotImplementedError(
+            f"{name}: keras-graft runs TF ops on the tensorflow, jax and torch "
+            f"backends, not on {backend()!r}."
+        )
+    return tree.pack_sequence_as(cache["structure"], list(flat_outputs))
+
+
+def check_portable(name: str, inputs, outputs) -> None:
+    """Refuses, at build or load, an op the current backend cannot run.
+
+    `inputs` and `outputs` are Keras tensors.
+    """
+    current = backend()
+    if current == "tensorflow":
+        return
+    for role, tensors in (("input", inputs), ("output", outputs)):
+        for tensor in tree.flatten(tensors):
+            problem = None
+            if tensor.dtype == "string":
+                problem = f"its {role} is a string tensor, which {current} has no arrays for"
+            elif getattr(tensor, "ragged", False) or getattr(tensor, "sparse", False):
+                kind = "ragged" if tensor.ragged else "sparse"
+                problem = f"its {role} is a {kind} tensor, which keras-graft cannot pass to {current}"
+            elif current == "jax" and tensor.dtype in _64_BIT and not _jax_x64():
+                problem = (
+                    f"its {role} is {tensor.dtype}, and JAX without 64-bit mode would "
+                    "silently truncate it to 32 bits. Set JAX_ENABLE_X64=1 before "
+                    "importing JAX, or cast to a 32-bit dtype inside the op "
+                    "(`tf.cast`, or `output_type=tf.int32` for `tf.argmax`)"
+                )
+            if problem:
+                raise OpTraceError(
+                    f"{name} cannot run on the {current} backend: {problem}. Run this "
+                    "part of the model on the tensorflow backend (e.g. in a "
+                    "tf.data preprocessing step), or use a keras.ops equivalent."
+                )
+
+
+def check_static_shapes(name: str, function: Callable, inputs, outputs) -> None:
+    """On JAX, refuses an op whose output shape depends on input *values*.
+
+    Traces the op again with every unknown input dimension set, in a scratch
+    graph: a dimension still unknown then depends on values (`tf.unique`,
+    `tf.boolean_mask`), which `jax.jit` cannot compile.
+    """
+    if backend() != "jax":
+        return
+    graph = tf.Graph()
+    with graph.as_default():
+        placeholders = [
+            tf.compat.v1.placeholder(tensor.dtype, [3 if d is None else d for d in tensor.shape])
+            for tensor in tree.flatten(inputs)
+        ]
+        try:
+            traced = tree.flatten(function(tree.pack_sequence_as(inputs, placeholders)))
+        except Exception:  # The real trace succeeded; this one is only a check.
+            return
+    for value in traced:
+        if isinstance(value, tf.Tensor) and not value.shape.is_fully_defined():
+            raise OpTraceError(
+                f"{name} cannot run on the jax backend: the shape of its output "
+                f"({value.shape}) depends on the input values, and jax.jit needs "
+                "static shapes. Give the output a static size (e.g. pad to a "
+                "maximum and mask), or run this part on the tensorflow backend."
+            )
+
+
+def _jax_x64() -> bool:
+    import jax
+
+    return bool(jax.config.jax_enable_x64)

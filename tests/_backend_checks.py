@@ -1,0 +1,184 @@
+"""Checks of TF ops in Keras models on the JAX and torch backends.
+
+Run by `test_backends.py` in a child process per backend (Keras fixes the
+backend per process): `KERAS_BACKEND=jax python _backend_checks.py DIR CHECK`.
+`DIR` holds `model.keras` and `expected.npz`, saved on the TensorFlow backend
+by `save_reference`; each CHECK prints one JSON line of findings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_graft  # noqa: E402
+
+
+@keras_graft.layer(package="backend_checks")
+def scaled_matmul(ctx, x, units=4):
+    kernel = ctx.weight("kernel", (x.shape[-1], units), initializer="glorot_uniform")
+    calls = ctx.state("calls", dtype="int32")
+    calls.assign_add(1)
+    return tf.matmul(x, kernel)
+
+
+def reference_model() -> keras.Model:
+    """stft, abs, top_k, clip, bilinear resize and a weighted layer, Dense on top."""
+    audio = keras.Input((400,), name="audio")
+    spectrum = tf.abs(tf.signal.stft(audio, frame_length=64, frame_step=32))  # (None, 11, 33)
+    values, indices = tf.math.top_k(spectrum, k=4)
+    image = tf.image.resize(spectrum[..., tf.newaxis], [8, 16])  # bilinear
+    features = tf.concat([tf.reshape(image, [-1, 128]), tf.reshape(values, [-1, 44])], axis=1)
+    hidden = scaled_matmul(units=8, name="scaled")(tf.clip_by_value(features, -3.0, 3.0))
+    output = keras.layers.Dense(1, name="head")(hidden)
+    return keras.Model(audio, [output, indices])
+
+
+def data(samples=6):
+    return np.random.default_rng(0).normal(size=(samples, 400)).astype("float32")
+
+
+def save_reference(directory) -> None:
+    """On the TensorFlow backend: the model file and its predictions."""
+    model = reference_model()
+    model.save(os.path.join(directory, "model.keras"))
+    output, indices = model.predict(data(), verbose=0)
+    np.savez(os.path.join(directory, "expected.npz"), output=output, indices=indices)
+
+
+def to_numpy(value):
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def check_load_predict_fit(directory) -> dict:
+    model = keras.models.load_model(os.path.join(directory, "model.keras"))
+    expected = np.load(os.path.join(directory, "expected.npz"))
+    output, indices = model.predict(data(), verbose=0)
+    findings = {
+        "max_abs_error": float(np.abs(to_numpy(output) - expected["output"]).max()),
+        "indices_dtype": str(to_numpy(indices).dtype),
+        "indices_equal": bool((to_numpy(indices) == expected["indices"]).all()),
+    }
+    trainable = keras.Model(model.input, model.outputs[0])
+    trainable.compile("sgd", "mse")
+    before = {w.path: to_numpy(w).copy() for w in trainable.trainable_weights}
+    calls_before = int(to_numpy(model.get_layer("scaled").named_variables["calls"]))
+    trainable.fit(data(), np.ones((6, 1)), batch_size=3, epochs=1, verbose=0)
+    findings["unchanged_weights"] = [
+        w.path for w in trainable.trainable_weights if np.array_equal(before[w.path], to_numpy(w))
+    ]
+    findings["calls_counted"] = int(to_numpy(model.get_layer("scaled").named_variables["calls"])) - calls_before
+    return findings
+
+
+GRADIENT_CASES = {
+    # XLA compiles it: inlined into the JAX program.
+    "xla": lambda v: tf.math.cumsum(tf.math.softplus(v), axis=1),
+    # No XLA kernel (ResizeBicubic): JAX's callback path.
+    "no_xla_kernel": lambda v: tf.image.resize(v, [9, 7], method="bicubic"),
+}
+
+
+def check_gradients(directory) -> dict:
+    """Input gradients through both kinds of op, against TensorFlow's own."""
+    images = np.random.default_rng(1).normal(size=(2, 5, 5, 1)).astype("float32")
+    findings = {}
+    for name, function in GRADIENT_CASES.items():
+        x = keras.Input((5, 5, 1))
+        model = keras.Model(x, function(x))
+        with tf.GradientTape() as tape:
+            source = tf.constant(images)
+            tape.watch(source)
+            loss = tf.reduce_sum(tf.square(function(source)))
+        expected = tape.gradient(loss, source).numpy()
+        findings[name] = float(np.abs(_backend_gradient(model, images) - expected).max())
+    return findings
+
+
+def _backend_gradient(model, images):
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.jit(jax.grad(lambda v: (model(v) ** 2).sum()))(images))
+    import torch
+
+    source = torch.tensor(images, requires_grad=True)
+    (model(source) ** 2).sum().backward()
+    return source.grad.numpy()
+
+
+def check_lowering(directory) -> dict:
+    """JAX: which ops compile into the program, which go through a callback."""
+    import jax
+
+    findings = {}
+    for name, function in (
+        ("clip", lambda v: tf.clip_by_value(v, -0.5, 0.5)),
+        ("bicubic", lambda v: tf.image.resize(v, [9, 7], method="bicubic")),
+    ):
+        x = keras.Input((5, 5, 1))
+        model = keras.Model(x, function(x))
+        text = jax.jit(model).lower(np.zeros((2, 5, 5, 1), "float32")).as_text()
+        findings[name] = "callback" in text
+    return findings
+
+
+def check_refusals(directory) -> dict:
+    """Each op a backend cannot run is refused where the model is built."""
+    cases = {
+        "string": lambda: tf.strings.length(keras.Input((), dtype="string")),
+        "ragged": lambda: tf.ragged.range(keras.Input(batch_shape=(3,), dtype="int32")),
+        "int64": lambda: tf.math.argmax(keras.Input((4,)), axis=-1),
+        "value_dependent_shape": lambda: tf.unique(keras.Input(batch_shape=(5,))).y,
+    }
+    findings = {}
+    for name, build in cases.items():
+        try:
+            build()
+            findings[name] = "built"
+        except keras_graft.OpTraceError as error:
+            findings[name] = str(error)
+    return findings
+
+
+def check_torch_memory_layout(directory) -> dict:
+    """torch: views that are not contiguous or not 64-byte aligned cross safely."""
+    import torch
+
+    x = keras.Input((3,))
+    model = keras.Model(x, tf.math.cumsum(x, axis=-1))
+    base = torch.arange(40, dtype=torch.float32).reshape(10, 4)
+    unaligned = base[1:, 1:]  # offset by 5 floats: neither contiguous nor aligned
+    result = model(unaligned)
+    expected = np.cumsum(unaligned.numpy(), axis=-1)
+    flags = keras.Input((3,), dtype="bool")
+    flag_model = keras.Model(flags, tf.math.logical_not(flags))
+    flipped = flag_model(torch.tensor([[True, False, True]]))
+    return {
+        "max_abs_error": float(np.abs(result.detach().numpy() - expected).max()),
+        "bool": flipped.numpy().tolist(),
+    }
+
+
+CHECKS = {
+    "load_predict_fit": check_load_predict_fit,
+    "gradients": check_gradients,
+    "lowering": check_lowering,
+    "refusals": check_refusals,
+    "torch_memory_layout": check_torch_memory_layout,
+}
+
+
+if __name__ == "__main__":
+    directory, *names = sys.argv[1:]
+    if names == ["save_reference"]:
+        save_reference(directory)
+    else:
+        print(json.dumps({name: CHECKS[name](directory) for name in names}))

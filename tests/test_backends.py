@@ -1,0 +1,96 @@
+"""TF ops in Keras models on the JAX and torch backends, one child process per backend.
+
+A model with auto-wrapped TF ops and an `@keras_graft.layer` is saved on the
+TensorFlow backend, then loaded (safe mode), run and trained on each backend.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_checks(backend, directory, *checks):
+    completed = subprocess.run(
+        [sys.executable, str(HERE / "_backend_checks.py"), str(directory), *checks],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    if checks == ("save_reference",):
+        return None
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("backends")
+    run_checks("tensorflow", directory, "save_reference")
+    return directory
+
+
+CHECKS = {
+    "jax": ["load_predict_fit", "gradients", "refusals", "lowering"],
+    "torch": ["load_predict_fit", "gradients", "refusals", "torch_memory_layout"],
+}
+
+
+@pytest.fixture(scope="module")
+def found(reference):
+    """Each backend's findings: {backend: {check: result}}."""
+    return {backend: run_checks(backend, reference, *checks) for backend, checks in CHECKS.items()}
+
+
+@pytest.mark.parametrize("backend", CHECKS)
+def test_model_saved_on_tensorflow_predicts_the_same(found, backend):
+    result = found[backend]["load_predict_fit"]
+    assert result["max_abs_error"] < 1e-4
+    assert result["indices_dtype"] == "int32" and result["indices_equal"]
+
+
+@pytest.mark.parametrize("backend", CHECKS)
+def test_fit_updates_every_weight_and_state(found, backend):
+    result = found[backend]["load_predict_fit"]
+    assert result["unchanged_weights"] == []
+    assert result["calls_counted"] == 2  # two batches
+
+
+@pytest.mark.parametrize("backend", CHECKS)
+def test_gradients_match_tensorflow_on_both_paths(found, backend):
+    assert found[backend]["gradients"]["xla"] < 1e-4
+    assert found[backend]["gradients"]["no_xla_kernel"] < 1e-4  # JAX's callback path
+
+
+@pytest.mark.parametrize(
+    "backend, case, reason",
+    [
+        ("jax", "string", "string tensor"),
+        ("jax", "ragged", "ragged tensor"),
+        ("jax", "int64", "JAX_ENABLE_X64=1"),
+        ("jax", "value_dependent_shape", "depends on the input values"),
+        ("torch", "string", "string tensor"),
+        ("torch", "ragged", "ragged tensor"),
+    ],
+)
+def test_what_a_backend_cannot_run_is_refused_at_build(found, backend, case, reason):
+    message = found[backend]["refusals"][case]
+    assert f"cannot run on the {backend} backend" in message and reason in message
+
+
+def test_torch_runs_int64_and_value_dependent_shapes(found):
+    assert found["torch"]["refusals"]["int64"] == "built"
+    assert found["torch"]["refusals"]["value_dependent_shape"] == "built"
+
+
+def test_jax_inlines_compilable_ops_and_calls_back_for_the_others(found):
+    assert found["jax"]["lowering"] == {"clip": False, "bicubic": True}
+
+
+def test_torch_copies_unaligned_views_and_bools(found):
+    assert found["torch"]["torch_memory_layout"]["max_abs_error"] == 0.0
+    assert found["torch"]["torch_memory_layout"]["bool"] == [[False, True, False]]
