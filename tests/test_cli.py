@@ -100,3 +100,17 @@ def test_each_example_runs_as_a_script(name):
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "predicted identically" in completed.stdout
+
+
+def test_demo_on_another_backend_loads_trains_and_saves_there(tmp_path):
+    completed = run_cli("demo", "--backend", "torch", "--only", "custom_matmul", "--epochs", "1",
+                        "--keep", str(tmp_path))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "saved on TensorFlow, loaded, trained and saved again on torch" in completed.stdout
+    assert (tmp_path / "custom_matmul.torch.keras").stat().st_size > 0
+
+
+def test_demo_rejects_an_unknown_backend(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--backend", "mxnet"])
+    assert "invalid choice: 'mxnet'" in capsys.readouterr().err

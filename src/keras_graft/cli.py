@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -19,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--epochs", type=int, default=3, help="training epochs per example (default 3)")
     demo.add_argument("--keep", metavar="DIR", help="keep the saved .keras models in DIR")
+    demo.add_argument(
+        "--backend", choices=("tensorflow", "jax", "torch"), default="tensorflow",
+        help="also load, check and train the saved models on this Keras backend "
+             "(saved on TensorFlow first; needs keras-graft[jax] or [torch])",
+    )
     demo.add_argument(
         "--only", action="append", metavar="EXAMPLE",
         help="run only this example (repeatable): clip_values, custom_matmul, sequence_counter",
@@ -37,10 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         if arguments.epochs < 1:
             print("keras-graft demo: --epochs must be at least 1.", file=sys.stderr)
             return 2
+        if arguments.backend != "tensorflow":
+            # The demo saves on TensorFlow in this process; the other backend
+            # runs in a child process.
+            os.environ["KERAS_BACKEND"] = "tensorflow"
         from keras_graft import demo
 
+        examples = arguments.only or demo.EXAMPLES
         try:
-            results = demo.run(arguments.only or demo.EXAMPLES, epochs=arguments.epochs, keep=arguments.keep)
+            if arguments.backend != "tensorflow":
+                return 0 if demo.run_on_backend(
+                    arguments.backend, examples, epochs=arguments.epochs, keep=arguments.keep) else 1
+            results = demo.run(examples, epochs=arguments.epochs, keep=arguments.keep)
         except (ValueError, ImportError) as error:  # unknown or broken example
             print(f"keras-graft demo: {error}", file=sys.stderr)
             return 2

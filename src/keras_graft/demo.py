@@ -157,12 +157,17 @@ def summary_table(results: list[ExampleResult]) -> Table:
     return table
 
 
-def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console: Console | None = None) -> list[ExampleResult]:
-    """Runs examples (names or modules), prints progress and a summary, returns the results."""
+def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console: Console | None = None,
+        directory: Path | None = None) -> list[ExampleResult]:
+    """Runs examples (names or modules), prints progress and a summary, returns the results.
+
+    The models are saved in `keep` (kept and announced), `directory` (for
+    the caller), or a scratch directory.
+    """
     console = console or wide_console()
     modules = [load_example(e) if isinstance(e, str) else e for e in examples]
     with tempfile.TemporaryDirectory() as scratch:
-        directory = Path(keep) if keep else Path(scratch)
+        directory = Path(keep) if keep else directory or Path(scratch)
         directory.mkdir(parents=True, exist_ok=True)
         columns = (TextColumn("{task.description:>18}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn())
@@ -186,3 +191,113 @@ def run_checked(*examples, epochs: int = 3) -> None:
     """Runs examples like `run`, exiting with status 1 if any check fails."""
     if not all(result.ok for result in run(examples, epochs=epochs)):
         raise SystemExit(1)
+
+
+# ---------------------------------------------------------------------------
+# Another backend: saved on TensorFlow, loaded and trained on JAX or torch
+# ---------------------------------------------------------------------------
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+@dataclass
+class BackendResult:
+    """What happened to one example's file on another backend."""
+
+    name: str
+    max_difference: float = math.nan
+    first_loss: float = math.nan
+    final_loss: float = math.nan
+    trained: bool = False
+    reloaded_same: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.max_difference <= 1e-4 and self.trained and self.reloaded_same
+
+
+def save_reference_predictions(results: list[ExampleResult], directory: Path) -> None:
+    """Next to each saved example, the TensorFlow predictions of its file."""
+    for result in results:
+        if result.ok:
+            model = keras.models.load_model(directory / f"{result.name}.keras")
+            x, _ = load_example(result.name).synthetic_data()
+            np.save(directory / f"{result.name}.tf.npy", model.predict(x, batch_size=BATCH_SIZE, verbose=0))
+
+
+def check_on_backend(directory: Path, names, *, epochs: int, console: Console) -> list[BackendResult]:
+    """In a process whose Keras backend is JAX or torch: load each TF-saved
+    example in safe mode, compare its predictions with TensorFlow's, train it,
+    save it and reload it there."""
+    backend = keras.backend.backend()
+    results = []
+    for name in names:
+        result = BackendResult(name)
+        try:
+            x, y = load_example(name).synthetic_data()
+            model = keras.models.load_model(directory / f"{name}.keras")
+            expected = np.load(directory / f"{name}.tf.npy")
+            predicted = keras.ops.convert_to_numpy(model.predict(x, batch_size=BATCH_SIZE, verbose=0))
+            result.max_difference = float(np.abs(predicted - expected).max())
+            before = [np.array(keras.ops.convert_to_numpy(w)) for w in model.trainable_weights]
+            model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+            history = model.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
+            result.first_loss = float(history.history["loss"][0])
+            result.final_loss = float(history.history["loss"][-1])
+            result.trained = all(
+                not np.array_equal(old, keras.ops.convert_to_numpy(w))
+                for old, w in zip(before, model.trainable_weights)
+            )
+            path = directory / f"{name}.{backend}.keras"
+            model.save(path)
+            result.reloaded_same = predictions_identical(model, keras.models.load_model(path), x)
+        except Exception as error:  # Reported in the table; the demo goes on.
+            result.error = f"{type(error).__name__}: {error}"
+        results.append(result)
+    table = Table(
+        title=f"saved on TensorFlow, loaded, trained and saved again on {backend}",
+        caption="vs TF: largest difference from TensorFlow's predictions of the same file",
+    )
+    for column in ("example", "vs TF", f"loss on {backend}", "all weights trained", "reloaded same"):
+        table.add_column(column, no_wrap=True)
+    for r in results:
+        table.add_row(
+            r.name, f"{r.max_difference:.1e}", f"{r.first_loss:.3g} → {r.final_loss:.3g}",
+            "[green]yes[/]" if r.trained else "[red]NO[/]",
+            "[green]yes[/]" if r.reloaded_same else "[red]NO[/]",
+        )
+    console.print(table)
+    for r in results:
+        if not r.ok:
+            console.print(f"[red]FAILED[/] {r.name} on {backend}: {r.error or 'a check did not hold'}")
+    return results
+
+
+def run_on_backend(backend: str, examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None,
+                   console: Console | None = None) -> bool:
+    """`run` on TensorFlow, then `check_on_backend` in a child process with
+    `KERAS_BACKEND=backend` (Keras fixes the backend per process)."""
+    import os
+    import subprocess
+    import sys
+
+    console = console or wide_console()
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(keep) if keep else Path(scratch)
+        results = run(examples, epochs=epochs, keep=keep, console=console, directory=directory)
+        save_reference_predictions(results, directory)
+        names = [r.name for r in results if r.ok]
+        console.print(f"\nLoading the saved files on [bold]{backend}[/] ...")
+        child = subprocess.run(
+            [sys.executable, "-m", "keras_graft.demo", str(directory), str(epochs), *names],
+            env={**os.environ, "KERAS_BACKEND": backend},
+        )
+    return all(r.ok for r in results) and child.returncode == 0
+
+
+if __name__ == "__main__":  # the child of `run_on_backend`
+    import sys
+
+    _directory, _epochs, *_names = sys.argv[1:]
+    _results = check_on_backend(Path(_directory), _names, epochs=int(_epochs), console=wide_console())
+    sys.exit(0 if _results and all(r.ok for r in _results) else 1)
