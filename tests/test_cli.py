@@ -114,3 +114,17 @@ def test_demo_rejects_an_unknown_backend(capsys):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--backend", "mxnet"])
     assert "invalid choice: 'mxnet'" in capsys.readouterr().err
+
+
+def test_bench_compares_tf_ops_with_keras_ops_on_other_backends():
+    console = Console(record=True, width=160)
+    numbers = bench.run(quick=True, console=console, backends=("jax",))
+    assert "Other backends" in console.export_text()
+    assert set(numbers["backends"]["jax"]) >= {"one op forward (clip)", "training step"}
+    assert all(graft > 0 and native > 0 for graft, native in numbers["backends"]["jax"].values())
+
+
+def test_bench_rejects_unknown_backends(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--backends", "jax,mxnet"])
+    assert "comma-separated list of jax and torch" in capsys.readouterr().err

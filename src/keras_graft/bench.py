@@ -99,8 +99,31 @@ def median_call_seconds(functions: dict, inputs, *, calls: int, repeats: int) ->
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
-def run(*, quick: bool = False, markdown: bool = False, console: Console | None = None) -> dict:
-    """Runs both benchmarks, prints their tables, returns the numbers."""
+def other_backends(backends, *, quick: bool) -> dict:
+    """`keras_graft.backend_bench` on each backend, each in its own process."""
+    import json
+    import subprocess
+    import sys
+
+    measured = {}
+    for backend in backends:
+        completed = subprocess.run(
+            [sys.executable, "-m", "keras_graft.backend_bench", *(["quick"] if quick else [])],
+            capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend},
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"the {backend} benchmark failed:\n{completed.stderr[-2000:]}")
+        measured[backend] = json.loads(completed.stdout.strip().splitlines()[-1])["results"]
+    return measured
+
+
+def run(*, quick: bool = False, markdown: bool = False, console: Console | None = None,
+        backends=()) -> dict:
+    """Runs the benchmarks, prints their tables, returns the numbers.
+
+    `backends` ("jax", "torch") adds keras-graft against native `keras.ops`
+    on those Keras backends.
+    """
     console = console or wide_console()
     sizes = (20, 40, 80) if quick else (50, 100, 200, 400)
     calls, repeats = (20, 3) if quick else (100, 15)
@@ -123,6 +146,12 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
             )
             runtime["XLA" if jit else "graph"] = (seconds["graft"], seconds["plain"])
             progress.advance(task)
+        cross = {}
+        if backends:
+            task = progress.add_task("other backends", total=len(backends))
+            for backend in backends:
+                cross.update(other_backends([backend], quick=quick))
+                progress.advance(task)
 
     per_op = {ops: seconds / ops * 1000 for ops, seconds in construction.items()}
     first, last = per_op[sizes[0]], per_op[sizes[-1]]
@@ -140,13 +169,20 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
     for mode, (graft, plain) in runtime.items():
         overhead.add_row(mode, f"{graft * 1e6:.0f} µs", f"{plain * 1e6:.0f} µs", f"{graft / plain:.2f}x")
 
-    if markdown:
-        for table in (scaling, overhead):
-            console.print(_markdown(table), soft_wrap=True)
-    else:
-        console.print(scaling)
-        console.print(overhead)
-    return {"construction": construction, "runtime": runtime, "per_op_growth": last / first}
+    tables = [scaling, overhead]
+    if cross:
+        across = Table(title=f"Other backends: keras-graft's TF ops against the same model in keras.ops ({machine})")
+        for column in ("backend", "workload", "keras-graft", "keras.ops", "ratio"):
+            across.add_column(column, justify="right")
+        for backend, results in cross.items():
+            for workload, (graft, native) in results.items():
+                across.add_row(backend, workload, f"{graft * 1e6:.0f} µs", f"{native * 1e6:.0f} µs",
+                               f"{graft / native:.2f}x")
+        tables.append(across)
+    for table in tables:
+        console.print(_markdown(table) if markdown else table, soft_wrap=markdown)
+    return {"construction": construction, "runtime": runtime, "per_op_growth": last / first,
+            "backends": cross}
 
 
 def _markdown(table: Table) -> str:

@@ -33,7 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure construction scaling and run-time overhead")
     bench.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds)")
     bench.add_argument("--markdown", action="store_true", help="print markdown tables (for the README)")
+    bench.add_argument(
+        "--backends", type=_backend_list, default=(), metavar="jax,torch",
+        help="also compare TF ops with keras.ops on these Keras backends (each in its own process)",
+    )
     return parser
+
+
+def _backend_list(text: str) -> tuple[str, ...]:
+    backends = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in backends if name not in ("jax", "torch")]
+    if not backends or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of jax and torch; got {text!r}"
+        )
+    return backends
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(r.ok for r in results) else 1
     from keras_graft import bench
 
-    bench.run(quick=arguments.quick, markdown=arguments.markdown)
+    bench.run(quick=arguments.quick, markdown=arguments.markdown, backends=arguments.backends)
     return 0
 
 

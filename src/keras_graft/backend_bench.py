@@ -1,0 +1,91 @@
+"""The cross-backend part of `keras-graft bench --backends jax,torch`.
+
+The same small models, once with TF ops (keras-graft) and once in native
+`keras.ops`, timed on one Keras backend in one process (the backend is fixed
+per process), in interleaved rounds: forward per op, forward of a whole
+model, and a training step. Run by `bench.py` as
+`KERAS_BACKEND=jax python -m keras_graft.backend_bench QUICK`, which prints
+one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_graft  # noqa: F401  (auto-wrapping)
+
+BATCH, FEATURES = 64, 256
+
+
+def _models(kind: str):
+    """(forward model of one op, trainable block) in `kind`: "graft" or "native"."""
+    x = keras.Input((FEATURES,))
+    if kind == "graft":
+        one_op = tf.clip_by_value(x, -1.0, 1.0)
+    else:
+        one_op = keras.ops.clip(x, -1.0, 1.0)
+    hidden = keras.layers.Dense(FEATURES)(x)
+    if kind == "graft":
+        hidden = tf.clip_by_value(tf.nn.relu(hidden), 0.0, 6.0)
+    else:
+        hidden = keras.ops.clip(keras.ops.relu(hidden), 0.0, 6.0)
+    block = keras.Model(x, keras.layers.Dense(1)(hidden))
+    block.compile("sgd", "mse")
+    return keras.Model(x, one_op), block
+
+
+def _callback_models():
+    """An op without an XLA kernel: bicubic resize (JAX's callback path)."""
+    x = keras.Input((16, 16, 3))
+    graft = keras.Model(x, tf.image.resize(x, [32, 32], method="bicubic"))
+    native = keras.Model(x, keras.ops.image.resize(x, (32, 32), interpolation="bicubic"))
+    return graft, native
+
+
+def _median_seconds(functions: dict, *, calls: int, repeats: int) -> dict:
+    for function in functions.values():
+        function()  # compile and warm up
+    samples = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                keras.ops.convert_to_numpy(keras.tree.flatten(function())[0])
+            samples[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def measure(quick: bool) -> dict:
+    calls, repeats = (5, 3) if quick else (30, 9)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH, FEATURES)).astype("float32")
+    y = rng.normal(size=(BATCH, 1)).astype("float32")
+    images = rng.normal(size=(8, 16, 16, 3)).astype("float32")
+    (graft_op, graft_block), (native_op, native_block) = _models("graft"), _models("native")
+    graft_resize, native_resize = _callback_models()
+    workloads = {
+        "one op forward (clip)": (
+            lambda: graft_op.predict_on_batch(x), lambda: native_op.predict_on_batch(x)),
+        "op without XLA kernel (bicubic resize)": (
+            lambda: graft_resize.predict_on_batch(images), lambda: native_resize.predict_on_batch(images)),
+        "model forward": (
+            lambda: graft_block.predict_on_batch(x), lambda: native_block.predict_on_batch(x)),
+        "training step": (
+            lambda: graft_block.train_on_batch(x, y), lambda: native_block.train_on_batch(x, y)),
+    }
+    results = {}
+    for name, (graft, native) in workloads.items():
+        seconds = _median_seconds({"graft": graft, "native": native}, calls=calls, repeats=repeats)
+        results[name] = (seconds["graft"], seconds["native"])
+    return {"backend": keras.backend.backend(), "results": results}
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(quick=sys.argv[1:] == ["quick"])))
