@@ -167,12 +167,51 @@ def check_torch_memory_layout(directory) -> dict:
     }
 
 
+
+
+
+def check_unsupported_differentiation(directory) -> dict:
+    """What differentiation cannot go through TF ops says so."""
+    x = keras.Input((4,))
+    model = keras.Model(x, tf.math.softplus(x))
+    findings = {}
+    if keras.backend.backend() == "torch":
+        import torch
+
+        source = torch.randn(2, 4, requires_grad=True)
+        findings["double_backward"] = _error_of(
+            lambda: torch.autograd.grad(model(source).sum(), source, create_graph=True))
+        output = model(source).sum()
+        output.backward(retain_graph=True)
+        findings["second_backward"] = _error_of(lambda: output.backward())
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        images = keras.Input((4, 4, 1))
+        callback_model = keras.Model(images, tf.image.resize(images, [6, 6], method="bicubic"))
+        value = jnp.ones((1, 4, 4, 1))
+        findings["jvp"] = _error_of(lambda: jax.jvp(callback_model, (value,), (value,)))
+        findings["vmap_callback"] = _error_of(lambda: jax.vmap(callback_model)(jnp.ones((2, 1, 4, 4, 1))))
+        findings["vmap_xla"] = _error_of(lambda: jax.vmap(model)(jnp.ones((2, 3, 4))))
+    return findings
+
+
+def _error_of(function) -> str:
+    try:
+        function()
+    except Exception as error:  # The message is the finding.
+        return f"{type(error).__name__}: {error}"
+    return "no error"
+
+
 CHECKS = {
     "load_predict_fit": check_load_predict_fit,
     "gradients": check_gradients,
     "lowering": check_lowering,
     "refusals": check_refusals,
     "torch_memory_layout": check_torch_memory_layout,
+    "unsupported_differentiation": check_unsupported_differentiation,
 }
 
 

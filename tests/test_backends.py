@@ -35,8 +35,9 @@ def reference(tmp_path_factory):
 
 
 CHECKS = {
-    "jax": ["load_predict_fit", "gradients", "refusals", "lowering"],
-    "torch": ["load_predict_fit", "gradients", "refusals", "torch_memory_layout"],
+    "jax": ["load_predict_fit", "gradients", "refusals", "lowering", "unsupported_differentiation"],
+    "torch": ["load_predict_fit", "gradients", "refusals", "torch_memory_layout",
+              "unsupported_differentiation"],
 }
 
 
@@ -94,3 +95,16 @@ def test_jax_inlines_compilable_ops_and_calls_back_for_the_others(found):
 def test_torch_copies_unaligned_views_and_bools(found):
     assert found["torch"]["torch_memory_layout"]["max_abs_error"] == 0.0
     assert found["torch"]["torch_memory_layout"]["bool"] == [[False, True, False]]
+
+
+def test_jax_differentiation_limits_are_stated_in_the_errors(found):
+    limits = found["jax"]["unsupported_differentiation"]
+    assert "can't apply forward-mode autodiff (jvp)" in limits["jvp"]
+    assert limits["vmap_callback"] == "no error"  # the callback path maps sequentially
+    assert "Batching rule for 'call_tf' not implemented" in limits["vmap_xla"]
+
+
+def test_torch_double_and_second_backward_are_refused_with_the_reason(found):
+    limits = found["torch"]["unsupported_differentiation"]
+    assert "gradients of gradients (double backward" in limits["double_backward"]
+    assert "a second backward pass through TensorFlow ops" in limits["second_backward"]

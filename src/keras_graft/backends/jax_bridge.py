@@ -85,7 +85,7 @@ def _callback(function: Callable, specs, name: str) -> Callable:
 
     @jax.custom_vjp
     def run(*xs):
-        return jax.pure_callback(forward, result_shapes, *xs)
+        return jax.pure_callback(forward, result_shapes, *xs, vmap_method="sequential")
 
     def run_forward(*xs):
         return run(*xs), xs
@@ -99,6 +99,7 @@ def _callback(function: Callable, specs, name: str) -> Callable:
             [jax.ShapeDtypeStruct(xs[i].shape, xs[i].dtype) for i in wanted],
             *xs,
             *float_cotangents,
+            vmap_method="sequential",
         )
         by_input = dict(zip(wanted, grads))
         return tuple(

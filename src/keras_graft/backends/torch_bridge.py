@@ -4,8 +4,8 @@ Tensors cross by DLPack, without copies, except where TensorFlow would crash
 the process on a borrowed buffer: a view that is not contiguous or not
 64-byte aligned is copied first, and dtypes DLPack does not carry (bool) go
 through NumPy. The forward pass records a `tf.GradientTape` only when an
-input needs a gradient; the backward pass replays it once (no double
-backward). The bridge is excluded from `torch.compile`, which would otherwise
+input needs a gradient; the backward pass replays it once (double backward
+is refused with a clear error). The bridge is excluded from `torch.compile`, which would otherwise
 recompile on every call.
 """
 
@@ -39,9 +39,10 @@ def to_torch(tensor: tf.Tensor) -> torch.Tensor:
 
 class _TFFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, function, *tensors):
+    def forward(ctx, function, name, *tensors):
+        ctx.name = name
         inputs = [to_tf(t) for t in tensors]
-        wanted = [i for i, needs in enumerate(ctx.needs_input_grad[1:]) if needs]
+        wanted = [i for i, needs in enumerate(ctx.needs_input_grad[2:]) if needs]
         if wanted:
             with tf.GradientTape() as tape:
                 for i in wanted:
@@ -55,11 +56,23 @@ class _TFFunction(torch.autograd.Function):
         return results
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, *grad_outputs):
-        tape = getattr(ctx, "tape", None)
+        if torch.is_grad_enabled():  # backward(create_graph=True): a gradient of gradients
+            raise RuntimeError(
+                f"{ctx.name}: gradients of gradients (double backward, "
+                "`create_graph=True`) do not go through TensorFlow ops on the torch "
+                "backend. Compute them on the tensorflow backend, or use keras.ops "
+                "equivalents for this part of the model."
+            )
+        if not getattr(ctx, "wanted", None):
+            return (None,) * len(ctx.needs_input_grad)
+        tape = ctx.tape
         if tape is None:
-            return (None,) * (1 + len(ctx.needs_input_grad[1:]))
+            raise RuntimeError(
+                f"{ctx.name}: a second backward pass through TensorFlow ops "
+                "(`retain_graph=True`) is not supported on the torch backend; run "
+                "the forward pass again."
+            )
         ctx.tape = None  # A GradientTape gives gradients once.
         pairs = [(o, g) for o, g in zip(ctx.outputs, grad_outputs) if o.dtype.is_floating]
         grads = tape.gradient(
@@ -68,7 +81,7 @@ class _TFFunction(torch.autograd.Function):
             output_gradients=[to_tf(g.contiguous()) for _, g in pairs],
         )
         by_input = dict(zip(ctx.wanted, grads))
-        return (None, *(
+        return (None, None, *(
             None if by_input.get(i) is None else to_torch(by_input[i])
             for i in range(len(ctx.inputs))
         ))
@@ -77,4 +90,4 @@ class _TFFunction(torch.autograd.Function):
 @torch._dynamo.disable
 def call(function: Callable, flat_inputs: list, *, name: str) -> list:
     """`function(*flat_inputs)` (a TF function of flat tensors) on torch tensors."""
-    return list(_TFFunction.apply(function, *flat_inputs))
+    return list(_TFFunction.apply(function, name, *flat_inputs))
