@@ -93,6 +93,10 @@ MAX_RANK = 254
 # The most values a stored constant may hold (64 MB of float32).
 MAX_STORED_ELEMENTS = 1 << 24
 
+# The most list, tuple and dict items one op's stored arguments may hold:
+# some ops' Python code does work per item while it is traced (`polyval`).
+MAX_STORED_ITEMS = 4096
+
 
 def _value_dtype(name) -> tf.DType:
     if not isinstance(name, str) or name not in _VALUE_DTYPES:
@@ -137,6 +141,7 @@ class _Encoder:
     def __init__(self, where: str):
         self.where = where
         self.tensors: list[KerasTensor] = []
+        self.items = 0
         self._slot_of: dict[int, int] = {}
 
     def encode(self, value: Any, path: str) -> Any:
@@ -148,6 +153,8 @@ class _Encoder:
             return {TAG: "input", "index": self._slot(value)}
         if value is WHOLE_INPUTS:
             return {TAG: "inputs"}
+        if isinstance(value, (list, tuple, dict)):
+            self._count_items(value, path)
         if isinstance(value, list):
             return [self.encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
         if isinstance(value, tuple) and not hasattr(value, "_fields"):
@@ -184,6 +191,15 @@ class _Encoder:
                 return _encode_array("tensor", self._storable(value.numpy(), path))
             raise self._refuse(value, path)
         raise self._refuse(value, path)
+
+    def _count_items(self, value, path: str) -> None:
+        self.items += len(value)
+        if self.items > MAX_STORED_ITEMS:
+            raise UnstorableArgumentError(
+                f"{self.where}: the arguments hold more than {MAX_STORED_ITEMS} list, "
+                f"tuple and dict items (at argument {path}); a model file stores "
+                "larger constants as arrays. Pass a NumPy array instead."
+            )
 
     def _storable(self, array: np.ndarray, path: str) -> np.ndarray:
         if array.size > MAX_STORED_ELEMENTS:
@@ -248,15 +264,20 @@ def _is_keras_variable(value: Any) -> bool:
     return isinstance(value, keras.Variable)
 
 
-def _decode(config: Any, depth: int = 0) -> Any:
-    """The value a stored argument stands for; ValueError for anything malformed."""
+def _decode(config: Any, depth: int = 0, budget: list | None = None) -> Any:
+    """The value a stored argument stands for; ValueError for anything malformed.
+
+    `budget` (a one-item list) counts down the items of lists, tuples and
+    dicts that one op's arguments may hold in all (`MAX_STORED_ITEMS`).
+    """
+    budget = [MAX_STORED_ITEMS] if budget is None else budget
     if depth > MAX_NESTING:
         raise ValueError(
             f"A stored op argument is nested more than {MAX_NESTING} levels deep: "
             "the model file was not written by keras-graft or was edited by hand."
         )
     try:
-        return _decode_value(config, depth + 1)
+        return _decode_value(config, depth + 1, budget)
     except (KeyError, IndexError, TypeError, AttributeError, OverflowError, binascii.Error) as error:
         raise ValueError(
             f"Malformed stored op argument {config!r:.120} ({type(error).__name__}: "
@@ -265,11 +286,22 @@ def _decode(config: Any, depth: int = 0) -> Any:
         ) from None
 
 
-def _decode_value(config: Any, depth: int) -> Any:
+def _spend(budget: list, items) -> None:
+    budget[0] -= len(items)
+    if budget[0] < 0:
+        raise ValueError(
+            f"The stored op arguments hold more than {MAX_STORED_ITEMS} list, tuple "
+            "and dict items; larger constants are stored as arrays. The model file "
+            "was not written by keras-graft or was edited by hand."
+        )
+
+
+def _decode_value(config: Any, depth: int, budget: list) -> Any:
     if config is None or isinstance(config, (bool, int, float, str)):
         return config
     if isinstance(config, list):
-        return [_decode(item, depth) for item in config]
+        _spend(budget, config)
+        return [_decode(item, depth, budget) for item in config]
     if not isinstance(config, dict) or TAG not in config:
         raise ValueError(
             f"Unrecognized stored op argument {config!r:.120}: the model file "
@@ -284,11 +316,16 @@ def _decode_value(config: Any, depth: int) -> Any:
     if kind == "inputs":
         return WHOLE_INPUTS
     if kind == "tuple":
-        return tuple(_decode(item, depth) for item in config["items"])
+        _spend(budget, config["items"])
+        return tuple(_decode(item, depth, budget) for item in config["items"])
     if kind == "dict":
-        return {_decode(key, depth): _decode(item, depth) for key, item in config["items"]}
+        _spend(budget, config["items"])
+        return {
+            _decode(key, depth, budget): _decode(item, depth, budget)
+            for key, item in config["items"]
+        }
     if kind == "slice":
-        return slice(*(_decode(config[part], depth) for part in ("start", "stop", "step")))
+        return slice(*(_decode(config[part], depth, budget) for part in ("start", "stop", "step")))
     if kind == "ellipsis":
         return Ellipsis
     if kind == "float":
@@ -380,8 +417,10 @@ class ArgumentTemplate:
                 "Stored op arguments must be a list and a dict of names; got "
                 f"{stored_args!r:.80} and {stored_kwargs!r:.80}."
             )
-        args = _decode(stored_args)
-        kwargs = {str(name): _decode(value) for name, value in stored_kwargs.items()}
+        budget = [MAX_STORED_ITEMS]
+        args = _decode(stored_args, budget=budget)
+        _spend(budget, stored_kwargs)
+        kwargs = {str(name): _decode(value, budget=budget) for name, value in stored_kwargs.items()}
         self._slots = {
             item.index
             for item in nested_values((args, kwargs))
@@ -410,6 +449,10 @@ class ArgumentTemplate:
             },
         }
         return cls(config), encoder.tensors
+
+    def constant_keywords(self) -> dict:
+        """The keyword arguments that hold no input."""
+        return {name: value for name, holds, value in self._kwargs if not holds}
 
     def fill(self, inputs) -> tuple[list, dict]:
         """The call's arguments with `inputs` put back where the template holds them."""

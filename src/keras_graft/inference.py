@@ -56,15 +56,18 @@ def scratch_graph() -> tf.Graph:
     return _graph
 
 
-def symbolic_value(tensor: _compat.KerasTensor, graph: tf.Graph):
-    """The graph tensor standing for a Keras tensor in `graph`."""
+def symbolic_value(tensor: _compat.KerasTensor, graph: tf.Graph, untrusted: bool = False):
+    """The graph tensor standing for a Keras tensor in `graph`.
+
+    With `untrusted`, ops rebuilt to find it get untrusted stand-ins.
+    """
     cached = getattr(tensor, _SYMBOLIC_ATTR, None)
     if cached is not None and cached[0] is graph:
         return cached[1]
     # Keras marks results of its ops on non-Keras operands sparse
     # (`keras_tensor * tf.constant(2.0)`); rebuilding shows what they are.
     worth_rebuilding = _is_shape_like(tensor) or tensor.sparse
-    value = _rebuild(tensor, graph) if worth_rebuilding else None
+    value = _rebuild(tensor, graph, untrusted) if worth_rebuilding else None
     if value is None:
         value = _placeholder(tensor, graph)
         _remember(tensor, graph, value)
@@ -229,28 +232,77 @@ def _rank(value) -> int | None:
 def _stand_in(tensor: _compat.KerasTensor, graph: tf.Graph, untrusted: bool):
     """The graph tensor an op is traced on for the Keras tensor `tensor`.
 
-    For an untrusted op, only small values keep their producing ops (shape
-    arithmetic needs them); anything larger could be the output of a big
-    constant computation that constant folding would otherwise run.
+    An untrusted op keeps the producing ops of an input (constant folding of
+    shape arithmetic needs them) only when computing it is cheap: every tensor
+    it depends on is a few numbers (`_cheap_to_compute`). Anything else gets a
+    fresh stand-in, or TensorFlow's constant folding could run a large or slow
+    computation on the file's constants while the op is traced.
     """
-    if not untrusted or _is_small(tensor):
+    if not untrusted:
         return symbolic_value(tensor, graph)
-    if tensor.sparse:  # Possibly a dense result Keras marked sparse: rebuild to see.
-        rebuilt = _rebuild(tensor, graph, untrusted=True)
-        if rebuilt is not None:
-            return rebuilt
+    if _is_small(tensor) or tensor.sparse:  # sparse: maybe a dense result Keras marked sparse
+        value = symbolic_value(tensor, graph, untrusted=True)
+        if _cheap_to_compute(value, graph):
+            return value
+        if isinstance(value, tf.Tensor):  # dense after all: a dense stand-in
+            with graph.as_default():
+                return tf.compat.v1.placeholder(value.dtype, value.shape)
     return _placeholder(tensor, graph)
 
 
-def _is_small(tensor: _compat.KerasTensor) -> bool:
+def _is_small(tensor) -> bool:
     """A few numbers: strings are out, since one string can hold gigabytes."""
     shape = tensor.shape
+    if getattr(shape, "rank", 0) is None or any(d is None for d in shape):
+        return False
     dtype = tf.as_dtype(tensor.dtype)
     return (
         (dtype.is_integer or dtype.is_floating or dtype.is_complex or dtype == tf.bool)
-        and not tensor.ragged
-        and all(d is not None for d in shape)
-        and int(np.prod(shape)) <= MAX_UNTRUSTED_VALUE_ELEMENTS
+        and not getattr(tensor, "ragged", False)
+        and int(np.prod(list(shape))) <= MAX_UNTRUSTED_VALUE_ELEMENTS
+    )
+
+
+# `_cheap_to_compute`'s verdicts by op name, for one graph at a time.
+_verdicts: tuple = (None, {})
+
+# Ops whose value constant folding never computes from inputs; the walk stops there.
+_STAND_IN_OPS = frozenset({"Placeholder", "PlaceholderWithDefault"})
+
+
+def _cheap_to_compute(value, graph: tf.Graph) -> bool:
+    """Whether every tensor `value` depends on in `graph` is small (`_is_small`)
+    and made without calling functions: then constant folding it is cheap."""
+    if not isinstance(value, tf.Tensor):
+        return False
+    global _verdicts
+    if _verdicts[0] is not graph:
+        _verdicts = (graph, {})
+    verdicts = _verdicts[1]
+    pending, visited = [value.op], []
+    while pending:
+        operation = pending.pop()
+        verdict = verdicts.get(operation.name)
+        if verdict is not None:
+            if not verdict:
+                verdicts[value.op.name] = False
+                return False
+            continue
+        if operation.type not in _STAND_IN_OPS:
+            cheap = not _calls_functions(operation) and all(_is_small(t) for t in operation.outputs)
+            if not cheap:
+                verdicts[operation.name] = verdicts[value.op.name] = False
+                return False
+            pending.extend(t.op for t in operation.inputs)
+        visited.append(operation.name)
+    verdicts.update(dict.fromkeys(visited, True))
+    return True
+
+
+def _calls_functions(operation: tf.Operation) -> bool:
+    return any(
+        attribute.HasField("func") or (attribute.HasField("list") and attribute.list.func)
+        for attribute in operation.node_def.attr.values()
     )
 
 

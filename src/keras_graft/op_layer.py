@@ -12,7 +12,7 @@ from typing import Callable
 
 import keras
 
-from keras_graft import _compat, backends, inference, registry
+from keras_graft import _compat, backends, inference, registry, safety
 from keras_graft.arguments import WHOLE_INPUTS, ArgumentTemplate
 
 
@@ -53,6 +53,10 @@ class TFOp(keras.layers.Layer):
         super().__init__(**kwargs)
         # Made from a file being loaded in safe mode: traced, never run.
         self.untrusted = _compat.deserializing_untrusted()
+        if self.untrusted and self.op_name.startswith(registry.TF_PREFIX):
+            safety.check_bounded_keywords(
+                self.op_name[len(registry.TF_PREFIX):], arguments.constant_keywords()
+            )
         # Output ranks only running the op told (see `inference.trace`).
         self.output_ranks = None
         # The backend bridge's compiled forms, per input signature.

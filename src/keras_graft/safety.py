@@ -191,6 +191,16 @@ DENIED_NAMES: Mapping[str, str] = types.MappingProxyType(
     }
 )
 
+# Keyword arguments that make an allowed op's *Python* code search
+# exponentially while it is traced (opt_einsum's "optimal" path for 14
+# operands takes hours); a model file may give them only these values.
+BOUNDED_KEYWORDS: Mapping[str, Mapping[str, tuple]] = types.MappingProxyType(
+    {
+        name: {"optimize": ("greedy", False, None)}
+        for name in ("einsum", "linalg.einsum")
+    }
+)
+
 UNSAFE_OP_TYPES = frozenset(
     {
         # Python callbacks, printing, descriptors read from files.
@@ -273,6 +283,10 @@ class allow:
     skip the graph audit: allowing them is the user's call.
 
     For every thread, until revoked, use `keras_graft.allow_process_wide`.
+
+    Like every `contextvars` setting, an asyncio task created *inside* the
+    block keeps the allowance it started with, also after the block ends:
+    create tasks that load untrusted files outside it.
     """
 
     def __init__(self, *names: str):
@@ -421,6 +435,18 @@ def check_tf_name(tf_name: str) -> None:
             f"allow it explicitly with `with keras_graft.allow('{tf_name}'):`, or "
             "load with `keras.models.load_model(path, safe_mode=False)`."
         )
+
+
+def check_bounded_keywords(tf_name: str, keywords: dict) -> None:
+    """Refuses keyword values on `BOUNDED_KEYWORDS` that a file may not give."""
+    for keyword, allowed in BOUNDED_KEYWORDS.get(tf_name, {}).items():
+        if keyword in keywords and keywords[keyword] not in allowed:
+            raise UnsafeOpError(
+                f"Refusing `tf.{tf_name}` with {keyword}={keywords[keyword]!r:.40} from a "
+                f"model file: tracing it can search for hours. A file may give "
+                f"{keyword} only {', '.join(map(repr, allowed))}; load a file you trust "
+                "with `keras.models.load_model(path, safe_mode=False)`."
+            )
 
 
 def unsafe_op_types(op_types) -> list[str]:
