@@ -12,6 +12,7 @@ from keras_graft import dispatch as _dispatch
 from keras_graft.arguments import UnstorableArgumentError
 from keras_graft.authoring import LayerContext, layer, loss, metric
 from keras_graft.inference import OpTraceError
+from keras_graft.keras2 import loading as _keras2_loading
 from keras_graft.op_layer import Op, TFOp
 from keras_graft.registry import op
 from keras_graft.safety import UnsafeOpError, allow
@@ -19,6 +20,7 @@ from keras_graft.safety import UnsafeOpError, allow
 __version__ = "0.1.0"
 
 _dispatch.install()
+_keras2_loading.install()
 
 __all__ = [
     "LayerContext",

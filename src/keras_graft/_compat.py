@@ -12,6 +12,7 @@ import inspect
 import tensorflow as tf
 from keras.src.backend import AutocastScope, get_keras_mask
 from keras.src.backend.common.keras_tensor import KerasTensor
+from keras.src.legacy.saving import saving_utils as legacy_saving_utils
 from keras.src.saving import serialization_lib
 from keras.src.utils import naming
 from tensorflow.python.util import tf_export
@@ -30,6 +31,7 @@ __all__ = [
     "in_keras_safe_mode",
     "producing_operation",
     "tf_symbol",
+    "translate_legacy_configs",
     "unique_layer_name",
 ]
 
@@ -102,3 +104,23 @@ def function_op_types(graph: tf.Graph, name: str) -> set[str]:
 def call_signature(layer) -> inspect.Signature:
     """The signature Keras matched `layer.call` against (cached by Keras)."""
     return layer._call_signature
+
+
+def translate_legacy_configs(load) -> None:
+    """Makes Keras' legacy loader (`.h5`, Keras 2 configs) go through `load`.
+
+    Keras 3 deserializes every legacy model and layer config, nested ones
+    included, through `legacy.saving.saving_utils.model_from_config`; its
+    callers look it up on the module at call time. It becomes
+    `load(config, custom_objects, keras_load)`, with Keras' own function as
+    `keras_load`. Idempotent.
+    """
+    original = legacy_saving_utils.model_from_config
+    if getattr(original, "graft_load", None) is load:
+        return
+
+    def model_from_config(config, custom_objects=None):
+        return load(config, custom_objects, original)
+
+    model_from_config.graft_load = load
+    legacy_saving_utils.model_from_config = model_from_config
