@@ -8,7 +8,14 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["keras_graft", "keras_graft.arguments", "keras_graft.op_layer", "keras_graft.registry", "keras_graft.safety"],
+    [
+        "keras_graft", "keras_graft.arguments", "keras_graft.op_layer", "keras_graft.registry",
+        "keras_graft.safety",
+        *(f"keras_graft.keras2.{name}" for name in (
+            "layer_configs", "loading", "names", "nodes", "op_layers", "references", "report",
+        )),
+        "keras_graft.keras2",
+    ],
 )
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

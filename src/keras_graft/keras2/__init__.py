@@ -6,8 +6,10 @@ After `import keras_graft`, `keras.models.load_model("old.h5")` loads Keras 2
 
 >>> import keras, keras_graft
 >>> from keras_graft import keras2
->>> keras2.loading.translate({"class_name": "Dense", "config": {"units": 2}})["class_name"]
-'Dense'
+>>> config, fixes = keras2.loading.translate(
+...     {"class_name": "DepthwiseConv2D", "config": {"kernel_size": 3, "groups": 1}})
+>>> keras.layers.DepthwiseConv2D.from_config(config["config"]).kernel_size
+(3, 3)
 """
 
 from keras_graft.keras2 import loading
