@@ -147,14 +147,100 @@ def mobilenet_v3(keras, tf):
 MODELS = {f.__name__: f for f in (ops, shared_op, nested, sequential, transformer, mobilenet_v3)}
 
 
+# --------------------------------------------------------------------------
+# One model per built-in layer, with non-default arguments: (input shape,
+# input dtype, function of the tf_keras layers module returning the layer).
+# --------------------------------------------------------------------------
+
+LAYERS = {
+    "Dense": ((4,), "float32", lambda L: L.Dense(3, activation="relu", use_bias=False)),
+    "EinsumDense": ((4,), "float32", lambda L: L.EinsumDense("ab,bc->ac", output_shape=3, bias_axes="c")),
+    "Conv1D": ((8, 2), "float32", lambda L: L.Conv1D(4, 3, strides=2, padding="causal", groups=2)),
+    "Conv2D": ((8, 8, 2), "float32", lambda L: L.Conv2D(4, 3, groups=2, padding="same")),
+    "Conv3D": ((4, 4, 4, 2), "float32", lambda L: L.Conv3D(2, 2, groups=2)),
+    "Conv1DTranspose": ((8, 2), "float32", lambda L: L.Conv1DTranspose(3, 3, strides=2, output_padding=1)),
+    "Conv2DTranspose": ((8, 8, 2), "float32", lambda L: L.Conv2DTranspose(3, 3, strides=2, output_padding=1)),
+    "Conv3DTranspose": ((4, 4, 4, 2), "float32", lambda L: L.Conv3DTranspose(3, 2, strides=2)),
+    "DepthwiseConv1D": ((8, 2), "float32", lambda L: L.DepthwiseConv1D(3, depth_multiplier=2)),
+    "DepthwiseConv2D": ((8, 8, 2), "float32", lambda L: L.DepthwiseConv2D(3, depth_multiplier=2)),
+    "SeparableConv1D": ((8, 2), "float32", lambda L: L.SeparableConv1D(3, 3, depth_multiplier=2)),
+    "SeparableConv2D": ((8, 8, 2), "float32", lambda L: L.SeparableConv2D(3, 3, depth_multiplier=2)),
+    "BatchNormalization": ((4,), "float32", lambda L: L.BatchNormalization(momentum=0.9, epsilon=1e-2, center=False)),
+    "BatchNormalizationRenorm": ((4,), "float32", lambda L: L.BatchNormalization(renorm=True)),
+    "BatchNormalizationGhost": ((4,), "float32", lambda L: L.BatchNormalization(virtual_batch_size=2)),
+    "LayerNormalization": ((2, 3, 4), "float32", lambda L: L.LayerNormalization(axis=[1, 3], epsilon=1e-4)),
+    "GroupNormalization": ((8, 4), "float32", lambda L: L.GroupNormalization(groups=2)),
+    "UnitNormalization": ((4,), "float32", lambda L: L.UnitNormalization()),
+    "Embedding": ((5,), "int32", lambda L: L.Embedding(10, 3, mask_zero=True, input_length=5)),
+    "LSTM": ((5, 3), "float32", lambda L: L.LSTM(4, return_sequences=True)),
+    "GRU": ((5, 3), "float32", lambda L: L.GRU(4, reset_after=False)),
+    "SimpleRNN": ((5, 3), "float32", lambda L: L.SimpleRNN(4, go_backwards=True)),
+    "Bidirectional": ((5, 3), "float32", lambda L: L.Bidirectional(L.LSTM(2, return_sequences=True), merge_mode="sum")),
+    "ConvLSTM1D": ((3, 5, 2), "float32", lambda L: L.ConvLSTM1D(2, 3)),
+    "TimeDistributed": ((5, 3), "float32", lambda L: L.TimeDistributed(L.Dense(2))),
+    "Dropout": ((4,), "float32", lambda L: L.Dropout(0.3, noise_shape=(None, 1), seed=1)),
+    "SpatialDropout1D": ((5, 4), "float32", lambda L: L.SpatialDropout1D(0.2)),
+    "GaussianNoise": ((4,), "float32", lambda L: L.GaussianNoise(0.1, seed=1)),
+    "AlphaDropout": ((4,), "float32", lambda L: L.AlphaDropout(0.1)),
+    "ActivityRegularization": ((4,), "float32", lambda L: L.ActivityRegularization(l1=0.1)),
+    "Activation": ((4,), "float32", lambda L: L.Activation("gelu")),
+    "ReLU": ((4,), "float32", lambda L: L.ReLU(max_value=6.0, negative_slope=0.1, threshold=0.5)),
+    "LeakyReLU": ((4,), "float32", lambda L: L.LeakyReLU(alpha=0.2)),
+    "PReLU": ((4,), "float32", lambda L: L.PReLU()),
+    "ELU": ((4,), "float32", lambda L: L.ELU(alpha=0.5)),
+    "ThresholdedReLU": ((4,), "float32", lambda L: L.ThresholdedReLU(theta=0.5)),
+    "Softmax": ((4,), "float32", lambda L: L.Softmax(axis=-1)),
+    "Reshape": ((4,), "float32", lambda L: L.Reshape((2, 2))),
+    "Permute": ((2, 3), "float32", lambda L: L.Permute((2, 1))),
+    "Cropping2D": ((6, 6, 2), "float32", lambda L: L.Cropping2D(((1, 2), (0, 1)))),
+    "UpSampling2D": ((4, 4, 2), "float32", lambda L: L.UpSampling2D(2, interpolation="bilinear")),
+    "MaxPooling2D": ((6, 6, 2), "float32", lambda L: L.MaxPooling2D(2, strides=1)),
+    "AveragePooling2D": ((6, 6, 2), "float32", lambda L: L.AveragePooling2D(3, padding="same")),
+    "GlobalAveragePooling1D": ((6, 2), "float32", lambda L: L.GlobalAveragePooling1D(keepdims=True)),
+    "MultiHeadAttention": ((5, 4), "float32", None),
+    "Attention": ((5, 4), "float32", None),
+    "Rescaling": ((4,), "float32", lambda L: L.Rescaling(0.5, offset=1.0)),
+    "Normalization": ((4,), "float32", lambda L: L.Normalization(mean=[1.0, 2, 3, 4], variance=[1.0, 2, 3, 4])),
+    "Resizing": ((8, 8, 3), "float32", lambda L: L.Resizing(4, 4, interpolation="nearest", crop_to_aspect_ratio=True)),
+    "RandomFlip": ((8, 8, 3), "float32", lambda L: L.RandomFlip("horizontal", seed=1)),
+    "RandomRotation": ((8, 8, 3), "float32", lambda L: L.RandomRotation(0.1, seed=1)),
+    "CategoryEncoding": ((3,), "int32", lambda L: L.CategoryEncoding(num_tokens=5, output_mode="count")),
+    "Hashing": ((3,), "int32", lambda L: L.Hashing(num_bins=4, salt=7)),
+    "Discretization": ((3,), "float32", lambda L: L.Discretization(bin_boundaries=[0.0, 1.0])),
+    "Masking": ((5, 3), "float32", lambda L: L.Masking(mask_value=1.0)),
+    "Lambda": ((4,), "float32", lambda L: L.Lambda(lambda x: x * 2)),
+}
+
+
+def _layer_model(keras, name):
+    shape, dtype, make = LAYERS[name]
+    x = keras.Input(shape, dtype=dtype)
+    if name == "MultiHeadAttention":
+        y = keras.layers.MultiHeadAttention(2, 3, value_dim=2, dropout=0.1)(x, x)
+    elif name == "Attention":
+        y = keras.layers.Attention(use_scale=True, dropout=0.1)([x, x])
+    else:
+        y = make(keras.layers)(x)
+    rng = _rng()
+    if dtype == "int32":
+        value = rng.integers(0, 4, size=(3, *shape)).astype(dtype)
+    else:
+        value = rng.normal(size=(3, *shape)).astype(dtype)
+    return keras.Model(x, y), [value]
+
+
 def write_all(directory: Path) -> None:
     """Builds every model with tf_keras and writes its files (in the child)."""
     import tensorflow as tf
     import tf_keras as keras
 
-    for name, build in MODELS.items():
+    builds = {name: lambda build=build: build(keras, tf) for name, build in MODELS.items()}
+    (directory / "layers").mkdir(parents=True, exist_ok=True)
+    for name in LAYERS:
+        builds[f"layers/{name}"] = lambda name=name: _layer_model(keras, name)
+    for name, build in builds.items():
         keras.backend.clear_session()
-        model, inputs = build(keras, tf)
+        model, inputs = build()
         model.save(directory / f"{name}.h5")
         outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
         outputs = outputs if isinstance(outputs, list) else [outputs]

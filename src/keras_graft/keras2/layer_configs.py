@@ -19,6 +19,8 @@ do, a value that has no Keras 3 equivalent.
 | Attention | `score_mode: "dot"` | dropped: Keras 3's default, which its legacy loader would turn into the function `keras.layers.dot` |
 | Discretization, SpatialDropout1D/2D/3D | `trainable` | dropped (no weights; Keras 3 refuses the key) |
 | SpatialDropout1D/2D/3D | `noise_shape` | dropped when null; other values refused |
+| Discretization | `dtype` | dropped when an int dtype: it was the output dtype, in Keras 3 it casts the inputs (outputs int32) |
+| any layer | `activation`, `recurrent_activation`: `"hard_sigmoid"` | `keras_graft>keras2_hard_sigmoid` (slope 0.2; Keras 3's has 1/6) |
 | ThresholdedReLU | (class) | `ReLU(threshold=theta)`; differs only at x == theta exactly |
 | LayerNormalization | `axis` list of 2+ axes | restored after loading (Keras 3's legacy loader drops it) |
 | Bidirectional, TimeDistributed | `layer`, `backward_layer` | the wrapped layer's config translated by this table |
@@ -31,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
+
+import keras
 
 from keras_graft.keras2 import report
 
@@ -51,13 +55,19 @@ class Drop:
     keys: tuple[str, ...]
     why: str
     equivalent: Callable[[Any], bool] = _always
-    otherwise: str = ""
+    # Why other values are refused; None: Keras 3 reads them as they are.
+    otherwise: str | None = ""
+
+    def applies_to(self, class_name: str) -> bool:
+        return class_name in self.layers
 
     def apply(self, class_name: str, config: dict) -> tuple[dict, Callable | None]:
         for key in self.keys:
             if key not in config:
                 continue
             if not self.equivalent(config[key]):
+                if self.otherwise is None:
+                    continue
                 raise UntranslatableConfigError(
                     f"Keras 2 layer {config.get('name')!r} ({class_name}) has "
                     f"`{key}={config[key]!r}`, which Keras 3 cannot express: "
@@ -77,6 +87,13 @@ class RestoreAfterLoad:
     needed: Callable[[Any], bool]
     why: str
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.key,)
+
+    def applies_to(self, class_name: str) -> bool:
+        return class_name in self.layers
+
     def apply(self, class_name: str, config: dict) -> tuple[dict, Callable | None]:
         if self.key not in config or not self.needed(config[self.key]):
             return config, None
@@ -87,6 +104,43 @@ class RestoreAfterLoad:
             setattr(layer, self.key, value)
 
         return {k: v for k, v in config.items() if k != self.key}, restore
+
+
+@keras.saving.register_keras_serializable(package="keras_graft")
+def keras2_hard_sigmoid(x):
+    """Keras 2's `hard_sigmoid`: `clip(0.2 * x + 0.5, 0, 1)`.
+
+    Keras 3's function of that name is `relu6(x + 3) / 6`, of slope 1/6, so
+    the name `"hard_sigmoid"` means another function in each.
+
+    >>> round(float(keras2_hard_sigmoid(keras.ops.convert_to_tensor(1.0))), 4)
+    0.7
+    """
+    return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Replace:
+    """A value that means something else in Keras 3, replaced by one that means the same.
+
+    `layers` empty: any layer.
+    """
+
+    layers: tuple[str, ...]
+    keys: tuple[str, ...]
+    value: Any
+    replacement: Any
+    why: str
+
+    def applies_to(self, class_name: str) -> bool:
+        return not self.layers or class_name in self.layers
+
+    def apply(self, class_name: str, config: dict) -> tuple[dict, Callable | None]:
+        for key in self.keys:
+            if config.get(key) == self.value:
+                report.note(config.get("name", "?"), class_name, f"`{key}={self.value!r}` became {self.replacement!r} ({self.why})")
+                config = {**config, key: self.replacement}
+        return config, None
 
 
 def _thresholded_relu(config: dict) -> tuple[str, dict]:
@@ -151,7 +205,7 @@ TABLE = (
         "'dot' is Keras 3's default, and its legacy loader would turn the string into "
         "the function `keras.layers.dot`",
         equivalent=lambda v: v == "dot",
-        otherwise="unexpected score mode.",
+        otherwise=None,
     ),
     Drop(
         ("Discretization", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"),
@@ -162,6 +216,17 @@ TABLE = (
         "spatial dropout derives its noise shape from the input, as it did in Keras 2",
         equivalent=lambda v: v is None,
         otherwise="Keras 3 spatial dropout has a fixed noise shape; use Dropout(noise_shape=...).",
+    ),
+    Drop(
+        ("Discretization",), ("dtype",),
+        "Keras 2's output dtype; in Keras 3 a layer's dtype casts its inputs, which would "
+        "bucketize -0.3 as 0. Keras 3 outputs int32 bucket indices",
+        equivalent=lambda v: v is None or "int" in str(v),
+        otherwise="a float output dtype; remove it from the model.",
+    ),
+    Replace(
+        (), ("activation", "recurrent_activation"), "hard_sigmoid", "keras_graft>keras2_hard_sigmoid",
+        "Keras 2's hard sigmoid has slope 0.2, Keras 3's 1/6",
     ),
     RestoreAfterLoad(
         ("LayerNormalization",), "axis",
@@ -188,7 +253,7 @@ def translate(config: dict) -> tuple[dict, list[Callable]]:
         return {**config, "class_name": new_class, "config": inner}, []
     fixes = []
     for row in TABLE:
-        if class_name in row.layers:
+        if row.applies_to(class_name):
             inner, fix = row.apply(class_name, inner)
             if fix is not None:
                 fixes.append(fix)
