@@ -161,7 +161,8 @@ def _op_layer(layer: dict, node: Any, name: str, layer_names) -> dict:
     template, tensors = ArgumentTemplate.capture(
         (first,), kwargs, where=stored_name, function=function
     )
-    report.note(name, keras2_class, f"op layer `tf.{keras2_name}` -> keras_graft TFOp `{stored_name}`")
+    renamed = f" (Keras 2 named it `tf.{keras2_name}`)" if stored_name != f"tf.{keras2_name}" else ""
+    report.note(name, keras2_class, f"TFOp `{stored_name}`{renamed}")
     return {
         "class_name": "keras_graft>TFOp",
         "name": name,
