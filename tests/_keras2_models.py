@@ -1,7 +1,8 @@
 """Keras 2 model files for the tests, written by tf_keras in a child process.
 
 Run as a script with `TF_USE_LEGACY_KERAS=1`, it builds every model below with
-tf_keras (Keras 2), saves each as `NAME.h5`, and stores its inputs and
+tf_keras (Keras 2), saves each as `NAME.h5` (some also as a tf_keras
+`NAME.keras` and a SavedModel directory `NAME_savedmodel`), and stores its inputs and
 tf_keras's predictions in `NAME.npz`. `generate(directory)` runs it once per
 test session (shared by pytest-xdist workers) and returns the directory.
 
@@ -146,6 +147,28 @@ def mobilenet_v3(keras, tf):
 
 MODELS = {f.__name__: f for f in (ops, shared_op, nested, sequential, transformer, mobilenet_v3)}
 
+# Models also written as tf_keras `.keras` files (which cannot hold `ops`:
+# tf_keras refuses to serialize its Ellipsis) and as SavedModel directories.
+KERAS_ZIP_MODELS = ("nested", "sequential", "transformer")
+SAVED_MODELS = ("ops", "nested", "sequential", "transformer")
+
+
+def subclassed(keras, tf):
+    """A subclassed model: its SavedModel keeps no config to rebuild it from."""
+
+    class Doubler(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x) * 2.0
+
+    model = Doubler()
+    inputs = [_rng().normal(size=(2, 3)).astype("float32")]
+    model(inputs[0])
+    return model, inputs
+
 
 # --------------------------------------------------------------------------
 # One model per built-in layer, with non-default arguments: (input shape,
@@ -242,6 +265,10 @@ def write_all(directory: Path) -> None:
         keras.backend.clear_session()
         model, inputs = build()
         model.save(directory / f"{name}.h5")
+        if name in KERAS_ZIP_MODELS:
+            model.save(directory / f"{name}.keras")
+        if name in SAVED_MODELS:
+            model.save(directory / f"{name}_savedmodel", save_format="tf")
         outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         np.savez(
@@ -249,6 +276,9 @@ def write_all(directory: Path) -> None:
             **{f"input_{i}": v for i, v in enumerate(inputs)},
             **{f"output_{i}": np.asarray(v) for i, v in enumerate(outputs)},
         )
+    keras.backend.clear_session()
+    model, _ = subclassed(keras, tf)
+    model.save(directory / "subclassed_savedmodel", save_format="tf")
 
 
 def read_arrays(path: Path) -> tuple[list, list]:

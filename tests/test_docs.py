@@ -12,7 +12,7 @@ import pytest
         "keras_graft", "keras_graft.arguments", "keras_graft.op_layer", "keras_graft.registry",
         "keras_graft.safety",
         *(f"keras_graft.keras2.{name}" for name in (
-            "convert", "layer_configs", "loading", "names", "nodes", "op_layers", "predict", "references", "report",
+            "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict", "references", "report",
         )),
         "keras_graft.keras2",
     ],

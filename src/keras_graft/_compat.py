@@ -12,6 +12,8 @@ import inspect
 import tensorflow as tf
 from keras.src.backend import AutocastScope, get_keras_mask
 from keras.src.backend.common.keras_tensor import KerasTensor
+from keras.src.legacy.saving import json_utils as legacy_json_utils
+from keras.src.legacy.saving import saving_options as legacy_saving_options
 from keras.src.legacy.saving import saving_utils as legacy_saving_utils
 from keras.src.saving import serialization_lib
 from keras.src.utils import naming
@@ -29,6 +31,8 @@ __all__ = [
     "op_id_mark",
     "ops_created_between",
     "in_keras_safe_mode",
+    "keras2_root_metadata",
+    "legacy_model_from_config",
     "producing_operation",
     "tf_symbol",
     "translate_legacy_configs",
@@ -124,3 +128,21 @@ def translate_legacy_configs(load) -> None:
 
     model_from_config.graft_load = load
     legacy_saving_utils.model_from_config = model_from_config
+
+
+def legacy_model_from_config(config: dict, safe_mode: bool):
+    """A model from a legacy (Keras 2) config, as Keras' `.h5` loader builds it."""
+    with serialization_lib.SafeModeScope(safe_mode), legacy_saving_options.keras_option_scope(
+        use_legacy_config=True
+    ):
+        return legacy_saving_utils.model_from_config(config)
+
+
+def keras2_root_metadata(data: bytes) -> dict:
+    """The root model's metadata (`class_name`, `config`...) in a Keras 2
+    SavedModel's `keras_metadata.pb`, decoded as Keras' `.h5` loader decodes configs."""
+    from tensorflow.python.keras.protobuf import saved_metadata_pb2
+
+    metadata = saved_metadata_pb2.SavedMetadata()
+    metadata.ParseFromString(data)
+    return legacy_json_utils.decode(metadata.nodes[0].metadata)

@@ -25,9 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     convert = commands.add_parser(
-        "convert", help="convert a Keras 2 model file (.h5) to a Keras 3 .keras file that loads in safe mode",
+        "convert", help="convert a Keras 2 model (.h5, tf_keras .keras, SavedModel dir) to a Keras 3 .keras file",
     )
-    convert.add_argument("source", metavar="OLD", help="the Keras 2 model file")
+    convert.add_argument("source", metavar="OLD", help="the Keras 2 model file or SavedModel directory")
     convert.add_argument("target", metavar="NEW.keras", help="the Keras 3 file to write")
     convert.add_argument(
         "--no-check", action="store_true",

@@ -1,7 +1,7 @@
 """`keras-graft convert OLD NEW.keras`: a Keras 2 model file as a Keras 3 `.keras` file.
 
-Loads the Keras 2 file the way `keras.models.load_model` does after `import
-keras_graft` (in safe mode), prints what was translated layer by layer,
+Loads the Keras 2 `.h5`, tf_keras `.keras` or SavedModel directory with
+`keras_graft.keras2.files.load_model` (in safe mode), prints what was translated layer by layer,
 writes the `.keras` file, and checks it: tf_keras (Keras 2 itself, when
 installed) predicts the original file and Keras 3 the converted one, each in
 a fresh process, the converted file loaded in safe mode, on the same random
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keras_graft.keras2 import predict, report
+from keras_graft.keras2 import files, predict, report
 
 ATOL = 1e-4
 BATCH = 2
@@ -72,7 +72,7 @@ def load(source: Path) -> keras.Model:
     if not source.exists():
         raise ConversionError(f"{source} does not exist.")
     try:
-        return keras.models.load_model(source, compile=False)
+        return files.load_model(source)
     except Exception as error:
         raise ConversionError(f"{source} could not be loaded: {type(error).__name__}: {error}") from error
 

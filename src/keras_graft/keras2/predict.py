@@ -58,12 +58,15 @@ def in_fresh_process(keras: str, model_path: Path, inputs: list, workdir: Path) 
 
 def _main(keras_version: str, model_path: str, inputs_path: str, outputs_path: str) -> None:
     if keras_version == KERAS2:
-        import tf_keras as keras
+        import tf_keras
+
+        model = tf_keras.models.load_model(model_path, compile=False)
     else:
         import keras
 
         import keras_graft  # noqa: F401  (op layers; safe mode is the default)
-    model = keras.models.load_model(model_path, compile=False)
+
+        model = keras.models.load_model(model_path, compile=False)
     inputs = ordered(np.load(inputs_path), "input_")
     outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
     save_arrays(Path(outputs_path), "output_", outputs if isinstance(outputs, (list, tuple)) else [outputs])
