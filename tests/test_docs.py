@@ -10,7 +10,8 @@ import pytest
     "module",
     [
         "keras_graft", "keras_graft.arguments", "keras_graft.op_layer", "keras_graft.registry",
-        "keras_graft.safety",
+        "keras_graft.safety", "keras_graft.composite_methods", "keras_graft.higher_order",
+        "keras_graft.printing",
         *(f"keras_graft.keras2.{name}" for name in (
             "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict", "references", "report",
         )),
