@@ -109,3 +109,18 @@ def test_serialized_objects_in_call_kwargs_stay_data(keras2_files, tmp_path):
     # The dict stays data: TensorFlow is handed it as `y` and cannot build the op.
     with pytest.raises(keras_graft.OpTraceError, match="tf.math.multiply"):
         keras.models.load_model(forged, compile=False)
+
+
+def test_keras3_h5_files_with_op_layers_and_nested_models_still_load(tmp_path):
+    import tensorflow as tf
+
+    x = keras.Input((4,))
+    hidden = keras.layers.Dense(4)(x)
+    inner_input = keras.Input((4,))
+    inner = keras.Model(inner_input, tf.math.top_k(inner_input, k=2).values)
+    model = keras.Model(x, [tf.clip_by_value(hidden, -1.0, 1.0), inner(hidden)])
+    model.save(tmp_path / "keras3.h5")
+    reloaded = keras.models.load_model(tmp_path / "keras3.h5", compile=False)
+    data = np.random.default_rng(0).normal(size=(2, 4)).astype("float32")
+    for got, want in zip(reloaded.predict(data, verbose=0), model.predict(data, verbose=0)):
+        np.testing.assert_array_equal(got, want)
