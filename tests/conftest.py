@@ -14,3 +14,17 @@ def fresh_keras_session():
     keras.backend.clear_session()
     keras.config.set_dtype_policy("float32")
     yield
+
+
+@pytest.fixture(scope="session")
+def keras2_files(tmp_path_factory):
+    """A folder of Keras 2 model files written by tf_keras (`tests/_keras2_models.py`).
+
+    Written once per test run, by a child process; pytest-xdist workers share it.
+    """
+    import _keras2_models
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    return _keras2_models.generate(root / "keras2_models")

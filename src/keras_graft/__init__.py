@@ -8,10 +8,14 @@ shapes and dtypes, and models that use them save and load in safe mode.
 >>> model = keras.Model(x, tf.clip_by_value(x, -1.0, 1.0))
 """
 
+from keras_graft import composite_methods as _composite_methods
 from keras_graft import dispatch as _dispatch
+from keras_graft import higher_order as _higher_order
+from keras_graft import printing as _printing
 from keras_graft.arguments import UnstorableArgumentError
 from keras_graft.authoring import LayerContext, layer, loss, metric
 from keras_graft.inference import OpTraceError
+from keras_graft.keras2 import loading as _keras2_loading
 from keras_graft.op_layer import Op, TFOp
 from keras_graft.registry import op
 from keras_graft.safety import UnsafeOpError, allow, allow_process_wide, revoke_process_wide
@@ -19,6 +23,10 @@ from keras_graft.safety import UnsafeOpError, allow, allow_process_wide, revoke_
 __version__ = "0.1.0"
 
 _dispatch.install()
+_composite_methods.install()
+_higher_order.install()
+_printing.install()
+_keras2_loading.install()
 
 __all__ = [
     "LayerContext",

@@ -12,6 +12,9 @@ import inspect
 import tensorflow as tf
 from keras.src.backend import AutocastScope, get_keras_mask
 from keras.src.backend.common.keras_tensor import KerasTensor
+from keras.src.legacy.saving import json_utils as legacy_json_utils
+from keras.src.legacy.saving import saving_options as legacy_saving_options
+from keras.src.legacy.saving import saving_utils as legacy_saving_utils
 from keras.src.saving import serialization_lib
 from keras.src.utils import naming
 from tensorflow.python.util import tf_export
@@ -28,8 +31,11 @@ __all__ = [
     "ops_created_between",
     "in_keras_safe_mode",
     "deserializing_untrusted",
+    "keras2_root_metadata",
+    "legacy_model_from_config",
     "producing_operation",
     "tf_symbol",
+    "translate_legacy_configs",
     "unique_layer_name",
 ]
 
@@ -131,3 +137,41 @@ def op_types_called(graph: tf.Graph, operations) -> tuple[set[str], set[str]]:
 def call_signature(layer) -> inspect.Signature:
     """The signature Keras matched `layer.call` against (cached by Keras)."""
     return layer._call_signature
+
+
+def translate_legacy_configs(load) -> None:
+    """Makes Keras' legacy loader (`.h5`, Keras 2 configs) go through `load`.
+
+    Keras 3 deserializes every legacy model and layer config, nested ones
+    included, through `legacy.saving.saving_utils.model_from_config`; its
+    callers look it up on the module at call time. It becomes
+    `load(config, custom_objects, keras_load)`, with Keras' own function as
+    `keras_load`. Idempotent.
+    """
+    original = legacy_saving_utils.model_from_config
+    if getattr(original, "graft_load", None) is load:
+        return
+
+    def model_from_config(config, custom_objects=None):
+        return load(config, custom_objects, original)
+
+    model_from_config.graft_load = load
+    legacy_saving_utils.model_from_config = model_from_config
+
+
+def legacy_model_from_config(config: dict, safe_mode: bool):
+    """A model from a legacy (Keras 2) config, as Keras' `.h5` loader builds it."""
+    with serialization_lib.SafeModeScope(safe_mode), legacy_saving_options.keras_option_scope(
+        use_legacy_config=True
+    ):
+        return legacy_saving_utils.model_from_config(config)
+
+
+def keras2_root_metadata(data: bytes) -> dict:
+    """The root model's metadata (`class_name`, `config`...) in a Keras 2
+    SavedModel's `keras_metadata.pb`, decoded as Keras' `.h5` loader decodes configs."""
+    from tensorflow.python.keras.protobuf import saved_metadata_pb2
+
+    metadata = saved_metadata_pb2.SavedMetadata()
+    metadata.ParseFromString(data)
+    return legacy_json_utils.decode(metadata.nodes[0].metadata)

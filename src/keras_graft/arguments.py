@@ -6,13 +6,16 @@ splits `tf.clip_by_value(x, -1.0, 1.0)` into the tensors `[x]` and a template
 `(<tensor 0>, -1.0, 1.0)`; `fill` puts real tensors back in at call time.
 
 The stored form is plain JSON data, tagged with `"__graft__"` where JSON has
-no native form. It can describe constants only: there is no tag for a function,
-a class or any other code, so a forged file cannot smuggle one in.
+no native form. It describes constants, and functions only by the name an op
+layer could have (`tf.math.sin`, `my_project>row_fn`), resolved on load
+through `keras_graft.registry.resolve` and so through the same allow-list:
+there is no tag for code, so a forged file cannot smuggle any in.
 
 Stored values:
     None, bool, int, float (inf and nan too), str, bytes, slice, Ellipsis,
     lists, tuples, dicts, `tf.DType`, `tf.TensorShape`, NumPy arrays and
-    scalars, and eager (constant) tensors, with their dtype and shape.
+    scalars, and eager (constant) tensors, with their dtype and shape; and
+    public TF ops and `@keras_graft.op` functions (for `tf.map_fn(fn, x)`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
+from keras_graft import registry
 from keras_graft._compat import KerasTensor
 
 TAG = "__graft__"
@@ -184,6 +188,8 @@ class _Encoder:
             return {TAG: "shape", "dims": dims}
         if isinstance(value, (np.ndarray, np.generic)):
             return _encode_array("array", self._storable(np.asarray(value), path))
+        if callable(value) and not isinstance(value, type) and registry.name_of(value):
+            return {TAG: "function", "name": registry.name_of(value)}
         if isinstance(value, (tf.Variable, tf.__internal__.CompositeTensor)) or _is_keras_variable(value):
             raise self._refuse(value, path)
         if tf.is_tensor(value):
@@ -224,6 +230,18 @@ class _Encoder:
                 f"(argument {path}), but no layer tracks it: it would be neither "
                 "trained nor saved with the model. Create the variable in a layer "
                 "instead, e.g. with `@keras_graft.layer` and `ctx.weight(...)`."
+            )
+        if callable(value) and not tf.is_tensor(value):
+            name = getattr(value, "__qualname__", type(value).__name__)
+            return UnstorableArgumentError(
+                f"{self.where} got the Python function {name} as argument {path}. "
+                "A model file can name a function, never store its code: pass a "
+                "public TensorFlow op (e.g. `tf.math.sin`) or a function decorated "
+                "with `@keras_graft.op`, e.g.\n"
+                "    @keras_graft.op(package=\"my_project\")\n"
+                "    def row_fn(row):\n"
+                "        return ...\n"
+                f"and pass `row_fn` as {path}."
             )
         if tf.is_tensor(value):
             return UnstorableArgumentError(
@@ -346,6 +364,8 @@ def _decode_value(config: Any, depth: int, budget: list) -> Any:
         return array[()] if array.ndim == 0 else array
     if kind == "tensor":
         return tf.constant(_decode_array(config))
+    if kind == "function":
+        return registry.resolve(config["name"])
     raise ValueError(
         f"Unknown stored op argument kind {kind!r:.40}: the model file was written "
         "by a newer keras-graft, or edited by hand."

@@ -1,4 +1,4 @@
-"""The `keras-graft` command: `demo` (the main job) and `bench`."""
+"""The `keras-graft` command: `demo` (the main job), `bench` and `convert`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--only", action="append", metavar="EXAMPLE",
         help="run only this example (repeatable): clip_values, custom_matmul, sequence_counter",
+    )
+
+    convert = commands.add_parser(
+        "convert", help="convert a Keras 2 model (.h5, tf_keras .keras, SavedModel dir) to a Keras 3 .keras file",
+    )
+    convert.add_argument("source", metavar="OLD", help="the Keras 2 model file or SavedModel directory")
+    convert.add_argument("target", metavar="NEW.keras", help="the Keras 3 file to write")
+    convert.add_argument(
+        "--no-check", action="store_true",
+        help="skip checking that the converted model predicts as the original on random inputs",
     )
 
     bench = commands.add_parser("bench", help="measure construction scaling and run-time overhead")
@@ -73,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"keras-graft demo: {error}", file=sys.stderr)
             return 2
         return 0 if all(r.ok for r in results) else 1
+    if arguments.command == "convert":
+        from keras_graft.keras2 import convert
+
+        try:
+            result = convert.convert(arguments.source, arguments.target, check=not arguments.no_check)
+        except convert.ConversionError as error:
+            print(f"keras-graft convert: {error}", file=sys.stderr)
+            return 2
+        return 0 if result.passed or not result.checked else 1
     from keras_graft import bench
 
     bench.run(quick=arguments.quick, markdown=arguments.markdown, backends=arguments.backends)

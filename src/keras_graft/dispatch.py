@@ -22,7 +22,10 @@ Two Keras 3 behaviours stand in the way and are adjusted here, on
 
 from __future__ import annotations
 
+import functools
+import gc
 import sys
+from typing import Callable
 
 import tensorflow as tf
 
@@ -94,13 +97,72 @@ def _iter(tensor):
 
 
 def _tf_tensor(tensor, dtype=None, name=None):
+    called = _called_tf_function()
+    name = f"tf.{called}" if called else "this TensorFlow function"
+    example = f"tf.{called}" if called else "tf.signal.rfft"
     raise ValueError(
-        "A KerasTensor cannot be used as input to this TensorFlow function: it "
-        "does not support TensorFlow's op dispatch, through which keras-graft "
-        "wraps TF ops automatically. Wrap it explicitly, e.g. "
-        "`keras_graft.Op(tf.signal.rfft)(x)`, or call it inside a function "
-        "decorated with `@keras_graft.op`."
+        f"A KerasTensor cannot be used as input to {name}: it does not support "
+        "TensorFlow's op dispatch, through which keras-graft wraps TF ops "
+        f"automatically. Wrap it explicitly, e.g. `keras_graft.Op({example})(x)`, "
+        "or call it inside a function decorated with `@keras_graft.op`."
     )
+
+
+def _called_tf_function() -> str | None:
+    """The public name of the TF function the user's code called, or None.
+
+    The outermost TensorFlow frame below the user's code (past TF's
+    dispatch and tracing wrappers) runs that function; its code object leads
+    to the function, and a closure shared by several functions (`rfft`,
+    `rfft2d`) is told apart by its captured values.
+    """
+    frame, called = sys._getframe(2), None
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("tensorflow."):
+            break
+        if not module.startswith(_DISPATCH_MACHINERY + _TRACING_WRAPPERS):
+            called = frame
+        frame = frame.f_back
+    if called is None:
+        return None
+    code, local_values = called.f_code, called.f_locals
+    for candidate in gc.get_referrers(code):
+        if getattr(candidate, "__code__", None) is not code:
+            continue
+        cells = [cell.cell_contents for cell in candidate.__closure__ or ()]
+        if cells and cells != [local_values.get(name) for name in code.co_freevars]:
+            continue
+        public = _compat.canonical_tf_name(candidate)
+        if public:
+            return public
+    return None
+
+
+# Wrappers between a public function and its body that are not the function.
+_TRACING_WRAPPERS = ("tensorflow.python.profiler.", "tensorflow.python.framework.ops")
+
+
+def route_keras_tensors(module, name: str, handle: Callable) -> None:
+    """Makes `module.name(...)` call `handle(original, args, kwargs)` on Keras tensors.
+
+    For the few TF functions that do not support TF's op dispatch
+    (`tf.map_fn`) or do not fail on Keras tensors (`tf.print`). Calls without
+    Keras tensors, and calls from TensorFlow's own code, go to the original.
+    Idempotent.
+    """
+    original = getattr(module, name)
+    if hasattr(original, "graft_original"):
+        return
+
+    @functools.wraps(original)
+    def routed(*args, **kwargs):
+        if holds_keras_tensor((args, kwargs)) and not _called_from_tensorflow():
+            return handle(original, args, kwargs)
+        return original(*args, **kwargs)
+
+    routed.graft_original = original
+    setattr(module, name, routed)
 
 
 def _get_shape(tensor) -> tf.TensorShape:

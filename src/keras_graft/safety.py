@@ -120,6 +120,10 @@ NON_DISPATCHING_TENSOR_OPS = frozenset(
         "io.serialize_tensor",
         "linalg.banded_triangular_solve",
         "linalg.logm",
+        # Their function argument is stored by name and resolved through this
+        # allow-list too; the audit follows the loop body they build.
+        "map_fn",
+        "vectorized_map",
         "linalg.slogdet",
         "required_space_to_batch_paddings",
         "signal.fftnd",

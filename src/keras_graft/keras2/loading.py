@@ -1,0 +1,66 @@
+"""The hook that lets `keras.models.load_model` read Keras 2 files.
+
+Keras 3 reads Keras 2 `.h5` files with its legacy loader, which deserializes
+every model and layer config through one function. `install()` (run by
+`import keras_graft`) puts `load` in its place, so each Keras 2 config is
+first rewritten into its Keras 3 form: layer names Keras 3 refuses are
+renamed (`names`), op layers become keras-graft `TFOp` layers (`op_layers`),
+calls with tensors among their kwargs take Keras 3's node form (`nodes`), and layer configs Keras 3 reads differently are translated (`layer_configs`).
+Configs without Keras 2 specifics pass through unchanged. The rewrite runs
+inside the loader's safe-mode scope, so keras-graft's allow-list and audit
+apply as to any keras-graft model file.
+
+>>> import keras_graft
+>>> translate({"class_name": "DepthwiseConv2D", "config": {"groups": 1}})[0]
+{'class_name': 'DepthwiseConv2D', 'config': {}}
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from keras_graft import _compat
+from keras_graft.keras2 import layer_configs, names, nodes, op_layers
+
+FUNCTIONAL_CLASSES = ("Functional", "Model")
+MODEL_CLASSES = (*FUNCTIONAL_CLASSES, "Sequential")
+
+# Keys newer tf_keras versions write on nested layer configs. Keras 3 reads
+# a layer that has them with its new-format loader, past this hook, where
+# Keras 2 configs fail; without them it reads the layer as a legacy config.
+NEW_FORMAT_KEYS = ("module", "registered_name")
+
+
+def translate(config) -> tuple[dict, list[Callable]]:
+    """A legacy (Keras 2 / h5) config in the form Keras 3 loads, and fixes for the result."""
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        return config, []
+    inner = config["config"]
+    if config.get("class_name") in MODEL_CLASSES and isinstance(inner.get("layers"), list):
+        layers = [_as_legacy(layer) for layer in inner["layers"]]
+        inner = {**inner, "layers": layers}
+        if config["class_name"] in FUNCTIONAL_CLASSES:
+            inner = names.translate_functional(inner)
+            inner = nodes.translate_functional(op_layers.translate_functional(inner))
+        config = {**config, "config": inner}
+    return layer_configs.translate(names.translate_layer(config))
+
+
+def _as_legacy(layer):
+    if not isinstance(layer, dict):
+        return layer
+    return {key: value for key, value in layer.items() if key not in NEW_FORMAT_KEYS}
+
+
+def load(config, custom_objects, keras_load: Callable):
+    """Keras' legacy `model_from_config`, on the translated config."""
+    config, fixes = translate(config)
+    loaded = keras_load(config, custom_objects=custom_objects)
+    for fix in fixes:
+        fix(loaded)
+    return loaded
+
+
+def install() -> None:
+    """Makes Keras' legacy loader go through `load` (idempotent)."""
+    _compat.translate_legacy_configs(load)

@@ -1,0 +1,51 @@
+"""Keras 2's references to tensors in a functional model config, and renaming them.
+
+Keras 2 names a tensor `[layer, node_index, tensor_index]` (with the call's
+kwargs as a fourth item in inbound nodes) in `inbound_nodes`, in call kwargs
+and in `input_layers`/`output_layers`. Rewrites that rename or split layers
+must follow every reference; `rename` does that in one walk.
+
+>>> rename([["a/b", 0, 0, {"y": ["a/b", 0, 1]}]], {"a/b"}, lambda name, node: ("a_b", node))
+[['a_b', 0, 0, {'y': ['a_b', 0, 1]}]]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+def is_reference(value: Any, layer_names) -> bool:
+    """Whether `value` is Keras 2's reference to a tensor: `[layer, node, tensor(, kwargs)]`.
+
+    Keras 2 read any list of 3 or 4 items starting with a string as one; here
+    the string must also name a layer of the model and the indices be ints.
+    """
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) in (3, 4)
+        and isinstance(value[0], str)
+        and value[0] in layer_names
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in value[1:3])
+    )
+
+
+def rename(value: Any, layer_names, new_place: Callable[[str, int], tuple[str, int] | None]) -> Any:
+    """`value` with each reference moved to `new_place(layer, node)` (None: unchanged)."""
+    if is_reference(value, layer_names):
+        place = new_place(value[0], value[1])
+        head = list(place) if place is not None else list(value[:2])
+        return [*head, value[2], *(rename(item, layer_names, new_place) for item in value[3:])]
+    if isinstance(value, list):
+        return [rename(item, layer_names, new_place) for item in value]
+    if isinstance(value, dict):
+        return {key: rename(item, layer_names, new_place) for key, item in value.items()}
+    return value
+
+
+def unused_name(base: str, taken: set) -> str:
+    """`base`, or `base_1`, `base_2`... whichever is not in `taken` (then added to it)."""
+    name, count = base, 1
+    while name in taken:
+        name, count = f"{base}_{count}", count + 1
+    taken.add(name)
+    return name
