@@ -197,6 +197,37 @@ def check_unsupported_differentiation(directory) -> dict:
     return findings
 
 
+def check_state_under_distribution(directory) -> dict:
+    """JAX: a Keras distribution cannot combine ctx.state updates: refused."""
+    import jax
+
+    model = keras.models.load_model(os.path.join(directory, "model.keras"))
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+    try:
+        return {"error": _error_of(lambda: model.predict(data(), verbose=0))}
+    finally:
+        keras.distribution.set_distribution(None)
+
+
+def check_torch_compile(directory) -> dict:
+    """torch: `jit_compile=True` (torch.compile) trains through the bridge,
+    which dynamo skips, and does not recompile on later steps."""
+    import torch._dynamo
+
+    x = keras.Input((8,))
+    model = keras.Model(x, keras.layers.Dense(1)(tf.math.softplus(keras.layers.Dense(4)(x))))
+    model.compile("sgd", "mse", jit_compile=True)
+    features = np.random.default_rng(2).normal(size=(16, 8)).astype("float32")
+    model.fit(features, np.ones((16, 1)), batch_size=8, epochs=1, verbose=0)
+    compiled = dict(torch._dynamo.utils.counters["stats"]).get("unique_graphs", 0)
+    history = model.fit(features, np.ones((16, 1)), batch_size=8, epochs=3, verbose=0)
+    return {
+        "graphs_after_first_epoch": compiled,
+        "graphs_after_three_more": dict(torch._dynamo.utils.counters["stats"]).get("unique_graphs", 0),
+        "loss_finite": bool(np.isfinite(history.history["loss"]).all()),
+    }
+
+
 def _error_of(function) -> str:
     try:
         function()
@@ -212,6 +243,8 @@ CHECKS = {
     "refusals": check_refusals,
     "torch_memory_layout": check_torch_memory_layout,
     "unsupported_differentiation": check_unsupported_differentiation,
+    "state_under_distribution": check_state_under_distribution,
+    "torch_compile": check_torch_compile,
 }
 
 

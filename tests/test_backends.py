@@ -35,9 +35,10 @@ def reference(tmp_path_factory):
 
 
 CHECKS = {
-    "jax": ["load_predict_fit", "gradients", "refusals", "lowering", "unsupported_differentiation"],
+    "jax": ["load_predict_fit", "gradients", "refusals", "lowering", "unsupported_differentiation",
+            "state_under_distribution"],
     "torch": ["load_predict_fit", "gradients", "refusals", "torch_memory_layout",
-              "unsupported_differentiation"],
+              "unsupported_differentiation", "torch_compile"],
 }
 
 
@@ -108,3 +109,14 @@ def test_torch_double_and_second_backward_are_refused_with_the_reason(found):
     limits = found["torch"]["unsupported_differentiation"]
     assert "gradients of gradients (double backward" in limits["double_backward"]
     assert "a second backward pass through TensorFlow ops" in limits["second_backward"]
+
+
+def test_state_under_a_keras_distribution_is_refused_with_the_reason(found):
+    error = found["jax"]["state_under_distribution"]["error"]
+    assert "ctx.state updates combine across replicas only under tf.distribute" in error
+
+
+def test_torch_compile_trains_through_the_bridge_without_recompiling(found):
+    compiled = found["torch"]["torch_compile"]
+    assert compiled["loss_finite"]
+    assert compiled["graphs_after_three_more"] == compiled["graphs_after_first_epoch"] > 0
