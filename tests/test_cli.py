@@ -128,3 +128,41 @@ def test_bench_rejects_unknown_backends(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--backends", "jax,mxnet"])
     assert "comma-separated list of jax and torch" in capsys.readouterr().err
+
+
+def _without_tf_log_setting():
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+@pytest.mark.parametrize("argument", ["--help", "--version"])
+def test_help_and_version_answer_without_importing_tensorflow(argument):
+    script = (
+        "import sys, keras_graft_command\n"
+        f"try:\n    keras_graft_command.main([{argument!r}])\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules, 'exit', code)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=60, env=_without_tf_log_setting())
+    assert "tensorflow imported: False exit 0" in completed.stdout, completed.stderr
+    assert ("usage: keras-graft" if argument == "--help" else "keras-graft 0.") in completed.stdout
+
+
+def test_a_commands_wrong_option_shows_that_commands_usage():
+    completed = subprocess.run([sys.executable, "-m", "keras_graft_command", "bench", "--bogus"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert "usage: keras-graft bench" in completed.stderr
+    assert "keras-graft bench: error: unrecognized arguments: --bogus" in completed.stderr
+
+
+def test_tensorflow_start_up_noise_is_held_back_unless_asked_for(tmp_path):
+    command = [sys.executable, "-m", "keras_graft_command", "demo", "--only", "clip_values",
+               "--epochs", "1"]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                           env=_without_tf_log_setting())
+    assert quiet.returncode == 0, quiet.stderr
+    assert "oneDNN" not in quiet.stderr and "absl::InitializeLog" not in quiet.stderr
+    assert "three ways to put TF ops in Keras models" in quiet.stdout
+    asked = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert "oneDNN" in asked.stderr

@@ -7,16 +7,26 @@ import os
 import sys
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keras-graft")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-graft",
         description="TensorFlow operations as first-class citizens of Keras 3 models.",
     )
+    parser.add_argument("--version", action="version", version=f"keras-graft {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo",
-        help="run the seed article's examples end to end (train, save, safe reload, compare)",
+        help="three ways to put TF ops in Keras models, end to end (train, save, safe reload, compare)",
     )
     demo.add_argument("--epochs", type=int, default=3, help="training epochs per example (default 3)")
     demo.add_argument("--keep", metavar="DIR", help="keep the saved .keras models in DIR")
@@ -47,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "--backends", type=_backend_list, default=(), metavar="jax,torch",
         help="also compare TF ops with keras.ops on these Keras backends (each in its own process)",
     )
+    parser.commands = commands.choices  # each command's own parser, for its usage errors
     return parser
 
 
@@ -60,9 +71,23 @@ def _backend_list(text: str) -> tuple[str, ...]:
     return backends
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; usage errors exit with status 2.
+
+    An argument a command does not take is reported with that command's own
+    usage, not the top-level one. Needs nothing but argparse, so the
+    `keras-graft` launcher parses with it before importing TensorFlow.
+    """
+    parser = _parser()
+    arguments, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.commands[arguments.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return arguments
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the process exit code."""
-    arguments = _parser().parse_args(argv)
+    arguments = parse(argv)
     if arguments.command == "demo":
         if arguments.epochs < 1:
             print("keras-graft demo: --epochs must be at least 1.", file=sys.stderr)

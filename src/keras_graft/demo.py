@@ -138,7 +138,8 @@ def run_example(module: ModuleType, *, epochs: int, directory: Path, progress: P
 
 def summary_table(results: list[ExampleResult]) -> Table:
     table = Table(
-        title="keras-graft demo: the seed article's examples",
+        title="keras-graft demo: three ways to put TF ops in Keras models "
+              "(a TF op on Keras tensors, a layer with weights, a layer with state)",
         caption="reloaded: keras.models.load_model in safe mode; same: identical predictions",
     )
     for column, justify in (("example", "left"), ("params", "right"), ("epochs", "right"),

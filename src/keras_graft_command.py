@@ -1,0 +1,82 @@
+"""The `keras-graft` command's entry point: fast and quiet.
+
+`import keras_graft` imports TensorFlow (it installs auto-wrapping), which
+takes seconds. So the command first parses its arguments with the parser of
+`keras_graft/cli.py` loaded on its own, without the package: `--help`,
+`--version` and usage errors answer at once. Only a real command imports
+TensorFlow, with its start-up log lines (oneDNN, CUDA drivers, absl) held
+back, unless the user set `TF_CPP_MIN_LOG_LEVEL` and so asked for TF's own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+# TensorFlow's start-up lines that say nothing about the user's work.
+_START_UP_NOISE = (
+    "All log messages before absl::InitializeLog() is called",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers",
+    "failed call to cuInit",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+    "TF-TRT Warning",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions",
+)
+
+
+def _standalone_cli():
+    """`keras_graft/cli.py` as a module of its own, without `keras_graft/__init__`."""
+    package = importlib.util.find_spec("keras_graft")
+    path = Path(package.submodule_search_locations[0]) / "cli.py"
+    spec = importlib.util.spec_from_file_location("keras_graft_standalone_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and starts its devices, dropping start-up noise.
+
+    Lines that are not known noise still reach stderr.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device start-up logs here (cuInit)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        lines = captured.read().decode(errors="replace").splitlines()
+    for line in lines:
+        if line.strip() and not any(noise in line for noise in _START_UP_NOISE):
+            print(line, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _standalone_cli().parse(argv)  # --help, --version, usage errors: exit here
+    import_tensorflow_quietly()
+    from keras_graft import cli
+
+    return cli.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
