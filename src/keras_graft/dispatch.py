@@ -97,24 +97,39 @@ def _iter(tensor):
 
 
 def _tf_tensor(tensor, dtype=None, name=None):
-    called = _called_tf_function()
-    name = f"tf.{called}" if called else "this TensorFlow function"
-    example = f"tf.{called}" if called else "tf.signal.rfft"
-    raise ValueError(
-        f"A KerasTensor cannot be used as input to {name}: it does not support "
-        "TensorFlow's op dispatch, through which keras-graft wraps TF ops "
-        f"automatically. Wrap it explicitly, e.g. `keras_graft.Op({example})(x)`, "
-        "or call it inside a function decorated with `@keras_graft.op`."
-    )
+    raise NoDispatchError(_called_tf_code())
 
 
-def _called_tf_function() -> str | None:
-    """The public name of the TF function the user's code called, or None.
+class NoDispatchError(ValueError):
+    """A Keras tensor reached a TF function without op dispatch.
+
+    Raised on every conversion attempt, also the many that TF's dispatch then
+    handles, so finding the function's public name (slow: it searches the
+    garbage collector's referrers) waits until the message is read.
+    """
+
+    def __init__(self, called):
+        super().__init__()
+        self._called = called
+
+    def __str__(self):
+        called = _public_name(*self._called) if self._called else None
+        name = f"tf.{called}" if called else "this TensorFlow function"
+        example = f"tf.{called}" if called else "tf.signal.rfft"
+        return (
+            f"A KerasTensor cannot be used as input to {name}: it does not support "
+            "TensorFlow's op dispatch, through which keras-graft wraps TF ops "
+            f"automatically. Wrap it explicitly, e.g. `keras_graft.Op({example})(x)`, "
+            "or call it inside a function decorated with `@keras_graft.op`."
+        )
+
+
+def _called_tf_code():
+    """(code, values of its free variables) of the TF function the user's
+    code called, or None.
 
     The outermost TensorFlow frame below the user's code (past TF's
-    dispatch and tracing wrappers) runs that function; its code object leads
-    to the function, and a closure shared by several functions (`rfft`,
-    `rfft2d`) is told apart by its captured values.
+    dispatch and tracing wrappers) runs that function.
     """
     frame, called = sys._getframe(2), None
     while frame is not None:
@@ -126,12 +141,18 @@ def _called_tf_function() -> str | None:
         frame = frame.f_back
     if called is None:
         return None
-    code, local_values = called.f_code, called.f_locals
+    code = called.f_code
+    return code, [called.f_locals.get(name) for name in code.co_freevars]
+
+
+def _public_name(code, free_values) -> str | None:
+    """The public TF name of the function running `code`; a closure shared
+    by several functions (`rfft`, `rfft2d`) is told apart by its captured values."""
     for candidate in gc.get_referrers(code):
         if getattr(candidate, "__code__", None) is not code:
             continue
         cells = [cell.cell_contents for cell in candidate.__closure__ or ()]
-        if cells and cells != [local_values.get(name) for name in code.co_freevars]:
+        if cells and cells != free_values:
             continue
         public = _compat.canonical_tf_name(candidate)
         if public:
