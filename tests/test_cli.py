@@ -1,5 +1,6 @@
 """The `keras-graft` command line: demo (the main job) and bench."""
 
+import json
 import os
 import subprocess
 import sys
@@ -68,19 +69,29 @@ def test_unknown_example_and_bad_epochs_are_usage_errors(capsys):
     assert cli.main(["demo", "--epochs", "0"]) == 2
 
 
-def test_bench_quick_measures_scaling_and_overhead():
-    console = Console(record=True, width=140)
-    numbers = bench.run(quick=True, console=console)
+def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(tmp_path):
+    console = Console(record=True, width=200)
+    numbers = bench.run(quick=True, console=console, results_dir=str(tmp_path))
     output = console.export_text()
-    assert "Model construction" in output and "Run time" in output
+    assert "Model construction" in output and "Run time" in output and "Side by side" in output
     assert set(numbers["runtime"]) == {"graph", "XLA"}
     assert all(graft > 0 and plain > 0 for graft, plain in numbers["runtime"].values())
     assert sorted(numbers["construction"]) == [20, 40, 80]
+    side = numbers["side_by_side"]
+    assert set(side["construction, 8 blocks"]) == {
+        "graft", "graft Op", "graft layer", "Lambda", "keras.ops", "Keras 2"}
+    assert {"save .keras", "load .keras", "eager call", "predict_on_batch (XLA)",
+            "train_on_batch"} <= set(side)
+    assert "TensorFlow" in side["eager call"] and "TensorFlow" in side["predict_on_batch"]
+    (written,) = tmp_path.glob("side-by-side-*.json")
+    assert json.loads(written.read_text())["results"] == side
+    (plot,) = tmp_path.glob("side-by-side-*.png")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_markdown_tables():
     console = Console(record=True, width=200)
-    bench.run(quick=True, markdown=True, console=console)
+    bench.run(quick=True, markdown=True, console=console, results_dir=None)
     output = console.export_text()
     assert "| wrapped ops | build time | per op |" in output
     assert "| mode | keras-graft model | hand-written tf.function | ratio |" in output
@@ -118,7 +129,7 @@ def test_demo_rejects_an_unknown_backend(capsys):
 
 def test_bench_compares_tf_ops_with_keras_ops_on_other_backends():
     console = Console(record=True, width=160)
-    numbers = bench.run(quick=True, console=console, backends=("jax",))
+    numbers = bench.run(quick=True, console=console, backends=("jax",), results_dir=None)
     assert "Other backends" in console.export_text()
     assert set(numbers["backends"]["jax"]) >= {"one op forward (clip)", "training step"}
     assert all(graft > 0 and native > 0 for graft, native in numbers["backends"]["jax"].values())

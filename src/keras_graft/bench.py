@@ -17,6 +17,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -26,6 +27,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import keras_graft  # noqa: F401  (auto-wrapping)
+from keras_graft import side_by_side
 from keras_graft.demo import wide_console
 
 FEATURES, HIDDEN, BATCH = 256, 512, 256
@@ -118,7 +120,7 @@ def other_backends(backends, *, quick: bool) -> dict:
 
 
 def run(*, quick: bool = False, markdown: bool = False, console: Console | None = None,
-        backends=()) -> dict:
+        backends=(), results_dir: str | None = "benchmarks/results") -> dict:
     """Runs the benchmarks, prints their tables, returns the numbers.
 
     `backends` ("jax", "torch") adds keras-graft against native `keras.ops`
@@ -146,6 +148,7 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
             )
             runtime["XLA" if jit else "graph"] = (seconds["graft"], seconds["plain"])
             progress.advance(task)
+        side = side_by_side_results(progress, quick=quick)
         cross = {}
         if backends:
             task = progress.add_task("other backends", total=len(backends))
@@ -169,7 +172,7 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
     for mode, (graft, plain) in runtime.items():
         overhead.add_row(mode, f"{graft * 1e6:.0f} µs", f"{plain * 1e6:.0f} µs", f"{graft / plain:.2f}x")
 
-    tables = [scaling, overhead]
+    tables = [scaling, overhead, side_by_side_table(side, machine)]
     if cross:
         across = Table(title=f"Other backends: keras-graft's TF ops against the same model in keras.ops ({machine})")
         for column in ("backend", "workload", "keras-graft", "keras.ops", "ratio"):
@@ -181,8 +184,35 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
         tables.append(across)
     for table in tables:
         console.print(_markdown(table) if markdown else table, soft_wrap=markdown)
+    if results_dir:
+        data, plot = side_by_side.write_results(side, Path(results_dir))
+        console.print(f"Side-by-side rounds written to {data}"
+                      + (f", plot to {plot}" if plot else " (install matplotlib for the plot)"))
     return {"construction": construction, "runtime": runtime, "per_op_growth": last / first,
-            "backends": cross}
+            "backends": cross, "side_by_side": side}
+
+
+def side_by_side_results(progress: Progress, *, quick: bool) -> dict:
+    """Every way to write the same model (`keras_graft.side_by_side`), and Keras 2."""
+    sizes, repeats, run_blocks = ((2, 4, 8), 2, 2) if quick else ((50, 200, 800), 3, 20)
+    task = progress.add_task("side by side", total=len(sizes) + 4)
+    results = side_by_side.measure(sizes, repeats=repeats, run_blocks=run_blocks,
+                                   progress=lambda: progress.advance(task))
+    keras2 = side_by_side.measure_keras2(sizes, repeats=repeats, run_blocks=run_blocks)
+    for workload, seconds in (keras2 or {}).items():
+        results[workload]["Keras 2"] = seconds
+    progress.advance(task)
+    return results
+
+
+def side_by_side_table(results: dict, machine: str) -> Table:
+    table = Table(title=f"Side by side: N blocks of Dense -> relu -> clip, every way to write it ({machine}); "
+                        "ratio against keras.ops; Keras 2 runs in its own process")
+    for column in ("workload", "system", "median", "spread", "vs keras.ops"):
+        table.add_column(column, justify="right")
+    for row in side_by_side.summary_rows(results):
+        table.add_row(*row)
+    return table
 
 
 def _markdown(table: Table) -> str:

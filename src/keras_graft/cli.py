@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds)")
     bench.add_argument("--markdown", action="store_true", help="print markdown tables (for the README)")
     bench.add_argument(
+        "--results", metavar="DIR", default="benchmarks/results",
+        help="where to write the side-by-side rounds (JSON) and plot (PNG) "
+             "(default benchmarks/results)",
+    )
+    bench.add_argument(
         "--backends", type=_backend_list, default=(), metavar="jax,torch",
         help="also compare TF ops with keras.ops on these Keras backends (each in its own process)",
     )
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.passed or not result.checked else 1
     from keras_graft import bench
 
-    bench.run(quick=arguments.quick, markdown=arguments.markdown, backends=arguments.backends)
+    bench.run(quick=arguments.quick, markdown=arguments.markdown, backends=arguments.backends,
+              results_dir=arguments.results)
     return 0
 
 
