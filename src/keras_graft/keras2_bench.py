@@ -25,6 +25,7 @@ def seconds_per_round(function, repeats: int) -> list:
 
 
 def main(sizes, repeats: int, run_blocks: int, units: int, batch: int) -> dict:
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * max(sizes)))  # deep models
     def build(blocks):
         inputs = tf_keras.Input((units,))
         hidden = inputs

@@ -72,6 +72,12 @@ def build(system: str, blocks: int) -> keras.Model:
     return keras.Model(inputs, hidden)
 
 
+def deep_enough_for(blocks: int) -> None:
+    """Keras walks a functional model recursively, a few frames per layer:
+    800 blocks need more than Python's default recursion limit."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * blocks))
+
+
 def _timed(function: Callable) -> float:
     start = time.perf_counter()
     function()
@@ -89,6 +95,7 @@ def _rounds(functions: dict, repeats: int) -> dict:
 
 def measure(sizes, *, repeats: int, run_blocks: int, progress=None) -> dict:
     """{workload: {system: [seconds per round]}} for the Keras 3 systems and TF."""
+    deep_enough_for(max(sizes))
     results: dict[str, dict[str, list]] = {}
 
     def constructing(system, blocks):
