@@ -51,6 +51,7 @@ compiled, in safe mode.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 import sys
@@ -736,8 +737,20 @@ def _make_objective(function, package=None, name=None, *, kind):
             f"return one value per example (Keras averages them); its signature "
             f"is {fname}{inspect.signature(function)}."
         )
-    _register(function, package, name, kind)
-    return function
+    bridge_cache: dict = {}
+
+    @functools.wraps(function)
+    def objective(y_true, y_pred, *args, **kwargs):
+        if backends.backend() == "tensorflow":
+            return function(y_true, y_pred, *args, **kwargs)
+        # On JAX and torch the TF ops run through the backend's bridge.
+        return backends.run(
+            lambda pair: function(*pair, *args, **kwargs), [y_true, y_pred],
+            cache=bridge_cache, name=fname,
+        )
+
+    _register(objective, package, name, kind)
+    return objective
 
 
 def loss(function=None, *, package=None, name=None):
