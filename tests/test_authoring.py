@@ -812,8 +812,9 @@ def test_loss_and_metric_decorators_check_the_signature():
     def with_option(y_true, y_pred, delta=1.0):
         return y_pred
 
-    assert keras_graft.loss(package="keras_graft_tests")(with_option) is with_option
-    assert keras.saving.get_registered_object("keras_graft_tests>with_option") is with_option
+    registered = keras_graft.loss(package="keras_graft_tests")(with_option)
+    assert registered.__wrapped__ is with_option and registered.__name__ == "with_option"
+    assert keras.saving.get_registered_object("keras_graft_tests>with_option") is registered
 
 
 def test_unregistered_loss_in_a_loaded_file_is_a_clear_error(tmp_path):
@@ -827,8 +828,8 @@ def test_unregistered_loss_in_a_loaded_file_is_a_clear_error(tmp_path):
     with pytest.raises(TypeError, match="Could not locate function 'squared_error'"):
         keras.saving.load_model(path)
 
-    keras_graft.loss(package="keras_graft_tests")(squared_error)
-    assert keras.saving.load_model(path).loss is squared_error
+    registered = keras_graft.loss(package="keras_graft_tests")(squared_error)
+    assert keras.saving.load_model(path).loss is registered
 
 
 # --------------------------------------------------------------------------

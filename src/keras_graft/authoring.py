@@ -756,7 +756,9 @@ def _make_objective(function, package=None, name=None, *, kind):
 def loss(function=None, *, package=None, name=None):
     """Register a loss `f(y_true, y_pred)` made of TF ops for safe reloading.
 
-    Returns the function itself; pass it to `model.compile(loss=...)`. A model
+    Returns the registered function (the original behind `__wrapped__`; on
+    the JAX and torch backends it runs the TF ops through the backend's
+    bridge); pass it to `model.compile(loss=...)`. A model
     compiled with it and saved reloads compiled in safe mode, once the module
     defining it has been imported.
 
@@ -778,7 +780,7 @@ def loss(function=None, *, package=None, name=None):
 def metric(function=None, *, package=None, name=None):
     """Register a metric `f(y_true, y_pred)` made of TF ops for safe reloading.
 
-    Returns the function itself; pass it to `model.compile(metrics=[...])`,
+    Returns the registered function (as `keras_graft.loss` does); pass it to `model.compile(metrics=[...])`,
     where Keras averages it over the examples seen.
 
     Example:
