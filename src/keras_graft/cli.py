@@ -105,7 +105,7 @@ def _inspect(arguments) -> int:
     else:
         report.print(Console() if Console().is_terminal else Console(width=180))
     for failure in failures:
-        errors.print(f"[red]required check failed[/] {failure}", highlight=False)
+        errors.print(f"[red]required check failed[/] {failure}", highlight=False, soft_wrap=True)
     if arguments.require and not failures:
         errors.print(f"All op layers pass {', '.join(arguments.require)}.")
     return 1 if failures else 0

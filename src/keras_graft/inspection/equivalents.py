@@ -36,7 +36,7 @@ KERAS_OPS = types.MappingProxyType(
         "linalg.matmul": "matmul",
         "linalg.inv": "inv",
         "linalg.det": "det",
-        "linalg.norm": "norm",
+        "norm": "norm",
         "einsum": "einsum",
         "signal.stft": "stft",
         "signal.inverse_stft": "istft",

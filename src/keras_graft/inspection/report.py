@@ -85,7 +85,7 @@ class Report:
         return counts
 
     def summary_line(self) -> str:
-        """`3 op layers: 2 XLA-ready, 1 TFLite-builtin (1 needs Select TF ops), ...`."""
+        """`3 op layers: 2 XLA-ready, 1 TFLite-builtin (1 with Select TF ops), ...`."""
         counts = self.summary()
 
         def n(check, *statuses):
@@ -95,7 +95,7 @@ class Report:
         if "xla" in counts:
             parts.append(f"{n('xla', 'yes')} XLA-ready")
         if "tflite" in counts:
-            extra = [f"{n('tflite', 'select')} need Select TF ops"] if n("tflite", "select") else []
+            extra = [f"{n('tflite', 'select')} with Select TF ops"] if n("tflite", "select") else []
             extra += [f"{n('tflite', 'no')} cannot convert"] if n("tflite", "no") else []
             parts.append(f"{n('tflite', 'builtin')} TFLite-builtin"
                          + (f" ({', '.join(extra)})" if extra else ""))
@@ -145,7 +145,9 @@ class Report:
     def table(self) -> Table:
         """The people's view: one row per op layer, one column per check."""
         table = Table(title=f"keras-graft inspect: {self.model}", caption=self.summary_line())
-        for column in ("layer", "op → graph ops", "output", *CHECKS, "keras.ops"):
+        for column in ("layer", "op → graph ops"):
+            table.add_column(column, no_wrap=True)
+        for column in ("output", *CHECKS, "keras.ops"):
             table.add_column(column, overflow="fold")
         for layer in self.layers:
             outputs = ", ".join(f"{tuple(o['shape'])} {o['dtype']}" for o in layer.outputs)
