@@ -274,7 +274,7 @@ def safe(p: Probe) -> Verdict:
     error = _safe_reload_error(p)
     if error is None:
         if isinstance(p.layer, FunctionLayer) or ">" in op_name(p.layer):
-            return Verdict("yes", f"import the module defining {op_name(p.layer)} before loading")
+            return Verdict("yes", "once its module is imported")
         return Verdict("yes")
     name = op_name(p.layer)
     if isinstance(error, safety.UnsafeOpError) and name.startswith("tf."):

@@ -145,16 +145,15 @@ class Report:
     def table(self) -> Table:
         """The people's view: one row per op layer, one column per check."""
         table = Table(title=f"keras-graft inspect: {self.model}", caption=self.summary_line())
-        for column in ("layer", "op → graph ops"):
-            table.add_column(column, no_wrap=True)
-        for column in ("output", *CHECKS, "keras.ops"):
-            table.add_column(column, overflow="fold")
+        table.add_column("layer: op → graph ops", no_wrap=True)
+        table.add_column("output", no_wrap=True)
+        for column in (*CHECKS, "keras.ops"):
+            table.add_column(column)
         for layer in self.layers:
-            outputs = ", ".join(f"{tuple(o['shape'])} {o['dtype']}" for o in layer.outputs)
+            op = "" if layer.op == layer.name else f"\n{layer.op}"
             table.add_row(
-                layer.name,
-                f"{layer.op}\n[dim]{', '.join(layer.op_types)}[/]",
-                outputs,
+                f"{layer.name}{op}\n[dim]→ {', '.join(layer.op_types)}[/]",
+                "\n".join(f"{tuple(o['shape'])} {o['dtype']}" for o in layer.outputs),
                 *(_cell(layer.checks.get(check)) for check in CHECKS),
                 layer.keras_ops or "",
             )
