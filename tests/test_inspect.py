@@ -248,3 +248,23 @@ def test_cli_unloadable_files_and_bad_requirements_exit_2(tmp_path, mixed_file):
 def test_python_m_keras_graft_inspect_help():
     completed = run_cli("--help")
     assert completed.returncode == 0 and "--require" in completed.stdout
+
+
+# ---------------------------------------------------------------------------
+# Keras 2 files
+# ---------------------------------------------------------------------------
+def test_keras2_files_report_what_convert_would_do_and_where_it_deploys(keras2_files, capsys):
+    from keras_graft import cli
+
+    source = keras2_files / "ops.h5"
+    assert cli.main(["inspect", str(source), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["keras2"]["kind"] == "h5"
+    translated = {note["keras2_class"] for note in data["keras2"]["translations"]}
+    assert translated >= {"TFOpLambda", "SlicingOpLambda"}
+    assert data["layers"] and all(set(layer["checks"]) == set(CHECKS) for layer in data["layers"])
+
+    assert cli.main(["inspect", str(source)]) == 0
+    output = capsys.readouterr().out
+    assert "is a Keras 2 file (h5)" in output and "what `keras-graft convert` would translate" in output
+    assert "keras-graft inspect:" in output
