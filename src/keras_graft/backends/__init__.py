@@ -126,7 +126,7 @@ def xla_compile_error(function: Callable, specs) -> str | None:
     """Why TensorFlow's XLA does not compile `function` for these (static)
     specs, or None when it does. Needs no JAX.
 
-    >>> xla_compile_error(tf.math.sin, [tf.TensorSpec((2,))]) is None
+    >>> xla_compile_error(lambda x: tf.math.sin(x), [tf.TensorSpec((2,))]) is None
     True
     """
     try:

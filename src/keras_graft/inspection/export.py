@@ -10,7 +10,9 @@
 >>> import keras, tensorflow as tf, keras_graft
 >>> x = keras.Input((4,))
 >>> model = keras.Model(x, tf.clip_by_value(x, -1.0, 1.0))
->>> keras_graft.export(model, "/tmp/clip.tflite", format="tflite").select_tf_ops
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "clip.tflite")
+>>> keras_graft.export(model, path, format="tflite").select_tf_ops
 []
 """
 
