@@ -29,6 +29,11 @@ def test_demo_runs_every_example_end_to_end(tmp_path):
         assert (tmp_path / f"{name}.keras").stat().st_size > 0
     assert "All 3 examples saved, reloaded in safe mode and predicted identically" in completed.stdout
     assert "counter saved at" in completed.stdout
+    # It ends with the inspect table of each model built.
+    tables = completed.stdout[completed.stdout.index("All 3 examples"):]
+    for name in demo.EXAMPLES:
+        assert f"keras-graft inspect: {name}" in tables
+    assert tables.count("1 op layers: 1 XLA-ready") == 3
 
 
 def test_demo_reports_a_failing_example_and_exits_non_zero(monkeypatch, tmp_path):

@@ -1,6 +1,7 @@
 """The TensorFlow/Keras internals keras-graft depends on still behave as assumed."""
 
 import keras
+import pytest
 import tensorflow as tf
 
 from keras_graft import _compat
@@ -126,3 +127,10 @@ def test_keras_autocast_scope_and_masks_are_reachable():
 def test_call_signature_is_the_call_methods():
     layer = keras.layers.Dense(2)
     assert list(_compat.call_signature(layer).parameters)[0] == "inputs"
+
+
+def test_registered_gradient_tells_registered_not_differentiable_and_missing():
+    assert callable(_compat.registered_gradient("TopKV2"))
+    assert _compat.registered_gradient("Shape") is None  # tf.no_gradient
+    with pytest.raises(LookupError):
+        _compat.registered_gradient("HistogramFixedWidth")

@@ -16,6 +16,9 @@ import pytest
             "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict", "references", "report",
         )),
         "keras_graft.keras2",
+        "keras_graft.backends",
+        *(f"keras_graft.inspection.{name}" for name in ("checks", "equivalents", "export", "loading", "report")),
+        "keras_graft.inspection",
     ],
 )
 def test_docstring_examples_run(module):

@@ -15,6 +15,8 @@ from keras_graft import printing as _printing
 from keras_graft.arguments import UnstorableArgumentError
 from keras_graft.authoring import LayerContext, layer, loss, metric
 from keras_graft.inference import OpTraceError
+from keras_graft.inspection import inspect
+from keras_graft.inspection.export import export
 from keras_graft.keras2 import loading as _keras2_loading
 from keras_graft.op_layer import Op, TFOp
 from keras_graft.registry import op
@@ -37,6 +39,8 @@ __all__ = [
     "UnstorableArgumentError",
     "allow",
     "allow_process_wide",
+    "export",
+    "inspect",
     "layer",
     "loss",
     "metric",

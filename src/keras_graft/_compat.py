@@ -34,6 +34,7 @@ __all__ = [
     "keras2_root_metadata",
     "legacy_model_from_config",
     "producing_operation",
+    "registered_gradient",
     "tf_symbol",
     "translate_legacy_configs",
     "unique_layer_name",
@@ -132,6 +133,18 @@ def op_types_called(graph: tf.Graph, operations) -> tuple[set[str], set[str]]:
                 else:
                     pending.extend(library[name].cached_definition.node_def)
     return op_types, undefined
+
+
+def registered_gradient(op_type: str):
+    """The gradient function TensorFlow registers for `op_type`.
+
+    None when the op type is registered as not differentiable
+    (`tf.no_gradient`, e.g. `Shape`); raises `LookupError` when no gradient
+    is registered at all (`HistogramFixedWidth`).
+    """
+    from tensorflow.python.framework import ops
+
+    return ops._gradient_registry.lookup(op_type)
 
 
 def call_signature(layer) -> inspect.Signature:

@@ -1,4 +1,4 @@
-"""The `keras-graft` command: `demo` (the main job), `bench` and `convert`."""
+"""The `keras-graft` command: `demo` (the main job), `bench`, `convert` and `inspect`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
         help="skip checking that the converted model predicts as the original on random inputs",
     )
 
+    inspect = commands.add_parser(
+        "inspect", help="report where each TF op layer of a model works: XLA, TFLite, gradients, "
+                        "JAX, torch, safe loading",
+    )
+    inspect.add_argument("model", metavar="MODEL",
+                         help="a .keras file (loaded in safe mode), or a Keras 2 .h5/.keras/SavedModel")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    inspect.add_argument(
+        "--require", type=_check_list, default=(), metavar="CHECKS",
+        help="exit 1 unless every op layer passes these checks: a comma-separated list of "
+             "xla, tflite (builtin ops only), gradient, jax, torch, safe",
+    )
+
     bench = commands.add_parser("bench", help="measure construction scaling and run-time overhead")
     bench.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds)")
     bench.add_argument("--markdown", action="store_true", help="print markdown tables (for the README)")
@@ -90,6 +103,44 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return arguments
 
 
+def _check_list(text: str) -> tuple[str, ...]:
+    from keras_graft.inspection import CHECKS
+
+    checks = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in checks if name not in CHECKS]
+    if not checks or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(CHECKS)}; got {text!r}"
+        )
+    return checks
+
+
+def _inspect(arguments) -> int:
+    from rich.console import Console
+
+    from keras_graft import inspection
+    from keras_graft.inspection import loading
+
+    errors = Console(stderr=True)
+    try:
+        model, keras2 = loading.load(arguments.model)
+    except loading.ModelFileError as error:
+        print(f"keras-graft inspect: {error}", file=sys.stderr)
+        return 2
+    report = inspection.inspect(model, console=errors)
+    report.source, report.keras2 = arguments.model, keras2
+    failures = report.failures(arguments.require)
+    if arguments.json:
+        print(report.dumps())
+    else:
+        report.print(Console() if Console().is_terminal else Console(width=180))
+    for failure in failures:
+        errors.print(f"[red]required check failed[/] {failure}", highlight=False, soft_wrap=True)
+    if arguments.require and not failures:
+        errors.print(f"All op layers pass {', '.join(arguments.require)}.")
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the process exit code."""
     arguments = parse(argv)
@@ -122,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"keras-graft convert: {error}", file=sys.stderr)
             return 2
         return 0 if result.passed or not result.checked else 1
+    if arguments.command == "inspect":
+        return _inspect(arguments)
     from keras_graft import bench
 
     bench.run(quick=arguments.quick, markdown=arguments.markdown, backends=arguments.backends,

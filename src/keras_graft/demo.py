@@ -3,8 +3,9 @@
 For each example in `keras_graft.examples` (the repository's `examples/`):
 build the model, train it briefly on synthetic data, save it to `.keras`,
 load it back with `keras.models.load_model` in its default safe mode, and
-check that the reloaded model predicts exactly the same. A table sums up;
-the exit code is non-zero if any check fails.
+check that the reloaded model predicts exactly the same. A table sums up,
+then `keras-graft inspect`'s table of each model tells where its op layers
+deploy; the exit code is non-zero if any check fails.
 
 An example module provides `build_model()` (an uncompiled model),
 `synthetic_data()` (features and targets) and optionally
@@ -18,7 +19,7 @@ import importlib
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -29,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from keras_graft.authoring import FunctionLayer
+from keras_graft.inspection import inspect
 from keras_graft.op_layer import TFOp
 
 EXAMPLES = ("clip_values", "custom_matmul", "sequence_counter")
@@ -51,6 +53,7 @@ class ExampleResult:
     detail: str = ""
     seconds: float = 0.0
     error: str | None = None
+    model: keras.Model | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -101,7 +104,7 @@ def run_example(module: ModuleType, *, epochs: int, directory: Path, progress: P
     start = time.perf_counter()
     try:
         keras.utils.set_random_seed(0)
-        model = module.build_model()
+        model = result.model = module.build_model()
         result.params = model.count_params()
         result.layers = ", ".join(
             f"{layer.name} ({type(layer).__name__})"
@@ -185,7 +188,16 @@ def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console:
     if not failed:
         saved = f" (kept in {keep})" if keep else ""
         console.print(f"[green]All {len(results)} examples saved, reloaded in safe mode and predicted identically{saved}.[/]")
+    print_inspection([r for r in results if r.model is not None], console)
     return results
+
+
+def print_inspection(results: list[ExampleResult], console: Console) -> None:
+    """`keras-graft inspect`'s table of each model built: where its op layers deploy."""
+    for result in results:
+        report = inspect(result.model, console=console)
+        report.model = result.name
+        console.print(report.table())
 
 
 def run_checked(*examples, epochs: int = 3) -> None:

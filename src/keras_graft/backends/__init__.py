@@ -15,6 +15,7 @@ What cannot run on a backend is refused when the model is built or loaded
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import keras
@@ -59,12 +60,13 @@ def run(tf_function: Callable, inputs, *, cache: dict, name: str):
     return tree.pack_sequence_as(cache["structure"], list(flat_outputs))
 
 
-def check_portable(name: str, inputs, outputs) -> None:
-    """Refuses, at build or load, an op the current backend cannot run.
+def check_portable(name: str, inputs, outputs, target: str | None = None) -> None:
+    """Refuses, at build or load, an op the backend `target` cannot run.
 
-    `inputs` and `outputs` are Keras tensors.
+    `inputs` and `outputs` are Keras tensors; `target` defaults to the
+    current backend.
     """
-    current = backend()
+    current = target or backend()
     if current == "tensorflow":
         return
     for role, tensors in (("input", inputs), ("output", outputs)):
@@ -90,14 +92,15 @@ def check_portable(name: str, inputs, outputs) -> None:
                 )
 
 
-def check_static_shapes(name: str, function: Callable, inputs, outputs) -> None:
-    """On JAX, refuses an op whose output shape depends on input *values*.
+def check_static_shapes(name: str, function: Callable, inputs, outputs, target: str | None = None) -> None:
+    """On JAX (`target`, default the current backend), refuses an op whose
+    output shape depends on input *values*.
 
     Traces the op again with every unknown input dimension set, in a scratch
     graph: a dimension still unknown then depends on values (`tf.unique`,
     `tf.boolean_mask`), which `jax.jit` cannot compile.
     """
-    if backend() != "jax":
+    if (target or backend()) != "jax":
         return
     graph = tf.Graph()
     with graph.as_default():
@@ -119,7 +122,24 @@ def check_static_shapes(name: str, function: Callable, inputs, outputs) -> None:
             )
 
 
-def _jax_x64() -> bool:
-    import jax
+def xla_compile_error(function: Callable, specs) -> str | None:
+    """Why TensorFlow's XLA does not compile `function` for these (static)
+    specs, or None when it does. Needs no JAX.
 
+    >>> xla_compile_error(lambda x: tf.math.sin(x), [tf.TensorSpec((2,))]) is None
+    True
+    """
+    try:
+        compiled = tf.function(function, jit_compile=True, autograph=False)
+        compiled.experimental_get_compiler_ir(*specs)(stage="hlo")
+    except Exception as error:  # Any failure to compile means: not on the XLA path.
+        return str(error) or type(error).__name__
+    return None
+
+
+def _jax_x64() -> bool:
+    try:
+        import jax
+    except ImportError:  # Asked about JAX without it (`keras-graft inspect`).
+        return os.environ.get("JAX_ENABLE_X64", "").lower() in ("1", "true")
     return bool(jax.config.jax_enable_x64)

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
+from keras_graft.backends import xla_compile_error
 from keras_graft.inference import OpTraceError
 
 
@@ -43,12 +44,7 @@ def call(function: Callable, flat_inputs: list, *, cache: dict, name: str) -> li
 
 def xla_compiles(function: Callable, specs) -> bool:
     """Whether TensorFlow's XLA compiles `function` for these (static) specs."""
-    try:
-        compiled = tf.function(function, jit_compile=True, autograph=False)
-        compiled.experimental_get_compiler_ir(*specs)(stage="hlo")
-    except Exception:  # Any failure to compile means: not on the XLA path.
-        return False
-    return True
+    return xla_compile_error(function, specs) is None
 
 
 def _callback(function: Callable, specs, name: str) -> Callable:

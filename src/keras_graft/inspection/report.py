@@ -1,0 +1,168 @@
+"""What `keras_graft.inspect` found: per-layer results, the summary, the
+`--require` verdict, and the table and JSON forms.
+
+>>> r = LayerReport("clip", "tf.clip_by_value", "TFOp", ["ClipByValue"], [], [],
+...                 {"xla": Verdict("yes")}, "keras.ops.clip")
+>>> r.passes("xla")
+True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from keras_graft.inspection.checks import Verdict
+
+#: Every check, in report order, and the statuses that pass it in `--require`.
+PASSING = {
+    "xla": ("yes",),
+    "tflite": ("builtin",),
+    "gradient": ("yes", "n/a"),
+    "jax": ("xla", "callback"),
+    "torch": ("yes",),
+    "safe": ("yes",),
+}
+CHECKS = tuple(PASSING)
+
+# Table colours per status.
+_STYLES = {"yes": "green", "builtin": "green", "xla": "green", "n/a": "dim",
+           "select": "yellow", "callback": "yellow", "allow": "yellow", "no": "red"}
+
+
+@dataclass
+class LayerReport:
+    """One op layer: its op, graph op types, tensors and check verdicts."""
+
+    name: str
+    op: str  # `tf.math.top_k`, or `package>name` for registered functions and layers
+    kind: str  # TFOp, Op, or the @keras_graft.layer class name
+    op_types: list
+    inputs: list  # [{"shape": [...], "dtype": ...}]
+    outputs: list
+    checks: dict  # check name -> Verdict
+    keras_ops: str | None = None
+
+    def passes(self, check: str) -> bool:
+        verdict = self.checks.get(check)
+        return verdict is not None and verdict.status in PASSING[check]
+
+
+@dataclass
+class Report:
+    """The inspection of one model."""
+
+    model: str
+    layers: list = field(default_factory=list)
+    source: str | None = None
+    # A Keras 2 file: its kind, and what loading it translated (`keras-graft convert`).
+    keras2: dict | None = None
+
+    def failures(self, required) -> list[str]:
+        """'layer: check (why)' for each required check a layer does not pass."""
+        return [
+            f"{layer.name}: {check} ({layer.checks[check].status}"
+            + (f", {layer.checks[check].detail})" if layer.checks[check].detail else ")")
+            for layer in self.layers
+            for check in required
+            if check in layer.checks and not layer.passes(check)
+        ]
+
+    def summary(self) -> dict:
+        """How many op layers pass each check, and the statuses counted."""
+        counts = {"layers": len(self.layers)}
+        for check in CHECKS:
+            statuses: dict = {}
+            for layer in self.layers:
+                if check in layer.checks:
+                    status = layer.checks[check].status
+                    statuses[status] = statuses.get(status, 0) + 1
+            if statuses:
+                counts[check] = statuses
+        return counts
+
+    def summary_line(self) -> str:
+        """`3 op layers: 2 XLA-ready, 1 TFLite-builtin (1 with Select TF ops), ...`."""
+        counts = self.summary()
+
+        def n(check, *statuses):
+            return sum(counts.get(check, {}).get(s, 0) for s in statuses)
+
+        parts = []
+        if "xla" in counts:
+            parts.append(f"{n('xla', 'yes')} XLA-ready")
+        if "tflite" in counts:
+            extra = [f"{n('tflite', 'select')} with Select TF ops"] if n("tflite", "select") else []
+            extra += [f"{n('tflite', 'no')} cannot convert"] if n("tflite", "no") else []
+            parts.append(f"{n('tflite', 'builtin')} TFLite-builtin"
+                         + (f" ({', '.join(extra)})" if extra else ""))
+        if "gradient" in counts:
+            parts.append(f"{n('gradient', 'yes', 'n/a')} differentiable")
+        if "jax" in counts:
+            parts.append(f"{n('jax', 'xla')} compile into JAX ({n('jax', 'callback')} callback, "
+                         f"{n('jax', 'no')} cannot run)")
+        if "torch" in counts:
+            parts.append(f"{n('torch', 'yes')} run on torch")
+        if "safe" in counts:
+            parts.append(f"{n('safe', 'yes')} load in safe mode")
+        return f"{len(self.layers)} op layers: " + ", ".join(parts)
+
+    def to_json(self) -> dict:
+        """Everything found, as plain JSON data."""
+        layers = []
+        for layer in self.layers:
+            data = asdict(layer)
+            data["checks"] = {k: {"status": v.status, "detail": v.detail}
+                              for k, v in layer.checks.items()}
+            layers.append(data)
+        return {"model": self.model, "source": self.source, "summary": self.summary(),
+                "summary_line": self.summary_line(), "layers": layers, "keras2": self.keras2}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    def print(self, console: Console) -> None:
+        """The table, after what loading a Keras 2 file translated, if it was one."""
+        if self.keras2 is not None:
+            translations = self.keras2["translations"]
+            console.print(
+                f"{self.source} is a Keras 2 file ({self.keras2['kind']}); "
+                f"`keras-graft convert` translates {len(translations)} config(s) "
+                "and the converted model deploys as below."
+            )
+            if translations:
+                table = Table(title="what `keras-graft convert` would translate")
+                for column in ("Layer", "Keras 2 class", "Translation"):
+                    table.add_column(column)
+                for note in translations:
+                    table.add_row(note["layer"], note["keras2_class"], note["change"])
+                console.print(table)
+        console.print(self.table())
+
+    def table(self) -> Table:
+        """The people's view: one row per op layer, one column per check."""
+        table = Table(title=f"keras-graft inspect: {self.model}", caption=self.summary_line())
+        table.add_column("layer: op → graph ops", no_wrap=True)
+        table.add_column("output", no_wrap=True)
+        for column in (*CHECKS, "keras.ops"):
+            table.add_column(column)
+        for layer in self.layers:
+            op = "" if layer.op == layer.name else f"\n{layer.op}"
+            table.add_row(
+                f"{layer.name}{op}\n[dim]→ {', '.join(layer.op_types)}[/]",
+                "\n".join(f"{tuple(o['shape'])} {o['dtype']}" for o in layer.outputs),
+                *(_cell(layer.checks.get(check)) for check in CHECKS),
+                layer.keras_ops or "",
+            )
+        return table
+
+
+def _cell(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "[dim]-[/]"
+    style = _STYLES.get(verdict.status, "")
+    text = f"[{style}]{verdict.status}[/]" if style else verdict.status
+    return f"{text}\n[dim]{verdict.detail}[/]" if verdict.detail else text

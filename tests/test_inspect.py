@@ -1,0 +1,270 @@
+"""`keras_graft.inspect` and `keras-graft inspect`: each check reports what
+actually happens when the op is compiled, converted, differentiated, bridged
+and reloaded."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import keras
+import pytest
+import tensorflow as tf
+from rich.console import Console
+
+import keras_graft
+from keras_graft import _compat, safety
+from keras_graft.inspection import CHECKS, checks, equivalents, inspect
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def mixed_model():
+    """clip (XLA and TFLite builtin), rgb_to_hsv (Select TF ops), histogram
+    (no XLA kernel, no gradient), adjust_hue (XLA, no gradient)."""
+    x = keras.Input((8,), name="values")
+    image = keras.Input((4, 4, 3), name="image")
+    clipped = tf.clip_by_value(x, -1.0, 1.0)
+    hsv = tf.image.rgb_to_hsv(image)
+    histogram = tf.histogram_fixed_width(clipped, [-1.0, 1.0], nbins=5)
+    hue = tf.image.adjust_hue(image, 0.1)
+    return keras.Model([x, image], [clipped, hsv, histogram, hue], name="mixed")
+
+
+def by_name(report):
+    return {layer.name: layer for layer in report.layers}
+
+
+def statuses(layer):
+    return {check: verdict.status for check, verdict in layer.checks.items()}
+
+
+def test_each_op_is_reported_by_what_actually_happens():
+    report = inspect(mixed_model())
+    layers = by_name(report)
+    assert list(layers) == ["tf.clip_by_value", "tf.image.rgb_to_hsv",
+                            "tf.histogram_fixed_width", "tf.image.adjust_hue"]
+
+    clip = layers["tf.clip_by_value"]
+    assert statuses(clip) == {"xla": "yes", "tflite": "builtin", "gradient": "yes",
+                              "jax": "xla", "torch": "yes", "safe": "yes"}
+    assert clip.op == "tf.clip_by_value" and clip.kind == "TFOp"
+    assert clip.op_types == ["Maximum", "Minimum"]
+    assert clip.outputs == [{"shape": [None, 8], "dtype": "float32"}]
+    assert clip.keras_ops == "keras.ops.clip"
+
+    hsv = layers["tf.image.rgb_to_hsv"]
+    assert hsv.checks["tflite"] == checks.Verdict("select", "needs Select TF ops: RGBToHSV")
+    assert statuses(hsv)["xla"] == "yes" and statuses(hsv)["gradient"] == "yes"
+    assert hsv.keras_ops == "keras.ops.image.rgb_to_hsv"
+
+    histogram = layers["tf.histogram_fixed_width"]
+    assert histogram.checks["xla"] == checks.Verdict("no", "no XLA kernel for HistogramFixedWidth")
+    assert histogram.checks["gradient"] == checks.Verdict(
+        "no", "no registered gradient for HistogramFixedWidth")
+    assert histogram.checks["jax"] == checks.Verdict("callback", "no XLA kernel for HistogramFixedWidth")
+    assert histogram.checks["tflite"].status == "no"
+    assert "HistogramFixedWidth" in histogram.checks["tflite"].detail
+    assert histogram.outputs == [{"shape": [5], "dtype": "int32"}]
+    assert histogram.keras_ops is None
+
+    hue = layers["tf.image.adjust_hue"]
+    assert statuses(hue)["xla"] == "yes"
+    assert hue.checks["gradient"] == checks.Verdict("no", "no registered gradient for AdjustHue")
+
+    assert report.summary_line() == (
+        "4 op layers: 3 XLA-ready, 1 TFLite-builtin (2 with Select TF ops, 1 cannot convert), "
+        "2 differentiable, 3 compile into JAX (1 callback, 0 cannot run), 4 run on torch, "
+        "4 load in safe mode"
+    )
+    assert report.failures(["xla"]) == [
+        "tf.histogram_fixed_width: xla (no, no XLA kernel for HistogramFixedWidth)"]
+    assert report.failures(["torch", "safe"]) == []
+
+
+def test_layer_functions_op_layers_and_nested_models_are_inspected():
+    @keras_graft.layer(package="test_inspect")
+    def scaled_matmul(ctx, x, units=2):
+        kernel = ctx.weight("kernel", (x.shape[-1], units))
+        return tf.matmul(x, kernel)
+
+    inner = keras.Sequential([keras.Input((16,)), keras_graft.Op(tf.math.tanh)], name="inner")
+    x = keras.Input((16,))
+    model = keras.Model(x, scaled_matmul()(inner(x)))
+    layers = by_name(inspect(model))
+    assert layers["tf.math.tanh"].kind == "Op"
+    layer = layers["scaled_matmul"]
+    assert layer.op == "test_inspect>scaled_matmul" and layer.op_types == ["MatMul"]
+    assert statuses(layer) == {"xla": "yes", "tflite": "builtin", "gradient": "yes",
+                               "jax": "xla", "torch": "yes", "safe": "yes"}
+    assert layer.checks["safe"].detail == "once its module is imported"
+
+
+def test_gradient_follows_loops_and_integer_outputs_need_none():
+    x = keras.Input((8,))
+    model = keras.Model(x, [tf.map_fn(tf.math.sin, x), tf.math.argmax(x, axis=-1, output_type="int32")])
+    layers = by_name(inspect(model, checks_to_run=("gradient",)))
+    assert layers["tf.map_fn"].checks["gradient"].status == "yes"
+    assert layers["tf.math.argmax"].checks["gradient"] == checks.Verdict(
+        "n/a", "no float path from the inputs to the outputs")
+
+
+def test_backends_say_why_they_cannot_run_an_op():
+    x = keras.Input((8,))
+    text = keras.Input((), dtype="string")
+    model = keras.Model([x, text], [
+        tf.strings.length(text), tf.unique(tf.reshape(x, [-1])).y, tf.math.argmax(x, axis=-1)])
+    layers = by_name(inspect(model, checks_to_run=("xla", "jax", "torch")))
+    strings = layers["tf.strings.length"]
+    assert strings.checks["xla"] == checks.Verdict("no", "string tensors: XLA has none")
+    assert strings.checks["jax"] == checks.Verdict(
+        "no", "its input is a string tensor, which jax has no arrays for")
+    assert strings.checks["torch"].status == "no"
+    unique = layers["tf.unique"]
+    assert unique.checks["jax"].status == "no" and "depends on the input values" in unique.checks["jax"].detail
+    assert unique.checks["torch"].status == "yes"
+    argmax = layers["tf.math.argmax"]  # int64 output
+    assert argmax.checks["jax"].status == "no" and "JAX_ENABLE_X64" not in argmax.checks["jax"].detail
+    assert "int64" in argmax.checks["jax"].detail
+
+
+def test_safe_names_the_allow_a_layer_needs():
+    x = keras.Input((4,))
+    model = keras.Model(x, tf.print("x:", x))
+    (layer,) = inspect(model, checks_to_run=("safe",)).layers
+    assert layer.op == "tf.print"
+    assert layer.checks["safe"] == checks.Verdict("allow", "keras_graft.allow('print')")
+
+
+def test_slow_checks_run_once_per_op_and_signature(monkeypatch):
+    calls = []
+    original = checks._tflite_error
+    monkeypatch.setattr(checks, "_tflite_error", lambda *a: calls.append(a) or original(*a))
+    x = keras.Input((3,))
+    model = keras.Model(x, [tf.clip_by_value(x, -2.0, 2.0), tf.clip_by_value(x, -2.0, 2.0),
+                            tf.clip_by_value(x, -3.0, 3.0)])
+    report = inspect(model, checks_to_run=("tflite",))
+    assert [layer.checks["tflite"].status for layer in report.layers] == ["builtin"] * 3
+    assert len(calls) == 2  # the same constants and signature convert once
+
+
+def test_progress_is_shown_per_layer():
+    console = Console(record=True, force_terminal=True, width=100)
+    inspect(mixed_model(), checks_to_run=("xla",), console=console)
+    output = console.export_text()
+    assert "inspecting tf.image.adjust_hue" in output and "4/4" in output
+
+
+def test_unknown_checks_are_refused():
+    with pytest.raises(ValueError, match="Unknown check"):
+        inspect(mixed_model(), checks_to_run=("xla", "onnx"))
+
+
+def test_keras_ops_equivalents_name_real_ops_on_both_sides():
+    for tf_name, path in equivalents.KERAS_OPS.items():
+        function = safety.allowed_ops().get(tf_name)
+        assert function is not None, tf_name
+        assert _compat.canonical_tf_name(function) == tf_name, tf_name  # stored names
+        target = keras.ops
+        for part in path.split("."):
+            target = getattr(target, part)
+        assert callable(target), path
+    assert equivalents.keras_ops_equivalent("tf.linalg.matmul") == "keras.ops.matmul"
+    assert equivalents.keras_ops_equivalent("tf.signal.stft") == "keras.ops.stft"
+    assert equivalents.keras_ops_equivalent("tf.math.reduce_sum") == "keras.ops.sum"
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+def run_cli(*arguments):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_graft", "inspect", *arguments],
+        capture_output=True, text=True, timeout=300, env=ENV,
+    )
+
+
+@pytest.fixture(scope="module")
+def mixed_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inspect") / "mixed.keras"
+    mixed_model().save(path)
+    return path
+
+
+def test_cli_json_is_complete_and_require_sets_the_exit_status(mixed_file):
+    completed = run_cli(str(mixed_file), "--json", "--require", "torch,safe")
+    assert completed.returncode == 0, completed.stderr
+    data = json.loads(completed.stdout)
+    assert data["model"] == "mixed" and data["source"] == str(mixed_file)
+    assert data["summary"]["layers"] == 4 and data["summary"]["tflite"] == {
+        "builtin": 1, "select": 2, "no": 1}
+    for layer in data["layers"]:
+        assert set(layer) == {"name", "op", "kind", "op_types", "inputs", "outputs", "checks", "keras_ops"}
+        assert set(layer["checks"]) == set(CHECKS)
+        assert all(set(v) == {"status", "detail"} for v in layer["checks"].values())
+    hsv = next(layer for layer in data["layers"] if layer["op"] == "tf.image.rgb_to_hsv")
+    assert hsv["checks"]["tflite"] == {"status": "select", "detail": "needs Select TF ops: RGBToHSV"}
+    assert "All op layers pass torch, safe" in completed.stderr
+
+    failing = run_cli(str(mixed_file), "--json", "--require", "xla,tflite")
+    assert failing.returncode == 1
+    json.loads(failing.stdout)
+    assert "tf.histogram_fixed_width: xla (no, no XLA kernel for HistogramFixedWidth)" in failing.stderr
+    assert "tf.image.rgb_to_hsv: tflite (select" in failing.stderr
+
+
+def test_cli_table_for_people(mixed_file):
+    completed = run_cli(str(mixed_file))
+    assert completed.returncode == 0, completed.stderr
+    for text in ("keras-graft inspect: mixed", "tf.histogram_fixed_width", "RGBToHSV",
+                 "keras.ops.clip", "4 op layers: 3 XLA-ready"):
+        assert text in completed.stdout
+
+
+def test_cli_unloadable_files_and_bad_requirements_exit_2(tmp_path, mixed_file):
+    missing = run_cli(str(tmp_path / "missing.keras"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+    forged = tmp_path / "forged.keras"
+    with zipfile.ZipFile(mixed_file) as source, zipfile.ZipFile(forged, "w") as target:
+        for item in source.namelist():
+            data = source.read(item)
+            if item == "config.json":
+                data = data.replace(b'"tf.clip_by_value"', b'"tf.io.write_file"')
+            target.writestr(item, data)
+    refused = run_cli(str(forged))
+    assert refused.returncode == 2
+    assert "could not be loaded in safe mode" in refused.stderr and "io.write_file" in refused.stderr
+
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a model")
+    assert run_cli(str(garbage)).returncode == 2
+
+    usage = run_cli(str(mixed_file), "--require", "xla,onnx")
+    assert usage.returncode == 2 and "comma-separated list of xla, tflite" in usage.stderr
+
+
+def test_python_m_keras_graft_inspect_help():
+    completed = run_cli("--help")
+    assert completed.returncode == 0 and "--require" in completed.stdout
+
+
+# ---------------------------------------------------------------------------
+# Keras 2 files
+# ---------------------------------------------------------------------------
+def test_keras2_files_report_what_convert_would_do_and_where_it_deploys(keras2_files, capsys):
+    from keras_graft import cli
+
+    source = keras2_files / "ops.h5"
+    assert cli.main(["inspect", str(source), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["keras2"]["kind"] == "h5"
+    translated = {note["keras2_class"] for note in data["keras2"]["translations"]}
+    assert translated >= {"TFOpLambda", "SlicingOpLambda"}
+    assert data["layers"] and all(set(layer["checks"]) == set(CHECKS) for layer in data["layers"])
+
+    assert cli.main(["inspect", str(source)]) == 0
+    output = capsys.readouterr().out
+    assert "is a Keras 2 file (h5)" in output and "what `keras-graft convert` would translate" in output
+    assert "keras-graft inspect:" in output
