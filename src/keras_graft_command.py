@@ -16,6 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Marks a TF_CPP_MIN_LOG_LEVEL that the command set, not the user.
+_SET_BY_US = "KERAS_GRAFT_QUIET_TENSORFLOW"
+
 # TensorFlow's start-up lines that say nothing about the user's work.
 _START_UP_NOISE = (
     "All log messages before absl::InitializeLog() is called",
@@ -47,9 +50,11 @@ def import_tensorflow_quietly() -> None:
 
     Lines that are not known noise still reach stderr.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+    user_chose = "TF_CPP_MIN_LOG_LEVEL" in os.environ and not os.environ.get(_SET_BY_US)
+    if user_chose or "tensorflow" in sys.modules:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ[_SET_BY_US] = "1"  # child processes (demo --backend) hold it back too
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:

@@ -188,6 +188,7 @@ def run_cli(*arguments):
 @pytest.fixture(scope="module")
 def mixed_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("inspect") / "mixed.keras"
+    keras.backend.clear_session()  # layer names must not depend on the tests run before
     mixed_model().save(path)
     return path
 

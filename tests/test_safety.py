@@ -432,3 +432,15 @@ def test_constants_too_large_for_a_model_file_fail_where_the_op_is_called():
     x = keras.Input((3,))
     with pytest.raises(keras_graft.UnstorableArgumentError, match="at most 16777216.*ctx.weight"):
         tf.math.add(x, np.zeros((1 << 24) + 1, "float32"))
+
+
+def test_allow_warns_about_names_tensorflow_does_not_export():
+    with pytest.warns(RuntimeWarning, match="TensorFlow exports no 'io.readfile'.*check the spelling"):
+        with keras_graft.allow("io.readfile"):
+            pass
+
+
+def test_a_name_that_does_not_exist_is_refused_without_advice_to_allow_it():
+    with pytest.raises(keras_graft.UnsafeOpError) as refused:
+        safety.check_tf_name("math.abs_nonexistent")
+    assert "not a public attribute" in str(refused.value) and "allow" not in str(refused.value)

@@ -301,8 +301,11 @@ def run_on_backend(backend: str, examples=EXAMPLES, *, epochs: int = 3, keep: st
         save_reference_predictions(results, directory)
         names = [r.name for r in results if r.ok]
         console.print(f"\nLoading the saved files on [bold]{backend}[/] ...")
+        # Through the command's launcher, so TF's start-up noise stays held back.
+        launch = ("import runpy, keras_graft_command; keras_graft_command.import_tensorflow_quietly(); "
+                  "runpy.run_module('keras_graft.demo', run_name='__main__')")
         child = subprocess.run(
-            [sys.executable, "-m", "keras_graft.demo", str(directory), str(epochs), *names],
+            [sys.executable, "-c", launch, str(directory), str(epochs), *names],
             env={**os.environ, "KERAS_BACKEND": backend},
         )
     return all(r.ok for r in results) and child.returncode == 0

@@ -170,6 +170,7 @@ NON_DISPATCHING_TENSOR_OPS = frozenset(
 )
 
 _CALLBACK = "it runs a Python function"
+_NOT_PUBLIC = "it is not a public attribute of `tf`"
 _PROCESS_STATE = "it changes the state of the whole process, not a tensor"
 
 DENIED_NAMES: Mapping[str, str] = types.MappingProxyType(
@@ -347,7 +348,17 @@ def _normalized(names, caller: str) -> frozenset:
             f"keras_graft.{caller}() takes one or more op names such as "
             f"'io.read_file'; got {names!r}."
         )
-    return frozenset(_strip_prefix(n) for n in names)
+    normalized = frozenset(_strip_prefix(n) for n in names)
+    unknown = sorted(n for n in normalized if _compat.tf_symbol(n) is None)
+    if unknown:
+        warnings.warn(
+            f"keras_graft.{caller}(): TensorFlow exports no {', '.join(map(repr, unknown))}, "
+            "so allowing it changes nothing. Names are canonical TF names such as "
+            "'io.read_file' (check the spelling).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return normalized
 
 
 def _strip_prefix(name: str) -> str:
@@ -403,7 +414,7 @@ def _classify(name: str, function) -> str | None:
     if short.startswith("_") and namespace != "__operators__":
         return "it is private"
     if function is None:
-        return "it is not a public attribute of `tf`"
+        return _NOT_PUBLIC
     if inspect.isclass(function) or inspect.ismodule(function) or not callable(function):
         return f"it is a {type(function).__name__}, not an op function"
     if not hasattr(function, "_tf_fallback_dispatchers") and name not in NON_DISPATCHING_TENSOR_OPS:
@@ -422,7 +433,7 @@ def refusal_reason(tf_name: str) -> str | None:
     namespace, _, short = tf_name.rpartition(".")
     module = _public_module(namespace)
     function = getattr(module, short, None) if module is not None and short else None
-    return _classify(tf_name, function) or "it is not a public attribute of `tf`"
+    return _classify(tf_name, function) or _NOT_PUBLIC
 
 
 def check_tf_name(tf_name: str) -> None:
@@ -433,12 +444,16 @@ def check_tf_name(tf_name: str) -> None:
     if is_user_allowed(tf_name):
         return
     reason = refusal_reason(tf_name)
-    if reason is not None:
-        raise UnsafeOpError(
-            f"Refusing op `tf.{tf_name}`: {reason}. If you trust this model, "
-            f"allow it explicitly with `with keras_graft.allow('{tf_name}'):`, or "
-            "load with `keras.models.load_model(path, safe_mode=False)`."
-        )
+    if reason is None:
+        return
+    if reason == _NOT_PUBLIC:  # nothing a user could mean to allow
+        raise UnsafeOpError(f"Refusing op `tf.{tf_name}`: {reason}.")
+    raise UnsafeOpError(
+        f"Refusing op `tf.{tf_name}`: {reason}. If you trust it, allow it "
+        f"explicitly, where the model is built and where it is loaded, with "
+        f"`with keras_graft.allow('{tf_name}'):`; a file you trust also loads with "
+        "`keras.models.load_model(path, safe_mode=False)`."
+    )
 
 
 def check_bounded_keywords(tf_name: str, keywords: dict) -> None:
