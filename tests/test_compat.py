@@ -134,3 +134,10 @@ def test_registered_gradient_tells_registered_not_differentiable_and_missing():
     assert _compat.registered_gradient("Shape") is None  # tf.no_gradient
     with pytest.raises(LookupError):
         _compat.registered_gradient("HistogramFixedWidth")
+
+
+def test_layer_edges_lists_each_connection_once():
+    x = keras.Input((3,), name="x")
+    shared = keras.layers.Dense(2, name="shared")
+    model = keras.Model(x, keras.layers.Add(name="add")([shared(x), shared(x)]))
+    assert _compat.layer_edges(model) == [["x", "shared"], ["shared", "add"]]

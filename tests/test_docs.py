@@ -17,7 +17,7 @@ import pytest
         )),
         "keras_graft.keras2",
         "keras_graft.backends",
-        *(f"keras_graft.inspection.{name}" for name in ("checks", "equivalents", "export", "loading", "report")),
+        *(f"keras_graft.inspection.{name}" for name in ("checks", "equivalents", "export", "html", "loading", "report")),
         "keras_graft.inspection",
     ],
 )

@@ -269,3 +269,34 @@ def test_keras2_files_report_what_convert_would_do_and_where_it_deploys(keras2_f
     output = capsys.readouterr().out
     assert "is a Keras 2 file (h5)" in output and "what `keras-graft convert` would translate" in output
     assert "keras-graft inspect:" in output
+
+
+def test_html_report_shows_the_graph_coloured_by_checks_in_a_real_browser(mixed_file, tmp_path):
+    """The page renders in headless Chromium: the DOM holds every layer and
+    colour, and the screenshot is a real picture."""
+    import shutil
+
+    import matplotlib.image
+
+    assert shutil.which("chromium"), (
+        "this test renders the report in a real browser: install Chromium "
+        "(`apt-get install chromium` on Debian; .ci/run does)")
+    page = tmp_path / "report.html"
+    completed = run_cli(str(mixed_file), "--html", str(page))
+    assert completed.returncode == 0, completed.stderr
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu"]
+    dom = subprocess.run([*chromium, "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for layer in ("values", "image", "tf.clip_by_value", "tf.image.rgb_to_hsv",
+                  "tf.histogram_fixed_width", "tf.image.adjust_hue"):
+        assert f'data-layer="{layer}"' in dom.stdout
+    assert 'class="layer pass" data-layer="tf.clip_by_value"' in dom.stdout
+    assert 'class="layer fail" data-layer="tf.histogram_fixed_width"' in dom.stdout
+    assert 'class="layer conditional" data-layer="tf.image.rgb_to_hsv"' in dom.stdout
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run([*chromium, f"--screenshot={screenshot}", "--window-size=1200,700",
+                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    pixels = matplotlib.image.imread(screenshot)
+    assert pixels.shape[0] >= 600 and pixels.std() > 0.05  # drawn, not blank

@@ -33,6 +33,7 @@ __all__ = [
     "deserializing_untrusted",
     "keras2_root_metadata",
     "legacy_model_from_config",
+    "layer_edges",
     "producing_operation",
     "registered_gradient",
     "tf_symbol",
@@ -76,6 +77,18 @@ def deserializing_untrusted() -> bool:
     default); building, cloning or `from_config` called in user code do not.
     """
     return serialization_lib.in_safe_mode() is True
+
+
+def layer_edges(model) -> list[list[str]]:
+    """[source layer name, target layer name] for each connection in `model`."""
+    edges = []
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for parent in node.parent_nodes:
+                edge = [parent.operation.name, layer.name]
+                if edge not in edges:
+                    edges.append(edge)
+    return edges
 
 
 def producing_operation(tensor: KerasTensor):

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("model", metavar="MODEL",
                          help="a .keras file (loaded in safe mode), or a Keras 2 .h5/.keras/SavedModel")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    inspect.add_argument("--html", metavar="FILE",
+                         help="also write a self-contained page: the model's graph, each op "
+                              "layer coloured by what it passes")
     inspect.add_argument(
         "--require", type=_check_list, default=(), metavar="CHECKS",
         help="exit 1 unless every op layer passes these checks: a comma-separated list of "
@@ -129,6 +132,12 @@ def _inspect(arguments) -> int:
         return 2
     report = inspection.inspect(model, console=errors)
     report.source, report.keras2 = arguments.model, keras2
+    if arguments.html:
+        from keras_graft.inspection import html
+
+        with open(arguments.html, "w", encoding="utf-8") as page:
+            page.write(html.page(report, html.model_graph(model)))
+        errors.print(f"Report page written to {arguments.html}")
     failures = report.failures(arguments.require)
     if arguments.json:
         print(report.dumps())
