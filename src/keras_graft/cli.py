@@ -101,8 +101,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     """
     parser = _parser()
     arguments, unknown = parser.parse_known_args(argv)
+    command = parser.commands.get(arguments.command)
     if unknown:
-        parser.commands[arguments.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    # Checked here, before TensorFlow is imported, so a typo answers at once.
+    given = {"convert": "source", "inspect": "model"}.get(arguments.command)
+    if given and not os.path.exists(getattr(arguments, given)):
+        command.error(f"{getattr(arguments, given)} does not exist")
     return arguments
 
 
