@@ -26,6 +26,7 @@ __all__ = [
     "GlobalOpDispatcher",
     "KerasTensor",
     "canonical_tf_name",
+    "called_function_names",
     "op_types_called",
     "op_id_mark",
     "ops_created_between",
@@ -117,6 +118,17 @@ def ops_created_between(graph: tf.Graph, first_mark: int, last_mark: int) -> lis
     return [nodes[i] for i in range(first_mark + 1, last_mark) if i in nodes]
 
 
+def called_function_names(node_def) -> list[str]:
+    """Names of the functions a node's function-valued attributes name."""
+    names = []
+    for attribute in node_def.attr.values():
+        if attribute.HasField("func"):
+            names.append(attribute.func.name)
+        if attribute.HasField("list"):
+            names += [function.name for function in attribute.list.func]
+    return names
+
+
 def op_types_called(graph: tf.Graph, operations) -> tuple[set[str], set[str]]:
     """Op types of `operations` and of every function they call, transitively.
 
@@ -133,11 +145,7 @@ def op_types_called(graph: tf.Graph, operations) -> tuple[set[str], set[str]]:
     while pending:
         node = pending.pop()
         op_types.add(node.op)
-        for attribute in node.attr.values():
-            names = [attribute.func.name] if attribute.HasField("func") else []
-            if attribute.HasField("list"):
-                names += [function.name for function in attribute.list.func]
-            for name in names:
+        for name in called_function_names(node):
                 if name in seen:
                     continue
                 seen.add(name)

@@ -31,8 +31,9 @@ from keras_graft.arguments import UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000
 
-# Inputs of ops from model files keep their producing ops (for constant
-# folding) only up to this many elements; larger ones get fresh stand-ins.
+# An input of an op from a model file keeps its producing ops (for constant
+# folding) only when every tensor it depends on has at most this many
+# elements (`_cheap_to_compute`); otherwise it gets a fresh stand-in.
 MAX_UNTRUSTED_VALUE_ELEMENTS = 4096
 
 # Shape-like values (small integer vectors) are worth rebuilding from their
@@ -289,7 +290,9 @@ def _cheap_to_compute(value, graph: tf.Graph) -> bool:
                 return False
             continue
         if operation.type not in _STAND_IN_OPS:
-            cheap = not _calls_functions(operation) and all(_is_small(t) for t in operation.outputs)
+            cheap = not _compat.called_function_names(operation.node_def) and all(
+                _is_small(t) for t in operation.outputs
+            )
             if not cheap:
                 verdicts[operation.name] = verdicts[value.op.name] = False
                 return False
@@ -297,13 +300,6 @@ def _cheap_to_compute(value, graph: tf.Graph) -> bool:
         visited.append(operation.name)
     verdicts.update(dict.fromkeys(visited, True))
     return True
-
-
-def _calls_functions(operation: tf.Operation) -> bool:
-    return any(
-        attribute.HasField("func") or (attribute.HasField("list") and attribute.list.func)
-        for attribute in operation.node_def.attr.values()
-    )
 
 
 def _unknown_rank(value) -> bool:
