@@ -111,26 +111,75 @@ def test_symbolic_rank_probe_gives_rank_for_dynamic_slicing():
     np.testing.assert_array_equal(model([data, np.array([3, 3], "int32")]), data[..., ::3])
 
 
-def test_construction_traces_each_op_once(monkeypatch):
-    """Building N ops adds O(N) graph nodes: no op is traced more than once."""
+def counting_traces(monkeypatch) -> list:
     traced = []
     original = inference.trace
     monkeypatch.setattr(inference, "trace", lambda *a, **k: traced.append(1) or original(*a, **k))
+    return traced
 
-    def build(n):
+
+def test_construction_traces_each_signature_once(monkeypatch):
+    """Repeated ops come from the signature cache; distinct ones are traced
+    once each, adding O(N) graph nodes."""
+    traced = counting_traces(monkeypatch)
+
+    def build(n, *, distinct):
+        inference.signatures.clear()
         graph_before = inference.scratch_graph().version
         traced.clear()
         x = keras.Input((8,))
         y = x
-        for _ in range(n):
-            y = tf.math.sin(tf.math.multiply(y, 2.0))
+        for i in range(n):
+            y = tf.math.sin(tf.math.multiply(y, 2.0 + i if distinct else 2.0))
         keras.Model(x, y)
         return len(traced), inference.scratch_graph().version - graph_before
 
-    traces_small, nodes_small = build(20)
-    traces_large, nodes_large = build(80)
-    assert (traces_small, traces_large) == (40, 160)
+    assert build(20, distinct=False)[0] == 2
+    assert build(80, distinct=False)[0] == 2
+    traces_small, nodes_small = build(20, distinct=True)
+    traces_large, nodes_large = build(80, distinct=True)
+    assert (traces_small, traces_large) == (21, 81)
     assert nodes_large <= 4 * nodes_small + 8
+
+
+def test_repeated_signatures_give_the_same_outputs(monkeypatch):
+    traced = counting_traces(monkeypatch)
+    inference.signatures.clear()
+    x = keras.Input((10,))
+    first, second = tf.math.top_k(x, k=3), tf.math.top_k(x, k=3)
+    assert len(traced) == 1
+    assert type(second).__name__ == "TopKV2" and second.indices is not first.indices
+    assert [(t.shape, t.dtype) for t in second] == [((None, 3), "float32"), ((None, 3), "int32")]
+    model = keras.Model(x, [second.indices, tf.math.top_k(x, k=4).indices])
+    assert len(traced) == 2
+    data = np.random.default_rng(0).normal(size=(2, 10)).astype("float32")
+    np.testing.assert_array_equal(model(data)[0], tf.math.top_k(data, k=3).indices)
+
+
+def test_values_known_to_the_graph_are_never_answered_from_the_cache():
+    inference.signatures.clear()
+    for width in (10, 5):
+        # Same signature, int32 (2,), different values: never the same answer.
+        rows_of = tf.stack([-1, tf.shape(keras.Input(batch_size=2, shape=(width,)))[1]])
+        assert tf.reshape(keras.Input((20,)), rows_of).shape == (None, width)
+    for _ in range(2):
+        x = keras.Input(batch_size=2, shape=(10,))
+        assert tf.ones(tf.shape(x)).shape == (2, 10)
+        assert tf.reshape(x, tf.reverse(tf.shape(x), [0])).shape == (10, 2)
+        assert tf.range(tf.cast(tf.shape(x)[1], "float32") * 0.5).shape == (5,)
+        unknown_batch = keras.Input((6,))
+        assert tf.reshape(unknown_batch, [-1, 3]).shape == (None, 3)
+        assert tf.reshape(unknown_batch, [-1, 2]).shape == (None, 2)
+    # Only ops with an unknown output dimension were kept.
+    assert len(inference.signatures) == 2
+
+
+def test_repeats_feed_constant_folding_downstream():
+    inference.signatures.clear()
+    for _ in range(2):
+        x = keras.Input((4, 6))
+        flat = tf.reshape(x, [-1, tf.shape(x)[1] * tf.shape(x)[2]])
+        assert flat.shape == (None, 24)
 
 
 def test_scratch_graph_is_replaced_when_full(monkeypatch):
@@ -150,3 +199,14 @@ def test_shape_values_are_rebuilt_in_a_fresh_graph(monkeypatch):
     monkeypatch.setattr(inference, "MAX_GRAPH_VERSION", 0)
     assert tf.ones(shape).shape == (2, 20)
     assert inference.scratch_graph() is not old_graph
+
+
+def test_loading_from_a_file_traces_again_what_building_traced(monkeypatch, tmp_path):
+    """Ops from a file are traced as untrusted: never answered by a trusted trace."""
+    inference.signatures.clear()
+    x = keras.Input((8,))
+    keras.Model(x, tf.math.sin(x)).save(tmp_path / "sin.keras")
+    traced = counting_traces(monkeypatch)
+    keras.models.load_model(tmp_path / "sin.keras")
+    keras.models.load_model(tmp_path / "sin.keras")
+    assert len(traced) == 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import inspect
 import math
 from dataclasses import dataclass
@@ -492,6 +493,11 @@ class ArgumentTemplate:
 
     def get_config(self) -> dict:
         return {"args": self._config["args"], "kwargs": self._config["kwargs"]}
+
+    @functools.cached_property
+    def key(self) -> str:
+        """A hashable form of the stored arguments: equal for equal templates."""
+        return repr(self._config)
 
     def __eq__(self, other):
         return isinstance(other, ArgumentTemplate) and other.get_config() == self.get_config()

@@ -15,11 +15,16 @@ Keras' own ops (`x[0]`, `a * 3`) are rebuilt in the graph for the same reason.
 Tracing adds only the op's own nodes to the graph, so building a model with N
 wrapped ops costs O(N), not O(N^2). The graph is replaced by a fresh one past
 `MAX_GRAPH_VERSION` nodes; Keras tensors from before then get new stand-ins.
+
+Most models repeat their ops (N identical blocks): `SignatureCache` keeps what
+a trace found per op, arguments and input signature, for the traces whose
+result depends on nothing else, and answers repeats without touching the graph.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Hashable
 
 import keras
 import numpy as np
@@ -224,6 +229,99 @@ def trace(
         lambda v: _to_keras_tensor(v, graph, display_name, layer_name), outputs
     )
     return keras_outputs, ranks
+
+
+@dataclass(frozen=True)
+class _OutputSpec:
+    shape: tuple
+    dtype: str
+
+
+class SignatureCache:
+    """What tracing an op found, per op, arguments and input signature.
+
+    An entry is kept only when the trace could not have seen more than the
+    inputs' shapes and dtypes, and its outputs carry nothing more either:
+
+    - every input is dense and either has an unknown dimension (no constant
+      value can flow through it) or stands in the graph as a placeholder;
+    - every output is dense with an unknown dimension.
+
+    Then the same op on the same signature always gives the same outputs, and
+    a repeat is answered with fresh Keras tensors, without tracing, auditing
+    or probing again. Repeats' outputs get their graph stand-ins only when a
+    later op needs them (`symbolic_value`), as Keras layers' outputs do.
+    Everything that changes the answer is part of the key: the function
+    object, its stored arguments, whether it is audited or untrusted, its
+    stored ranks and the backend.
+    """
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self._entries: dict = {}
+
+    def key(self, function: Callable, arguments_key: Hashable, inputs, **flags) -> tuple | None:
+        """The key for this trace, or None if its result may depend on more
+        than the input signature."""
+        signature = []
+        for tensor in tree.flatten(inputs):
+            if not isinstance(tensor, _compat.KerasTensor) or tensor.sparse or tensor.ragged:
+                return None
+            shape = tuple(tensor.shape)
+            if None not in shape and not _stands_as_placeholder(tensor):
+                return None
+            signature.append((shape, tensor.dtype))
+        key = (function, arguments_key, tuple(signature), tuple(sorted(flags.items())))
+        try:
+            hash(key)
+        except TypeError:  # e.g. an unhashable callable object
+            return None
+        return key
+
+    def get(self, key):
+        """Fresh Keras tensors and ranks for `key`, or None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        specs, ranks = entry
+        outputs = tree.map_structure(
+            lambda spec: _compat.KerasTensor(shape=spec.shape, dtype=spec.dtype), specs
+        )
+        return outputs, ranks
+
+    def put(self, key, outputs, ranks) -> None:
+        """Keeps what a trace found, if its outputs carry only their signature."""
+        flat = tree.flatten(outputs)
+        if not all(
+            isinstance(t, _compat.KerasTensor)
+            and not t.sparse
+            and not t.ragged
+            and None in tuple(t.shape)
+            for t in flat
+        ):
+            return
+        if len(self._entries) >= self.capacity:
+            self._entries.pop(next(iter(self._entries)))
+        specs = tree.map_structure(lambda t: _OutputSpec(tuple(t.shape), t.dtype), outputs)
+        self._entries[key] = (specs, None if ranks is None else list(ranks))
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+signatures = SignatureCache()
+
+
+def _stands_as_placeholder(tensor: _compat.KerasTensor) -> bool:
+    """Whether tracing would see `tensor` as a placeholder, with no value."""
+    cached = getattr(tensor, _SYMBOLIC_ATTR, None)
+    if cached is not None and cached[0] is _graph:
+        operation = getattr(cached[1], "op", None)
+        return operation is not None and operation.type == "Placeholder"
+    return not _is_shape_like(tensor)
 
 
 def _rank(value) -> int | None:

@@ -65,6 +65,16 @@ class TFOp(keras.layers.Layer):
         self._convert_input_args = False
         self.built = True
 
+    def __setattr__(self, name, value):
+        # An op layer owns no variables, layers or other trackable objects, so
+        # Keras' tracking of each attribute (half the cost of constructing
+        # one) would find nothing. Only on TensorFlow, whose layer base has no
+        # other attribute hooks (torch's `nn.Module` and JAX's NNX do).
+        if _UNTRACKED_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     @classmethod
     def wrap(cls, function: Callable, args, kwargs):
         """Applies `function(*args, **kwargs)` to the Keras tensors among its args.
@@ -99,19 +109,35 @@ class TFOp(keras.layers.Layer):
         return self.function(*args, **kwargs)
 
     def compute_output_spec(self, inputs):
-        outputs, ranks = inference.trace(
-            self.call_in_graph,
+        audit = registry.needs_audit(self.op_name)
+        key = inference.signatures.key(
+            self.function,
+            self.arguments.key,
             inputs,
-            display_name=self.op_name,
-            audit=registry.needs_audit(self.op_name),
+            audit=audit,
             untrusted=self.untrusted,
-            layer_name=self.name,
-            stored_ranks=self.output_ranks,
+            stored_ranks=None if self.output_ranks is None else tuple(self.output_ranks),
+            backend=backends.backend(),
         )
+        cached = inference.signatures.get(key) if key is not None else None
+        if cached is not None:
+            outputs, ranks = cached
+        else:
+            outputs, ranks = inference.trace(
+                self.call_in_graph,
+                inputs,
+                display_name=self.op_name,
+                audit=audit,
+                untrusted=self.untrusted,
+                layer_name=self.name,
+                stored_ranks=self.output_ranks,
+            )
+            backends.check_portable(self.name, inputs, outputs)
+            backends.check_static_shapes(self.name, self.call_in_graph, inputs, outputs)
+            if key is not None:
+                inference.signatures.put(key, outputs, ranks)
         if ranks is not None:
             self.output_ranks = ranks
-        backends.check_portable(self.name, inputs, outputs)
-        backends.check_static_shapes(self.name, self.call_in_graph, inputs, outputs)
         return outputs
 
     def get_config(self):
@@ -202,6 +228,8 @@ def _stored_ranks(ranks):
         )
     return ranks
 
+
+_UNTRACKED_ATTRIBUTES = keras.backend.backend() == "tensorflow"
 
 # TensorFlow's own limit on tensor ranks.
 _MAX_RANK = 254
