@@ -167,3 +167,44 @@ def test_model_summary_shows_op_layers(capsys):
     x = keras.Input((4,))
     keras.Model(x, tf.nn.relu(x)).summary()
     assert "tf.nn.relu (TFOp)" in capsys.readouterr().out
+
+
+def test_eager_calls_run_the_op_as_keras_layer_call_would():
+    ragged = tf.ragged.constant([[1.0, -2.0], [3.0]])
+    cases = [
+        (keras_graft.Op(tf.clip_by_value, -1.0, 1.0), tf.constant([[-2.0, 0.5, 3.0]])),
+        (keras_graft.Op(tf.math.top_k, k=2), tf.constant([[3.0, 1.0, 2.0]])),
+        (keras_graft.Op(tf.math.abs), ragged),
+    ]
+    for layer, value in cases:
+        direct = layer(value, training=True)
+        through_keras = keras.layers.Layer.__call__(layer, value)
+        for ours, keras_result in zip(keras.tree.flatten(direct), keras.tree.flatten(through_keras)):
+            assert type(ours) is type(keras_result)
+            if isinstance(ours, tf.RaggedTensor):
+                ours, keras_result = ours.to_tensor(), keras_result.to_tensor()
+            np.testing.assert_array_equal(ours, keras_result)
+    with pytest.raises(TypeError):
+        keras_graft.Op(tf.math.abs)(tf.constant([1.0]), unexpected=1)
+
+
+def test_saving_walks_no_attribute_of_op_layers(tmp_path, monkeypatch):
+    """Keras' save walks each layer's attributes and, for an ordinary layer,
+    builds a reference `Layer()` to do so; op layers are skipped whole."""
+    x = keras.Input((4,))
+    y = keras.layers.Dense(4)(x)
+    for _ in range(30):
+        y = tf.nn.relu(tf.math.multiply(y, 0.5))
+    model = keras.Model(x, y)
+    built = []
+    original_init = keras.layers.Layer.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Layer, "__init__", counting_init)
+    model.save(tmp_path / "m.keras")
+    assert len(built) < 10, built
+    monkeypatch.undo()
+    predictions_match(model, keras.models.load_model(tmp_path / "m.keras"), np.ones((2, 4), "float32"))

@@ -11,6 +11,7 @@ import inspect
 
 import tensorflow as tf
 from keras.src.backend import AutocastScope, get_keras_mask
+from keras.src.backend.common import global_state
 from keras.src.backend.common.keras_tensor import KerasTensor
 from keras.src.legacy.saving import json_utils as legacy_json_utils
 from keras.src.legacy.saving import saving_options as legacy_saving_options
@@ -36,6 +37,7 @@ __all__ = [
     "legacy_model_from_config",
     "layer_edges",
     "producing_operation",
+    "saveable_without_attributes",
     "registered_gradient",
     "tf_symbol",
     "translate_legacy_configs",
@@ -90,6 +92,36 @@ def layer_edges(model) -> list[list[str]]:
                 if edge not in edges:
                     edges.append(edge)
     return edges
+
+
+class _EveryName(frozenset):
+    """A set that holds every attribute name."""
+
+    def __contains__(self, name) -> bool:
+        return True
+
+
+_WITHOUT_ATTRIBUTES = "KerasGraftSaveableWithoutAttributes"
+
+
+def saveable_without_attributes() -> str:
+    """The `_obj_type` of a layer whose attributes hold no Keras saveables.
+
+    Saving and loading walk every attribute of every layer looking for nested
+    layers, optimizers... and skip the names a reference object of the same
+    `_obj_type` has. Keras 3 caches that skip set under one key and reads it
+    under another (`saving_attr_skipset_` / `saving_attr_skiplist_`), so it
+    builds a reference `Layer()` for every layer it visits. For this type the
+    skip set holds every name: nothing is built and nothing is walked. It is
+    registered under both keys on each call, since `clear_session()` clears
+    them.
+    """
+    for key in ("saving_attr_skiplist_", "saving_attr_skipset_"):
+        global_state.set_global_attribute(key + _WITHOUT_ATTRIBUTES, _EVERY_NAME)
+    return _WITHOUT_ATTRIBUTES
+
+
+_EVERY_NAME = _EveryName()
 
 
 def producing_operation(tensor: KerasTensor):

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Callable
 
 import keras
+import tensorflow as tf
+from keras import tree
 
 from keras_graft import _compat, backends, inference, registry, safety
 from keras_graft.arguments import WHOLE_INPUTS, ArgumentTemplate
@@ -70,10 +72,29 @@ class TFOp(keras.layers.Layer):
         # Keras' tracking of each attribute (half the cost of constructing
         # one) would find nothing. Only on TensorFlow, whose layer base has no
         # other attribute hooks (torch's `nn.Module` and JAX's NNX do).
-        if _UNTRACKED_ATTRIBUTES:
+        if _ON_TENSORFLOW:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def __call__(self, *args, **kwargs):
+        # Eager TF tensors: just the op. Keras' layer call (building, masks,
+        # autocasting, name scopes) does nothing for an op layer, at a cost
+        # larger than most ops'. Graph tracing keeps Keras' path and its
+        # name scopes.
+        if (
+            _ON_TENSORFLOW
+            and len(args) == 1
+            and kwargs.keys() <= {"training"}
+            and _eager_tensors(args[0])
+        ):
+            return self.call(args[0])
+        return super().__call__(*args, **kwargs)
+
+    def _obj_type(self):
+        # Keras' saving walks a layer's attributes for nested saveables; an
+        # op layer's hold none (`_compat.saveable_without_attributes`).
+        return _compat.saveable_without_attributes()
 
     @classmethod
     def wrap(cls, function: Callable, args, kwargs):
@@ -214,6 +235,12 @@ class Op(TFOp):
         return layer
 
 
+def _eager_tensors(inputs) -> bool:
+    return tf.executing_eagerly() and all(
+        tf.is_tensor(t) and not isinstance(t, _compat.KerasTensor) for t in tree.flatten(inputs)
+    )
+
+
 def _stored_ranks(ranks):
     """Output ranks from a config: a list of small non-negative ints, or None."""
     if ranks is None:
@@ -229,7 +256,7 @@ def _stored_ranks(ranks):
     return ranks
 
 
-_UNTRACKED_ATTRIBUTES = keras.backend.backend() == "tensorflow"
+_ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
 
 # TensorFlow's own limit on tensor ranks.
 _MAX_RANK = 254
