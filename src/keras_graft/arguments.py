@@ -264,17 +264,27 @@ class _Encoder:
 
 def _positional_names(function, count: int) -> list[str]:
     """Parameter names for `count` positional arguments, `#i` where unknown."""
-    names = []
+    try:
+        names = list(_parameter_names(function))
+    except TypeError:  # an unhashable callable: not worth caching
+        names = list(_parameter_names.__wrapped__(function))
+    return (names + [f"#{i}" for i in range(len(names), count)])[:count]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameter_names(function) -> tuple[str, ...]:
+    """The quoted names of `function`'s positional parameters."""
     try:
         parameters = inspect.signature(function).parameters.values() if function else ()
     except (TypeError, ValueError):
         parameters = ()
+    names = []
     for parameter in parameters:
         if parameter.kind is parameter.VAR_POSITIONAL:
             break
         if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             names.append(repr(parameter.name))
-    return (names + [f"#{i}" for i in range(len(names), count)])[:count]
+    return tuple(names)
 
 
 def _is_keras_variable(value: Any) -> bool:

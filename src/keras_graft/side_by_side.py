@@ -136,6 +136,20 @@ def measure(sizes, *, repeats: int, run_blocks: int, progress=None) -> dict:
             hidden = tf.clip_by_value(tf.nn.relu(tf.matmul(hidden, kernel) + bias), 0.0, 6.0)
         return hidden
 
+    # Every system compiles its own step functions, which TensorFlow would
+    # report as retracing: expected here, so not printed.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        _run_time(results, models, plain, x, y, repeats=repeats, progress=progress)
+    finally:
+        logger.setLevel(level)
+    return results
+
+
+def _run_time(results: dict, models: dict, plain: Callable, x, y, *, repeats: int, progress) -> None:
+    """Eager and compiled calls of every system, into `results`."""
     compiled_plain = tf.function(plain)
     tf_x = tf.constant(x)
     eager = {s: (lambda m: lambda: m(tf_x))(models[s]) for s in SYSTEMS}
@@ -158,7 +172,6 @@ def measure(sizes, *, repeats: int, run_blocks: int, progress=None) -> dict:
             {s: (lambda m: lambda: m.train_on_batch(x, y))(models[s]) for s in SYSTEMS}, repeats * 3)
         if progress:
             progress()
-    return results
 
 
 def measure_keras2(sizes, *, repeats: int, run_blocks: int) -> dict | None:
