@@ -861,3 +861,46 @@ def test_example_main_trains_saves_and_reloads(name, capsys):
     module = importlib.import_module(f"keras_graft.examples.{name}")
     module.main()
     assert "reloaded in safe mode" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------
+# Construction cost: the building call's output spec comes from the build trace
+# --------------------------------------------------------------------------
+@keras_graft.layer
+def traced_scale(ctx, x, units=2):
+    traced_scale.traces.append(ctx.training)
+    kernel = ctx.weight("kernel", (x.shape[-1], units), initializer="ones")
+    return tf.matmul(x, kernel)
+
+
+traced_scale.traces = []
+
+
+def test_building_call_traces_the_function_once():
+    traced_scale.traces.clear()
+    layer = traced_scale(units=3)
+    y = layer(keras.Input((4,)))
+    assert (y.shape, y.dtype) == ((None, 3), "float32")
+    assert len(traced_scale.traces) == 1
+    # Another call on other inputs, or in training, gets a trace of its own.
+    assert layer(keras.Input((4,), batch_size=5)).shape == (5, 3)
+    assert layer(keras.Input((4,)), training=True).shape == (None, 3)
+    assert len(traced_scale.traces) == 3
+
+
+def test_building_call_reuses_the_build_trace_with_the_call_s_dtypes(global_policy):
+    global_policy("mixed_float16")
+    traced_scale.traces.clear()
+    y = traced_scale()(keras.Input((4,)))
+    assert y.dtype == "float16" and len(traced_scale.traces) == 1
+    integer = traced_scale(dtype="float32")
+    with pytest.raises(Exception):  # matmul of int32 inputs and a float32 kernel
+        integer(keras.Input((4,), dtype="int32"))
+
+
+def test_masked_building_call_keeps_its_masks():
+    ids = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(5, 3, mask_zero=True)(ids)
+    out = zero_masked()(embedded)
+    assert out.shape == (None, None, 3)
+    assert out._keras_mask is not None

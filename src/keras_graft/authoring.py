@@ -361,6 +361,7 @@ class FunctionLayer(keras.layers.Layer):
         object.__setattr__(self, "_graft_specs", None)
         object.__setattr__(self, "_graft_mask_specs", None)
         object.__setattr__(self, "_graft_bridge_caches", {})
+        object.__setattr__(self, "_graft_build_outputs", None)
 
     # -- public --------------------------------------------------------------
     @property
@@ -528,7 +529,10 @@ class FunctionLayer(keras.layers.Layer):
             input_masks = [None if m is None else placeholder(m) for m in masks]
             ctx = LayerContext(self, training=False,
                                masks=dict(zip(names, input_masks)), building=True)
-            function(ctx, *inputs, **hyperparameters)
+            outputs = self._graft_cast_outputs(function(ctx, *inputs, **hyperparameters))
+        # The call that built the layer asks Keras for its output spec next,
+        # which would trace the function again on the same inputs.
+        object.__setattr__(self, "_graft_build_outputs", _dense_output_specs(outputs))
 
     def _graft_built_on(self) -> str:
         if self._graft_specs is None:
@@ -552,6 +556,9 @@ class FunctionLayer(keras.layers.Layer):
 
     def compute_output_spec(self, *args, **kwargs):
         if backends.backend() == "tensorflow":
+            traced = self._graft_outputs_of_build(args, kwargs)
+            if traced is not None:
+                return traced
             return super().compute_output_spec(*args, **kwargs)
         # Other backends would trace `call` with their own symbolic arrays,
         # which TF ops do not take: trace the function in TensorFlow instead.
@@ -572,6 +579,34 @@ class FunctionLayer(keras.layers.Layer):
         return tf.nest.map_structure(
             lambda value: _compat.KerasTensor(shape=tuple(value.shape), dtype=value.dtype.name),
             outputs,
+        )
+
+    def _graft_outputs_of_build(self, args, kwargs):
+        """Fresh Keras tensors for the outputs the build trace found, when
+        this is the building call itself: the same inputs and masks, not
+        training. None otherwise (once used, or another call)."""
+        outputs = self._graft_build_outputs
+        object.__setattr__(self, "_graft_build_outputs", None)
+        if outputs is None or self._graft_specs is None:
+            return None
+        try:
+            bound = _compat.call_signature(self).bind(*args, **kwargs)
+        except TypeError:
+            return None
+        arguments = bound.arguments
+        if arguments.get("training"):
+            return None
+        names = self._graft_signature.inputs
+        built_on = [tf.nest.flatten(spec) for spec in self._graft_specs]
+        called_on = [tf.nest.flatten(arguments.get(name)) for name in names]
+        masks = [arguments.get(name) for name in self._graft_mask_names()]
+        if not (
+            all(map(_same_specs, built_on, called_on))
+            and all(map(_same_mask, self._graft_mask_specs, masks))
+        ):
+            return None
+        return tf.nest.map_structure(
+            lambda spec: _compat.KerasTensor(shape=tuple(spec.shape), dtype=spec.dtype.name), outputs
         )
 
     def _graft_call_bridged(self, inputs, training, masks):
@@ -634,6 +669,32 @@ class FunctionLayer(keras.layers.Layer):
             return value
 
         return tf.nest.map_structure(cast, outputs)
+
+
+def _dense_output_specs(outputs):
+    """The structure of `outputs` with a `tf.TensorSpec` for each tensor, or
+    None unless every leaf is a dense tensor."""
+    leaves = tf.nest.flatten(outputs)
+    if not leaves or not all(isinstance(leaf, tf.Tensor) for leaf in leaves):
+        return None
+    return tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), outputs)
+
+
+def _same_specs(specs, tensors) -> bool:
+    return len(specs) == len(tensors) and all(
+        isinstance(tensor, _compat.KerasTensor)
+        and not tensor.sparse
+        and not tensor.ragged
+        and tuple(tensor.shape) == tuple(spec.shape.as_list())
+        and tensor.dtype == spec.dtype.name
+        for spec, tensor in zip(specs, tensors)
+    )
+
+
+def _same_mask(spec, mask) -> bool:
+    if spec is None or mask is None:
+        return spec is None and mask is None
+    return isinstance(mask, _compat.KerasTensor) and tuple(mask.shape) == tuple(spec.shape.as_list())
 
 
 class _ClassSignature:
