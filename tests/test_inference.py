@@ -210,3 +210,17 @@ def test_loading_from_a_file_traces_again_what_building_traced(monkeypatch, tmp_
     keras.models.load_model(tmp_path / "sin.keras")
     keras.models.load_model(tmp_path / "sin.keras")
     assert len(traced) == 1
+
+
+@keras_graft.op(package="tests")
+def first_leaf_doubled(inputs):
+    if isinstance(inputs, dict):
+        return tf.concat([inputs["a"], inputs["b"]], axis=-1)
+    return inputs[0] * 2.0
+
+
+def test_the_input_structure_is_part_of_the_signature():
+    inference.signatures.clear()
+    a, b = keras.Input((3,)), keras.Input((3,))
+    assert keras_graft.Op(first_leaf_doubled)([a, b]).shape == (None, 3)
+    assert keras_graft.Op(first_leaf_doubled)({"a": a, "b": b}).shape == (None, 6)

@@ -271,7 +271,8 @@ class SignatureCache:
             if None not in shape and not _stands_as_placeholder(tensor):
                 return None
             signature.append((shape, tensor.dtype))
-        key = (function, arguments_key, tuple(signature), tuple(sorted(flags.items())))
+        structure = repr(tree.map_structure(lambda _: 0, inputs))  # [0, 0] vs {'a': 0, 'b': 0}
+        key = (function, arguments_key, structure, tuple(signature), tuple(sorted(flags.items())))
         try:
             hash(key)
         except TypeError:  # e.g. an unhashable callable object
