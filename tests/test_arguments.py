@@ -141,3 +141,16 @@ def test_constants_survive_a_model_file(tmp_path):
 def test_hand_edited_unknown_tag_is_refused_clearly():
     with pytest.raises(ValueError, match="Unknown stored op argument kind 'code'"):
         ArgumentTemplate({"args": [{"__graft__": "code", "source": "import os"}], "kwargs": {}})
+
+
+def test_key_is_equal_for_equal_arguments_and_absent_for_large_ones():
+    def template(*args, **kwargs):
+        return ArgumentTemplate.capture((keras.Input((3,)), *args), kwargs, where="tf.op")[0]
+
+    assert template(1.0, axis=-1).key == template(1.0, axis=-1).key
+    assert template(1.0, axis=-1).key != template(1.0, axis=0).key
+    assert template(True).key != template(1).key
+    assert template(np.arange(100)).key is not None
+    assert template(np.zeros(5000, "float32")).key is None
+    assert template("x" * 100_000).key is None
+    assert template([[0] * 40] * 40).key is None

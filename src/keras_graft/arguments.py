@@ -428,6 +428,22 @@ def _is_input_marker(value: Any) -> bool:
     return isinstance(value, TensorSlot) or value is WHOLE_INPUTS
 
 
+# The largest stored arguments `ArgumentTemplate.key` describes: scalars,
+# short strings and a few hundred values, as most op calls have.
+MAX_KEY_SIZE = 1024
+
+
+def _within(config: Any, budget: list) -> bool:
+    """Whether `config` has at most `budget[0]` leaves (long strings count
+    once per 64 characters); stops counting as soon as it has more."""
+    if isinstance(config, dict):
+        return all(_within(value, budget) for value in config.values())
+    if isinstance(config, list):
+        return all(_within(item, budget) for item in config)
+    budget[0] -= 1 + (len(config) // 64 if isinstance(config, str) else 0)
+    return budget[0] >= 0
+
+
 class ArgumentTemplate:
     """The positional and keyword arguments of one op call, minus its inputs.
 
@@ -505,9 +521,11 @@ class ArgumentTemplate:
         return {"args": self._config["args"], "kwargs": self._config["kwargs"]}
 
     @functools.cached_property
-    def key(self) -> str:
-        """A hashable form of the stored arguments: equal for equal templates."""
-        return repr(self._config)
+    def key(self) -> str | None:
+        """A hashable form of the stored arguments, equal for equal templates;
+        None for large ones (big constant arrays or strings), which are not
+        worth keeping a copy of to compare."""
+        return repr(self._config) if _within(self._config, [MAX_KEY_SIZE]) else None
 
     def __eq__(self, other):
         return isinstance(other, ArgumentTemplate) and other.get_config() == self.get_config()

@@ -252,8 +252,8 @@ class SignatureCache:
     or probing again. Repeats' outputs get their graph stand-ins only when a
     later op needs them (`symbolic_value`), as Keras layers' outputs do.
     Everything that changes the answer is part of the key: the function
-    object, its stored arguments, whether it is audited or untrusted, its
-    stored ranks and the backend.
+    object, its stored arguments, the structure of its inputs, whether it is
+    audited or untrusted, its stored ranks and the backend.
     """
 
     def __init__(self, capacity: int = 4096):
@@ -262,7 +262,9 @@ class SignatureCache:
 
     def key(self, function: Callable, arguments_key: Hashable, inputs, **flags) -> tuple | None:
         """The key for this trace, or None if its result may depend on more
-        than the input signature."""
+        than the input signature, or its arguments have no key (large ones)."""
+        if arguments_key is None:
+            return None
         signature = []
         for tensor in tree.flatten(inputs):
             if not isinstance(tensor, _compat.KerasTensor) or tensor.sparse or tensor.ragged:
