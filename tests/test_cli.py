@@ -163,6 +163,26 @@ def test_help_and_version_answer_without_importing_tensorflow(argument):
     assert ("usage: keras-graft" if argument == "--help" else "keras-graft 0.") in completed.stdout
 
 
+def test_a_wrong_inspect_check_is_refused_without_importing_tensorflow():
+    script = (
+        "import sys, keras_graft_command\n"
+        "try:\n    keras_graft_command.main(['inspect', 'm.keras', '--require', 'xla,speed'])\n"
+        "except SystemExit as exit:\n    code = exit.code\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules, 'exit', code)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=60, env=_without_tf_log_setting())
+    assert "tensorflow imported: False exit 2" in completed.stdout, completed.stderr
+    assert "usage: keras-graft inspect" in completed.stderr
+    assert "xla, tflite, gradient, jax, torch, safe; got 'xla,speed'" in completed.stderr
+
+
+def test_the_command_names_the_checks_inspect_has():
+    from keras_graft import inspection
+
+    assert cli.INSPECT_CHECKS == inspection.CHECKS
+
+
 def test_a_commands_wrong_option_shows_that_commands_usage():
     completed = subprocess.run([sys.executable, "-m", "keras_graft_command", "bench", "--bogus"],
                                capture_output=True, text=True, timeout=60)

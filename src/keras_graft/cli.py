@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--require", type=_check_list, default=(), metavar="CHECKS",
         help="exit 1 unless every op layer passes these checks: a comma-separated list of "
-             "xla, tflite (builtin ops only), gradient, jax, torch, safe",
+             f"{', '.join(INSPECT_CHECKS)} (tflite: builtin ops only)",
     )
 
     bench = commands.add_parser("bench", help="measure construction scaling and run-time overhead")
@@ -111,14 +111,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return arguments
 
 
-def _check_list(text: str) -> tuple[str, ...]:
-    from keras_graft.inspection import CHECKS
+# `keras_graft.inspection.CHECKS`, named here so that parsing `--require`
+# imports no TensorFlow (a test keeps the two equal).
+INSPECT_CHECKS = ("xla", "tflite", "gradient", "jax", "torch", "safe")
 
+
+def _check_list(text: str) -> tuple[str, ...]:
     checks = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in checks if name not in CHECKS]
+    unknown = [name for name in checks if name not in INSPECT_CHECKS]
     if not checks or unknown:
         raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of {', '.join(CHECKS)}; got {text!r}"
+            f"expected a comma-separated list of {', '.join(INSPECT_CHECKS)}; got {text!r}"
         )
     return checks
 
