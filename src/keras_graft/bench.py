@@ -28,7 +28,7 @@ from rich.table import Table
 
 import keras_graft  # noqa: F401  (auto-wrapping)
 from keras_graft import side_by_side
-from keras_graft.demo import wide_console
+from keras_graft.terminal import wide_console
 
 FEATURES, HIDDEN, BATCH = 256, 512, 256
 

@@ -131,6 +131,7 @@ def _inspect(arguments) -> int:
 
     from keras_graft import inspection
     from keras_graft.inspection import loading
+    from keras_graft.terminal import wide_console
 
     errors = Console(stderr=True)
     try:
@@ -150,7 +151,7 @@ def _inspect(arguments) -> int:
     if arguments.json:
         print(report.dumps())
     else:
-        report.print(Console() if Console().is_terminal else Console(width=180))
+        report.print(wide_console(180))
     for failure in failures:
         errors.print(f"[red]required check failed[/] {failure}", highlight=False, soft_wrap=True)
     if arguments.require and not failures:

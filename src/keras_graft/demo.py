@@ -32,6 +32,7 @@ from rich.table import Table
 from keras_graft.authoring import FunctionLayer
 from keras_graft.inspection import inspect
 from keras_graft.op_layer import TFOp
+from keras_graft.terminal import wide_console
 
 EXAMPLES = ("clip_values", "custom_matmul", "sequence_counter")
 BATCH_SIZE = 32
@@ -70,12 +71,6 @@ class ProgressCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         self.progress.update(self.task, advance=1, loss=f"{float(loss):.4f}" if loss is not None else "")
-
-
-def wide_console() -> Console:
-    """A console that keeps tables whole when output goes to a file or CI log."""
-    console = Console()
-    return console if console.is_terminal else Console(width=110)
 
 
 def load_example(name: str) -> ModuleType:

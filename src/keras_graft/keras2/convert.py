@@ -25,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from keras_graft.keras2 import files, predict, report
+from keras_graft.terminal import wide_console
 
 ATOL = 1e-4
 BATCH = 2
@@ -84,7 +85,7 @@ def convert(source, target, *, check: bool = True, console: Console | None = Non
     a `.keras` path.
     """
     source, target = Path(source), Path(target)
-    console = console or Console()
+    console = console or wide_console(140)
     if target.suffix != ".keras":
         raise ConversionError(f"The converted model is written as a .keras file; got {target}.")
     result = Result()
