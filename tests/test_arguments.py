@@ -106,8 +106,17 @@ def test_repeated_keras_tensor_becomes_one_input():
 
 def test_unstorable_argument_fails_when_the_op_is_wrapped_and_names_it():
     x = keras.Input((3,))
-    with pytest.raises(keras_graft.UnstorableArgumentError, match=r"argument 'clip_value_max'.*function"):
+    with pytest.raises(keras_graft.UnstorableArgumentError, match=r"argument 'clip_value_max'.*not functions"):
         tf.clip_by_value(x, 0.0, clip_value_max=lambda: 1.0)
+
+
+def test_a_function_where_the_op_takes_tensors_says_to_call_it_first():
+    x = keras.Input((3,))
+    with pytest.raises(keras_graft.UnstorableArgumentError) as raised:
+        tf.math.add(x, lambda: 1.0)
+    message = str(raised.value)
+    assert "argument 'y', which takes tensors or constants, not functions" in message
+    assert "row_fn" not in message
 
 
 def test_unstorable_object_in_nested_position_is_named_by_path():

@@ -234,6 +234,13 @@ class _Encoder:
             )
         if callable(value) and not tf.is_tensor(value):
             name = getattr(value, "__qualname__", type(value).__name__)
+            if not _takes_functions(path):
+                return UnstorableArgumentError(
+                    f"{self.where} got the Python function {name} as argument {path}, "
+                    "which takes tensors or constants, not functions. Call the "
+                    "function on the tensors first and pass its result, or put the "
+                    "whole computation in a function decorated with `@keras_graft.op`."
+                )
             return UnstorableArgumentError(
                 f"{self.where} got the Python function {name} as argument {path}. "
                 "A model file can name a function, never store its code: pass a "
@@ -260,6 +267,19 @@ class _Encoder:
             "Compute such values inside a function registered with "
             "`@keras_graft.op` and call that instead."
         )
+
+
+# Parameter names TensorFlow's higher-order functions give their function
+# arguments (`tf.map_fn(fn, ...)`, `tf.cond(pred, true_fn, false_fn)`,
+# `tf.while_loop(cond, body, ...)`).
+_FUNCTION_PARAMETERS = ("fn", "fns", "f", "func", "function", "body", "cond")
+
+
+def _takes_functions(path: str) -> bool:
+    """Whether the argument at `path` is a function parameter of the op,
+    judged by its name (`'fn'`); unnamed positions (`#1`) might be."""
+    name = path.split("[", 1)[0].strip("'")
+    return name.startswith("#") or name.rsplit("_", 1)[-1] in _FUNCTION_PARAMETERS
 
 
 def _positional_names(function, count: int) -> list[str]:
