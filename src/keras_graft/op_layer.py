@@ -88,7 +88,7 @@ class TFOp(keras.layers.Layer):
             and kwargs.keys() <= {"training"}
             and _eager_tensors(args[0])
         ):
-            return self.call(args[0])
+            return self.call_in_tf(args[0])
         return super().__call__(*args, **kwargs)
 
     def _obj_type(self):
