@@ -162,4 +162,5 @@ def test_key_is_equal_for_equal_arguments_and_absent_for_large_ones():
     assert template(np.arange(100)).key is not None
     assert template(np.zeros(5000, "float32")).key is None
     assert template("x" * 100_000).key is None
+    assert template("x" * 5_000).key is None  # every key is at most 4096 characters
     assert template([[0] * 40] * 40).key is None

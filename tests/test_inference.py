@@ -224,3 +224,15 @@ def test_the_input_structure_is_part_of_the_signature():
     a, b = keras.Input((3,)), keras.Input((3,))
     assert keras_graft.Op(first_leaf_doubled)([a, b]).shape == (None, 3)
     assert keras_graft.Op(first_leaf_doubled)({"a": a, "b": b}).shape == (None, 6)
+
+
+def test_the_signature_cache_keeps_a_bounded_number_of_the_newest_entries():
+    cache = inference.SignatureCache(capacity=3)
+    x = keras.Input((4,))
+    outputs = tf.math.sin(x)
+    for i in range(5):
+        cache.put(("key", i), outputs, None)
+    assert len(cache) == 3
+    assert cache.get(("key", 0)) is None and cache.get(("key", 4)) is not None
+    fresh, ranks = cache.get(("key", 4))
+    assert fresh is not outputs and (fresh.shape, fresh.dtype, ranks) == ((None, 4), "float32", None)

@@ -451,6 +451,7 @@ def _is_input_marker(value: Any) -> bool:
 # The largest stored arguments `ArgumentTemplate.key` describes: scalars,
 # short strings and a few hundred values, as most op calls have.
 MAX_KEY_SIZE = 1024
+MAX_KEY_CHARACTERS = 4096
 
 
 def _within(config: Any, budget: list) -> bool:
@@ -545,7 +546,10 @@ class ArgumentTemplate:
         """A hashable form of the stored arguments, equal for equal templates;
         None for large ones (big constant arrays or strings), which are not
         worth keeping a copy of to compare."""
-        return repr(self._config) if _within(self._config, [MAX_KEY_SIZE]) else None
+        if not _within(self._config, [MAX_KEY_SIZE]):
+            return None
+        key = repr(self._config)
+        return key if len(key) <= MAX_KEY_CHARACTERS else None
 
     def __eq__(self, other):
         return isinstance(other, ArgumentTemplate) and other.get_config() == self.get_config()

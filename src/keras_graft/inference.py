@@ -256,7 +256,7 @@ class SignatureCache:
     audited or untrusted, its stored ranks and the backend.
     """
 
-    def __init__(self, capacity: int = 4096):
+    def __init__(self, capacity: int = 1024):
         self.capacity = capacity
         self._entries: dict = {}
 
