@@ -82,6 +82,7 @@ def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(tmp_pa
     assert set(numbers["runtime"]) == {"graph", "XLA"}
     assert all(graft > 0 and plain > 0 for graft, plain in numbers["runtime"].values())
     assert sorted(numbers["construction"]) == [20, 40, 80]
+    assert set(numbers["construction"][20]) == {"graft", "keras.ops", "Keras layers"}
     side = numbers["side_by_side"]
     assert set(side["construction, 8 blocks"]) == {
         "graft", "graft Op", "graft layer", "Lambda", "keras.ops", "Keras 2"}
@@ -98,7 +99,7 @@ def test_bench_markdown_tables():
     console = Console(record=True, width=200)
     bench.run(quick=True, markdown=True, console=console, results_dir=None)
     output = console.export_text()
-    assert "| wrapped ops | build time | per op |" in output
+    assert "| wrapped ops | build time | per op |" in output and "keras.ops per op" in output
     assert "| mode | keras-graft model | hand-written tf.function | ratio |" in output
 
 

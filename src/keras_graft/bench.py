@@ -1,7 +1,8 @@
 """`keras-graft bench`: what keras-graft costs, measured as ratios in one run.
 
 1. Construction: building a model of N chained wrapped ops; the time per op
-   should stay flat as N grows (each op is traced once, O(N) overall).
+   should stay flat as N grows (O(N) overall), next to the same chain in
+   `keras.ops` (Keras `Operation`s) and in built-in Keras layers.
 2. Run time: a model made of wrapped TF ops against the same computation
    hand-written as a `tf.function`, called on the same batch, with and
    without XLA (`jit_compile=True`). keras-graft should cost nothing: the
@@ -33,18 +34,25 @@ from keras_graft.terminal import wide_console
 FEATURES, HIDDEN, BATCH = 256, 512, 256
 
 
-def _chain(x, depth: int):
-    for _ in range(depth):
-        x = tf.math.sin(tf.math.multiply(x, 1.01))
-    return x
+# One block: two ops, written each way. `keras.layers.Activation` is the
+# floor for anything that is a Keras `Layer` (keras.ops are `Operation`s,
+# which Keras builds without a layer's machinery).
+_BLOCKS = {
+    "graft": lambda x: tf.math.tanh(tf.math.multiply(x, 1.01)),
+    "keras.ops": lambda x: keras.ops.tanh(keras.ops.multiply(x, 1.01)),
+    "Keras layers": lambda x: keras.layers.Activation("tanh")(keras.layers.Rescaling(1.01)(x)),
+}
 
 
-def construction_seconds(ops: int) -> float:
-    """Seconds to build a functional model of `ops` wrapped TF ops."""
+def construction_seconds(ops: int, way: str = "graft") -> float:
+    """Seconds to build a functional model of `ops` chained ops written `way`."""
     keras.backend.clear_session()
     start = time.perf_counter()
     inputs = keras.Input((8,))
-    keras.Model(inputs, _chain(inputs, ops // 2))
+    outputs = inputs
+    for _ in range(ops // 2):
+        outputs = _BLOCKS[way](outputs)
+    keras.Model(inputs, outputs)
     return time.perf_counter() - start
 
 
@@ -136,7 +144,9 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("construction", total=len(sizes))
         for ops in sizes:
-            construction[ops] = min(construction_seconds(ops) for _ in range(2))
+            construction[ops] = {
+                way: min(construction_seconds(ops, way) for _ in range(2)) for way in _BLOCKS
+            }
             progress.advance(task)
         task = progress.add_task("run time", total=2)
         model = graft_model()
@@ -156,15 +166,19 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
                 cross.update(other_backends([backend], quick=quick))
                 progress.advance(task)
 
-    per_op = {ops: seconds / ops * 1000 for ops, seconds in construction.items()}
-    first, last = per_op[sizes[0]], per_op[sizes[-1]]
+    per_op = {ops: {way: seconds / ops * 1000 for way, seconds in ways.items()}
+              for ops, ways in construction.items()}
+    first, last = per_op[sizes[0]]["graft"], per_op[sizes[-1]]["graft"]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}"
 
-    scaling = Table(title=f"Model construction ({machine})")
-    for column in ("wrapped ops", "build time", "per op", f"per op vs {sizes[0]} ops"):
+    scaling = Table(title=f"Model construction, per op: chained ops alone ({machine})")
+    for column in ("wrapped ops", "build time", "per op", f"per op vs {sizes[0]} ops",
+                   "keras.ops per op", "Keras layers per op"):
         scaling.add_column(column, justify="right")
     for ops in sizes:
-        scaling.add_row(str(ops), f"{construction[ops] * 1000:.0f} ms", f"{per_op[ops]:.2f} ms", f"{per_op[ops] / first:.2f}x")
+        scaling.add_row(str(ops), f"{construction[ops]['graft'] * 1000:.0f} ms",
+                        f"{per_op[ops]['graft']:.2f} ms", f"{per_op[ops]['graft'] / first:.2f}x",
+                        f"{per_op[ops]['keras.ops']:.2f} ms", f"{per_op[ops]['Keras layers']:.2f} ms")
 
     overhead = Table(title=f"Run time, batch {BATCH}x{FEATURES} ({machine})")
     for column in ("mode", "keras-graft model", "hand-written tf.function", "ratio"):
