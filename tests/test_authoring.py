@@ -904,3 +904,17 @@ def test_masked_building_call_keeps_its_masks():
     out = zero_masked()(embedded)
     assert out.shape == (None, None, 3)
     assert out._keras_mask is not None
+
+
+@keras_graft.layer
+def sums_unless_building(ctx, x):
+    if ctx.building:
+        return x
+    return tf.reduce_sum(x, axis=-1, keepdims=True)
+
+
+def test_a_function_that_reads_ctx_building_gets_the_call_s_own_output_spec():
+    x = keras.Input((5,))
+    y = sums_unless_building()(x)
+    assert y.shape == (None, 1)
+    assert keras.Model(x, y)(np.ones((2, 5), "float32")).shape == (2, 1)

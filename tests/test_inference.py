@@ -236,3 +236,31 @@ def test_the_signature_cache_keeps_a_bounded_number_of_the_newest_entries():
     assert cache.get(("key", 0)) is None and cache.get(("key", 4)) is not None
     fresh, ranks = cache.get(("key", 4))
     assert fresh is not outputs and (fresh.shape, fresh.dtype, ranks) == ((None, 4), "float32", None)
+
+
+def test_values_tensorflow_knows_through_unknown_dimensions_are_never_cached():
+    """`tf.unique` of a constant has shape (None,), but TensorFlow knows its value."""
+    inference.signatures.clear()
+    for width in (3, 2):
+        shape = tf.unique(tf.shape(keras.Input((3,), batch_size=2)) * 0 + tf.constant([-1, width])).y
+        assert tf.reshape(keras.Input((6,)), shape).shape == (None, width)
+
+
+def test_a_function_registered_again_under_its_name_is_not_answered_by_the_old_one():
+    def define(times):
+        @keras_graft.op(package="tests_notebook")
+        def tiled(row):
+            return tf.tile(row, [times])
+
+        return tiled
+
+    inference.signatures.clear()
+    assert tf.map_fn(define(1), keras.Input((3,))).shape == (None, 3)
+    assert tf.map_fn(define(2), keras.Input((3,))).shape == (None, 6)
+
+
+def test_ops_on_many_inputs_are_not_cached():
+    inference.signatures.clear()
+    inputs = [keras.Input((2,)) for _ in range(100)]
+    assert keras_graft.Op(tf.add_n)(inputs).shape == (None, 2)
+    assert len(inference.signatures) == 0

@@ -542,14 +542,21 @@ class ArgumentTemplate:
         return {"args": self._config["args"], "kwargs": self._config["kwargs"]}
 
     @functools.cached_property
-    def key(self) -> str | None:
+    def key(self) -> tuple | None:
         """A hashable form of the stored arguments, equal for equal templates;
         None for large ones (big constant arrays or strings), which are not
         worth keeping a copy of to compare."""
         if not _within(self._config, [MAX_KEY_SIZE]):
             return None
-        key = repr(self._config)
-        return key if len(key) <= MAX_KEY_CHARACTERS else None
+        text = repr(self._config)
+        if len(text) > MAX_KEY_CHARACTERS:
+            return None
+        # Functions are stored by name; a name can be registered again (a
+        # notebook cell run twice), so the functions themselves are keyed too.
+        functions = tuple(
+            value for value in nested_values((self._args, self._kwargs)) if callable(value)
+        )
+        return text, functions
 
     def __eq__(self, other):
         return isinstance(other, ArgumentTemplate) and other.get_config() == self.get_config()

@@ -531,8 +531,10 @@ class FunctionLayer(keras.layers.Layer):
                                masks=dict(zip(names, input_masks)), building=True)
             outputs = self._graft_cast_outputs(function(ctx, *inputs, **hyperparameters))
         # The call that built the layer asks Keras for its output spec next,
-        # which would trace the function again on the same inputs.
-        object.__setattr__(self, "_graft_build_outputs", _dense_output_specs(outputs))
+        # which would trace the function again on the same inputs; unless the
+        # function tells building from calling.
+        object.__setattr__(self, "_graft_build_outputs",
+                           None if ctx.building_was_read else _dense_output_specs(outputs))
 
     def _graft_built_on(self) -> str:
         if self._graft_specs is None:

@@ -271,7 +271,8 @@ class LayerContext:
     ```
     """
 
-    __slots__ = ("_layer", "_training", "_masks", "_building", "_stand_ins", "_losses")
+    __slots__ = ("_layer", "_training", "_masks", "_building", "_stand_ins", "_losses",
+                 "building_was_read")
 
     def __init__(self, layer, *, training=False, masks=None, building=False, stand_ins=None):
         self._layer = layer
@@ -283,6 +284,9 @@ class LayerContext:
         # for state, whose updates come back as values Keras assigns.
         self._stand_ins = stand_ins
         self._losses = []
+        # Whether the function asked `ctx.building`: then the build trace's
+        # outputs may differ from the call's (`FunctionLayer`).
+        self.building_was_read = False
 
     def __repr__(self):
         phase = "building" if self._building else (
@@ -318,6 +322,7 @@ class LayerContext:
 
     @property
     def building(self) -> bool:
+        self.building_was_read = True
         return self._building
 
     def add_loss(self, loss):

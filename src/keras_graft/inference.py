@@ -243,17 +243,21 @@ class SignatureCache:
     An entry is kept only when the trace could not have seen more than the
     inputs' shapes and dtypes, and its outputs carry nothing more either:
 
-    - every input is dense and either has an unknown dimension (no constant
-      value can flow through it) or stands in the graph as a placeholder;
-    - every output is dense with an unknown dimension.
+    - every input is dense and TensorFlow cannot know its value: it stands in
+      the graph as a placeholder or is computed from one's value;
+    - every output is dense, has an unknown dimension, and its value depends
+      on an input's value, not only on shapes and constants (so TensorFlow
+      cannot know it either).
 
     Then the same op on the same signature always gives the same outputs, and
     a repeat is answered with fresh Keras tensors, without tracing, auditing
     or probing again. Repeats' outputs get their graph stand-ins only when a
     later op needs them (`symbolic_value`), as Keras layers' outputs do.
     Everything that changes the answer is part of the key: the function
-    object, its stored arguments, the structure of its inputs, whether it is
-    audited or untrusted, its stored ranks and the backend.
+    object, its stored arguments and the functions among them, the structure
+    of its inputs, whether it is audited or untrusted, its stored ranks, the
+    backend and Keras' default float type. Keys are bounded in size, and the
+    cache in entries.
     """
 
     def __init__(self, capacity: int = 1024):
@@ -262,17 +266,20 @@ class SignatureCache:
 
     def key(self, function: Callable, arguments_key: Hashable, inputs, **flags) -> tuple | None:
         """The key for this trace, or None if its result may depend on more
-        than the input signature, or its arguments have no key (large ones)."""
-        if arguments_key is None:
+        than the input signature, or it would be large."""
+        flat = tree.flatten(inputs)
+        if arguments_key is None or len(flat) > _MAX_KEYED_INPUTS:
             return None
         signature = []
-        for tensor in tree.flatten(inputs):
-            if not isinstance(tensor, _compat.KerasTensor) or tensor.sparse or tensor.ragged:
+        for tensor in flat:
+            if (
+                not isinstance(tensor, _compat.KerasTensor)
+                or tensor.sparse
+                or tensor.ragged
+                or not _carries_no_value(tensor)
+            ):
                 return None
-            shape = tuple(tensor.shape)
-            if None not in shape and not _stands_as_placeholder(tensor):
-                return None
-            signature.append((shape, tensor.dtype))
+            signature.append((tuple(tensor.shape), tensor.dtype))
         structure = repr(tree.map_structure(lambda _: 0, inputs))  # [0, 0] vs {'a': 0, 'b': 0}
         key = (function, arguments_key, structure, tuple(signature), tuple(sorted(flags.items())))
         try:
@@ -290,19 +297,18 @@ class SignatureCache:
         outputs = tree.map_structure(
             lambda spec: _compat.KerasTensor(shape=spec.shape, dtype=spec.dtype), specs
         )
-        return outputs, ranks
+        return outputs, None if ranks is None else list(ranks)
 
     def put(self, key, outputs, ranks) -> None:
         """Keeps what a trace found, if its outputs carry only their signature."""
-        flat = tree.flatten(outputs)
-        if not all(
-            isinstance(t, _compat.KerasTensor)
-            and not t.sparse
-            and not t.ragged
-            and None in tuple(t.shape)
-            for t in flat
-        ):
-            return
+        for tensor in tree.flatten(outputs):
+            value = getattr(tensor, _SYMBOLIC_ATTR, (None, None))[1]
+            if (
+                not isinstance(value, tf.Tensor)
+                or None not in tuple(tensor.shape)
+                or not _reads_an_input(value)
+            ):
+                return
         if len(self._entries) >= self.capacity:
             self._entries.pop(next(iter(self._entries)))
         specs = tree.map_structure(lambda t: _OutputSpec(tuple(t.shape), t.dtype), outputs)
@@ -317,14 +323,53 @@ class SignatureCache:
 
 signatures = SignatureCache()
 
+# Ops with more inputs than this are traced each time (their keys would be large).
+_MAX_KEYED_INPUTS = 64
 
-def _stands_as_placeholder(tensor: _compat.KerasTensor) -> bool:
-    """Whether tracing would see `tensor` as a placeholder, with no value."""
+# Op types whose output depends on their inputs' shapes only, never values.
+_SHAPE_READERS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+
+# How much of an op's graph `_reads_an_input` looks at before giving up.
+_MAX_DEPENDENCY_WALK = 256
+
+
+def _carries_no_value(tensor: _compat.KerasTensor) -> bool:
+    """Whether tracing would see `tensor` as a value TensorFlow cannot know:
+    a placeholder, or something computed from one's value."""
     cached = getattr(tensor, _SYMBOLIC_ATTR, None)
     if cached is not None and cached[0] is _graph:
-        operation = getattr(cached[1], "op", None)
-        return operation is not None and operation.type == "Placeholder"
-    return not _is_shape_like(tensor)
+        return isinstance(cached[1], tf.Tensor) and _reads_an_input(cached[1])
+    return not _is_shape_like(tensor)  # it will get a placeholder
+
+
+# `_reads_an_input`'s verdicts by op name, for one graph at a time.
+_reads_verdicts: tuple = (None, {})
+
+
+def _reads_an_input(value: tf.Tensor) -> bool:
+    """Whether `value` is computed from the value of a placeholder (a Keras
+    tensor's stand-in), not only from shapes and constants: then TensorFlow
+    cannot know its value. False when unsure."""
+    global _reads_verdicts
+    if _reads_verdicts[0] is not value.graph:
+        _reads_verdicts = (value.graph, {})
+    verdicts = _reads_verdicts[1]
+    pending, seen = [value.op], set()
+    found = False
+    while pending and not found:
+        operation = pending.pop()
+        if operation.name in seen or operation.type in _SHAPE_READERS:
+            continue
+        known = verdicts.get(operation.name)
+        found = operation.type == "Placeholder" or known is True
+        if known is False:
+            continue
+        seen.add(operation.name)
+        if len(seen) > _MAX_DEPENDENCY_WALK:
+            break
+        pending.extend(t.op for t in operation.inputs)
+    verdicts[value.op.name] = found
+    return found
 
 
 def _rank(value) -> int | None:

@@ -139,10 +139,13 @@ class TFOp(keras.layers.Layer):
             untrusted=self.untrusted,
             stored_ranks=None if self.output_ranks is None else tuple(self.output_ranks),
             backend=backends.backend(),
+            floatx=keras.config.floatx(),
         )
         cached = inference.signatures.get(key) if key is not None else None
         if cached is not None:
             outputs, ranks = cached
+            # Cheap, and reads settings (JAX's 64-bit mode) that no key holds.
+            backends.check_portable(self.name, inputs, outputs)
         else:
             outputs, ranks = inference.trace(
                 self.call_in_graph,
