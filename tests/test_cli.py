@@ -86,8 +86,8 @@ def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(tmp_pa
     side = numbers["side_by_side"]
     assert set(side["construction, 8 blocks"]) == {
         "graft", "graft Op", "graft layer", "Lambda", "keras.ops", "Keras 2"}
-    assert {"save .keras", "load .keras", "eager call", "predict_on_batch (XLA)",
-            "train_on_batch"} <= set(side)
+    assert {"save .keras", "load .keras", "load .keras, 4 blocks", "eager call",
+            "predict_on_batch (XLA)", "train_on_batch"} <= set(side)
     assert "TensorFlow" in side["eager call"] and "TensorFlow" in side["predict_on_batch"]
     (written,) = tmp_path.glob("side-by-side-*.json")
     assert json.loads(written.read_text())["results"] == side

@@ -12,8 +12,9 @@ The model is N blocks of `Dense(64) -> relu -> clip(0, 6)`, written as:
   (the run-time limit; nothing to construct or save).
 
 Workloads: construction at several sizes, `.keras` save and load (Keras 2:
-`.h5`), an eager call, and compiled `predict_on_batch` / `train_on_batch`
-with and without `jit_compile`. Each is timed in interleaved rounds (every
+`.h5`; load also at the middle size), an eager call, and compiled
+`predict_on_batch` / `train_on_batch` with and without `jit_compile`. Each is
+timed in interleaved rounds (every
 system once per round), reported as median and spread (min-max), and as
 ratios against `keras.ops`. Results go to `benchmarks/results/` with the
 machine described, and a PNG plot of construction time against model size.
@@ -124,6 +125,11 @@ def measure(sizes, *, repeats: int, run_blocks: int, progress=None) -> dict:
 
         results["save .keras"] = _rounds({s: save(s) for s in SYSTEMS}, repeats)
         results["load .keras"] = _rounds({s: load(s) for s in SYSTEMS}, repeats)
+        # Loading grows with the model too: once more at a middle size.
+        load_blocks = sorted(sizes)[len(sizes) // 2]
+        for system in SYSTEMS:
+            build(system, load_blocks).save(os.path.join(scratch, f"{system}.keras"))
+        results[f"load .keras, {load_blocks} blocks"] = _rounds({s: load(s) for s in SYSTEMS}, repeats)
     if progress:
         progress()
 
