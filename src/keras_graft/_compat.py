@@ -101,6 +101,7 @@ class _EveryName(frozenset):
         return True
 
 
+_EVERY_NAME = _EveryName()
 _WITHOUT_ATTRIBUTES = "KerasGraftSaveableWithoutAttributes"
 
 
@@ -119,9 +120,6 @@ def saveable_without_attributes() -> str:
     for key in ("saving_attr_skiplist_", "saving_attr_skipset_"):
         global_state.set_global_attribute(key + _WITHOUT_ATTRIBUTES, _EVERY_NAME)
     return _WITHOUT_ATTRIBUTES
-
-
-_EVERY_NAME = _EveryName()
 
 
 def producing_operation(tensor: KerasTensor):

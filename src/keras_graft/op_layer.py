@@ -144,8 +144,6 @@ class TFOp(keras.layers.Layer):
         cached = inference.signatures.get(key) if key is not None else None
         if cached is not None:
             outputs, ranks = cached
-            # Cheap, and reads settings (JAX's 64-bit mode) that no key holds.
-            backends.check_portable(self.name, inputs, outputs)
         else:
             outputs, ranks = inference.trace(
                 self.call_in_graph,
@@ -156,10 +154,11 @@ class TFOp(keras.layers.Layer):
                 layer_name=self.name,
                 stored_ranks=self.output_ranks,
             )
-            backends.check_portable(self.name, inputs, outputs)
             backends.check_static_shapes(self.name, self.call_in_graph, inputs, outputs)
-            if key is not None:
-                inference.signatures.put(key, outputs, ranks)
+        # Also for cached outputs: it reads a setting no key holds (JAX's 64-bit mode).
+        backends.check_portable(self.name, inputs, outputs)
+        if cached is None and key is not None:
+            inference.signatures.put(key, outputs, ranks)
         if ranks is not None:
             self.output_ranks = ranks
         return outputs
