@@ -223,6 +223,23 @@ def test_cli_table_for_people(mixed_file):
         assert text in completed.stdout
 
 
+def test_the_table_keeps_every_check_visible_in_a_narrow_terminal():
+    audio = keras.Input((16000,))
+    spectrum = tf.math.abs(tf.signal.stft(audio, frame_length=400, frame_step=160))
+    histogram = tf.histogram_fixed_width(spectrum, [0.0, 1.0], nbins=5)
+    report = inspect(keras.Model(audio, [spectrum, histogram]))
+    for width, shows_reasons in ((100, False), (200, True)):
+        console = Console(width=width, record=True)
+        report.print(console)
+        lines = [line for line in console.export_text().splitlines() if line.startswith(("┃", "│"))]
+        text = "\n".join(lines)
+        assert all(check in text for check in CHECKS), text
+        assert all(line.rstrip().endswith(("┃", "│")) for line in lines), text  # nothing cut off
+        assert ("no XLA kernel" in text) is shows_reasons
+        assert ("keras.ops" in text) is shows_reasons
+        assert ("+14" in text) is shows_reasons  # stft's graph ops: the first few, then how many more
+
+
 def test_cli_unloadable_files_and_bad_requirements_exit_2(tmp_path, mixed_file):
     missing = run_cli(str(tmp_path / "missing.keras"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr

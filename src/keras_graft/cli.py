@@ -151,7 +151,7 @@ def _inspect(arguments) -> int:
     if arguments.json:
         print(report.dumps())
     else:
-        report.print(wide_console(180))
+        report.print(wide_console(200))
     for failure in failures:
         errors.print(f"[red]required check failed[/] {failure}", highlight=False, soft_wrap=True)
     if arguments.require and not failures:

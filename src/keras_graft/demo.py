@@ -192,7 +192,7 @@ def print_inspection(results: list[ExampleResult], console: Console) -> None:
     for result in results:
         report = inspect(result.model, console=console)
         report.model = result.name
-        console.print(report.table())
+        console.print(report.table(console.width))
 
 
 def run_checked(*examples, epochs: int = 3) -> None:

@@ -140,29 +140,54 @@ class Report:
                 for note in translations:
                     table.add_row(note["layer"], note["keras2_class"], note["change"])
                 console.print(table)
-        console.print(self.table())
+        console.print(self.table(console.width))
 
-    def table(self) -> Table:
-        """The people's view: one row per op layer, one column per check."""
-        table = Table(title=f"keras-graft inspect: {self.model}", caption=self.summary_line())
-        table.add_column("layer: op → graph ops", no_wrap=True)
-        table.add_column("output", no_wrap=True)
-        for column in (*CHECKS, "keras.ops"):
-            table.add_column(column)
+    def table(self, width: int | None = None) -> Table:
+        """The people's view: one row per op layer, one column per check.
+
+        Narrower than `WIDE_TABLE` columns, the reasons behind verdicts, the
+        graph ops and the `keras.ops` equivalents are left out, so that every
+        check stays readable.
+        """
+        compact = width is not None and width < WIDE_TABLE
+        caption = self.summary_line()
+        if compact:
+            caption += " (reasons and keras.ops left out at this width: widen the terminal, or use --json)"
+        table = Table(title=f"keras-graft inspect: {self.model}", caption=caption)
+        table.add_column("layer: op" if compact else "layer: op → graph ops",
+                         min_width=20 if compact else 24, max_width=32, overflow="fold")
+        table.add_column("output", min_width=10, max_width=20)
+        for column in CHECKS if compact else (*CHECKS, "keras.ops"):
+            table.add_column(column, min_width=len(column), max_width=16, overflow="fold")
         for layer in self.layers:
             op = "" if layer.op == layer.name else f"\n{layer.op}"
+            cells = [_cell(layer.checks.get(check), detail=not compact) for check in CHECKS]
+            if not compact:
+                op += f"\n[dim]→ {_first(layer.op_types, _SHOWN_OP_TYPES)}[/]"
+                cells.append(layer.keras_ops or "")
             table.add_row(
-                f"{layer.name}{op}\n[dim]→ {', '.join(layer.op_types)}[/]",
+                f"{layer.name}{op}",
                 "\n".join(f"{tuple(o['shape'])} {o['dtype']}" for o in layer.outputs),
-                *(_cell(layer.checks.get(check)) for check in CHECKS),
-                layer.keras_ops or "",
+                *cells,
             )
         return table
 
 
-def _cell(verdict: Verdict | None) -> str:
+# Consoles narrower than this get the compact table.
+WIDE_TABLE = 170
+
+# Graph op types a table row names; `--json` has them all.
+_SHOWN_OP_TYPES = 4
+
+
+def _first(names: list, count: int) -> str:
+    shown = ", ".join(names[:count])
+    return f"{shown} +{len(names) - count} more" if len(names) > count else shown
+
+
+def _cell(verdict: Verdict | None, detail: bool = True) -> str:
     if verdict is None:
         return "[dim]-[/]"
     style = _STYLES.get(verdict.status, "")
     text = f"[{style}]{verdict.status}[/]" if style else verdict.status
-    return f"{text}\n[dim]{verdict.detail}[/]" if verdict.detail else text
+    return f"{text}\n[dim]{verdict.detail}[/]" if detail and verdict.detail else text
