@@ -317,3 +317,31 @@ def test_html_report_shows_the_graph_coloured_by_checks_in_a_real_browser(mixed_
     assert shot.returncode == 0, shot.stderr[-2000:]
     pixels = matplotlib.image.imread(screenshot)
     assert pixels.shape[0] >= 600 and pixels.std() > 0.05  # drawn, not blank
+
+
+def test_cli_imports_the_module_that_defines_the_model_s_own_ops(tmp_path):
+    (tmp_path / "my_ops.py").write_text(
+        "import tensorflow as tf, keras_graft\n"
+        "@keras_graft.op(package='my_ops')\n"
+        "def soft_clip(x):\n"
+        "    return tf.math.tanh(x)\n"
+    )
+    saved = subprocess.run(
+        [sys.executable, "-c",
+         "import keras, my_ops\n"
+         "x = keras.Input((3,))\n"
+         "keras.Model(x, my_ops.soft_clip(x)).save('own.keras')\n"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=ENV,
+    )
+    assert saved.returncode == 0, saved.stderr
+
+    def inspect_in(*arguments):
+        return subprocess.run([sys.executable, "-m", "keras_graft", "inspect", "own.keras", *arguments],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300, env=ENV)
+
+    without = inspect_in()
+    assert without.returncode == 2 and "--import MODULE" in without.stderr
+    assert inspect_in("--import", "not_a_module").returncode == 2
+    with_module = inspect_in("--import", "my_ops", "--json")
+    assert with_module.returncode == 0, with_module.stderr
+    assert json.loads(with_module.stdout)["layers"][0]["op"] == "my_ops>soft_clip"

@@ -201,7 +201,7 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
     if results_dir:
         data, plot = side_by_side.write_results(side, Path(results_dir))
         console.print(f"Side-by-side rounds written to {data}"
-                      + (f", plot to {plot}" if plot else " (install matplotlib for the plot)"))
+                      + (f", plot to {plot}" if plot else " (install the [bench] extra, matplotlib, for the plot)"))
     return {"construction": construction, "runtime": runtime, "per_op_growth": last / first,
             "backends": cross, "side_by_side": side}
 
@@ -220,8 +220,11 @@ def side_by_side_results(progress: Progress, *, quick: bool) -> dict:
 
 
 def side_by_side_table(results: dict, machine: str) -> Table:
+    has_keras2 = any("Keras 2" in systems for systems in results.values())
+    keras2 = ("Keras 2 runs in its own process" if has_keras2
+              else "no Keras 2 rows: install tf_keras (in the [test] extra) to compare")
     table = Table(title=f"Side by side: N blocks of Dense -> relu -> clip, every way to write it ({machine}); "
-                        "ratio against keras.ops; Keras 2 runs in its own process")
+                        f"ratio against keras.ops; {keras2}")
     for column in ("workload", "system", "median", "spread", "vs keras.ops"):
         table.add_column(column, justify="right")
     for row in side_by_side.summary_rows(results):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -56,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("model", metavar="MODEL",
                          help="a .keras file (loaded in safe mode), or a Keras 2 .h5/.keras/SavedModel")
+    inspect.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import this module first (repeatable): the one defining the model's "
+             "@keras_graft.op / @keras_graft.layer functions, e.g. my_project.layers",
+    )
     inspect.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     inspect.add_argument("--html", metavar="FILE",
                          help="also write a self-contained page: the model's graph, each op "
@@ -134,10 +140,20 @@ def _inspect(arguments) -> int:
     from keras_graft.terminal import wide_console
 
     errors = Console(stderr=True)
+    sys.path.insert(0, os.getcwd())  # as `python -m` does: modules next to the user
+    for module in arguments.imports:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # the user's module: whatever it raised
+            print(f"keras-graft inspect: --import {module} failed: {type(error).__name__}: {error}",
+                  file=sys.stderr)
+            return 2
     try:
         model, keras2 = loading.load(arguments.model)
     except loading.ModelFileError as error:
-        print(f"keras-graft inspect: {error}", file=sys.stderr)
+        hint = ("" if "is not registered" not in str(error) else
+                " Name the module that defines it with --import MODULE.")
+        print(f"keras-graft inspect: {error}{hint}", file=sys.stderr)
         return 2
     report = inspection.inspect(model, console=errors)
     report.source, report.keras2 = arguments.model, keras2

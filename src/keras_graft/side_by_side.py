@@ -160,6 +160,8 @@ def _run_time(results: dict, models: dict, plain: Callable, x, y, *, repeats: in
     tf_x = tf.constant(x)
     eager = {s: (lambda m: lambda: m(tf_x))(models[s]) for s in SYSTEMS}
     eager["TensorFlow"] = lambda: plain(tf_x)
+    for call in eager.values():
+        call()  # the first eager call of each system is not what is measured
     results["eager call"] = _rounds(eager, repeats)
     for jit in (False, True):
         for system, model in models.items():
