@@ -23,7 +23,6 @@ result depends on nothing else, and answers repeats without touching the graph.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Hashable
 
 import keras
@@ -231,12 +230,6 @@ def trace(
     return keras_outputs, ranks
 
 
-@dataclass(frozen=True)
-class _OutputSpec:
-    shape: tuple
-    dtype: str
-
-
 class SignatureCache:
     """What tracing an op found, per op, arguments and input signature.
 
@@ -295,7 +288,7 @@ class SignatureCache:
             return None
         specs, ranks = entry
         outputs = tree.map_structure(
-            lambda spec: _compat.KerasTensor(shape=spec.shape, dtype=spec.dtype), specs
+            lambda spec: _compat.KerasTensor(shape=tuple(spec.shape), dtype=spec.dtype.name), specs
         )
         return outputs, None if ranks is None else list(ranks)
 
@@ -311,7 +304,7 @@ class SignatureCache:
                 return
         if len(self._entries) >= self.capacity:
             self._entries.pop(next(iter(self._entries)))
-        specs = tree.map_structure(lambda t: _OutputSpec(tuple(t.shape), t.dtype), outputs)
+        specs = tree.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), outputs)
         self._entries[key] = (specs, None if ranks is None else list(ranks))
 
     def clear(self) -> None:
