@@ -9,11 +9,11 @@ import pytest
 @pytest.mark.parametrize(
     "module",
     [
-        "keras_graft", "keras_graft.arguments", "keras_graft.hyperparameters", "keras_graft.op_layer", "keras_graft.registry",
+        "keras_graft", "keras_graft.errors", "keras_graft.arguments", "keras_graft.hyperparameters", "keras_graft.op_layer", "keras_graft.registry",
         "keras_graft.safety", "keras_graft.composite_methods", "keras_graft.higher_order",
         "keras_graft.printing",
         *(f"keras_graft.keras2.{name}" for name in (
-            "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict", "references", "report",
+            "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict_child", "references", "report",
         )),
         "keras_graft.keras2",
         "keras_graft.backends",

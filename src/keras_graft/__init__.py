@@ -10,17 +10,23 @@ shapes and dtypes, and models that use them save and load in safe mode.
 
 from keras_graft import composite_methods as _composite_methods
 from keras_graft import dispatch as _dispatch
+from keras_graft import errors
 from keras_graft import higher_order as _higher_order
 from keras_graft import printing as _printing
-from keras_graft.arguments import UnstorableArgumentError
 from keras_graft.authoring import LayerContext, layer, loss, metric
-from keras_graft.inference import OpTraceError
+from keras_graft.errors import (
+    KerasGraftError,
+    MalformedModelFileError,
+    OpTraceError,
+    UnsafeOpError,
+    UnstorableArgumentError,
+)
 from keras_graft.inspection import inspect
 from keras_graft.inspection.export import export
 from keras_graft.keras2 import loading as _keras2_loading
 from keras_graft.op_layer import Op, TFOp
 from keras_graft.registry import op
-from keras_graft.safety import UnsafeOpError, allow, allow_process_wide, revoke_process_wide
+from keras_graft.safety import allow, allow_process_wide, revoke_process_wide
 
 __version__ = "0.1.0"
 
@@ -31,7 +37,9 @@ _printing.install()
 _keras2_loading.install()
 
 __all__ = [
+    "KerasGraftError",
     "LayerContext",
+    "MalformedModelFileError",
     "Op",
     "OpTraceError",
     "TFOp",
@@ -39,6 +47,7 @@ __all__ = [
     "UnstorableArgumentError",
     "allow",
     "allow_process_wide",
+    "errors",
     "export",
     "inspect",
     "layer",

@@ -34,6 +34,7 @@ from keras import tree
 
 from keras_graft import registry
 from keras_graft._compat import KerasTensor
+from keras_graft.errors import UnstorableArgumentError, malformed
 
 TAG = "__graft__"
 
@@ -54,9 +55,6 @@ class WholeInputs:
 
 WHOLE_INPUTS = WholeInputs()
 
-
-class UnstorableArgumentError(TypeError):
-    """An op argument that a model file cannot hold."""
 
 
 def _encode_array(kind: str, array: np.ndarray) -> dict:
@@ -321,27 +319,21 @@ def _decode(config: Any, depth: int = 0, budget: list | None = None) -> Any:
     """
     budget = [MAX_STORED_ITEMS] if budget is None else budget
     if depth > MAX_NESTING:
-        raise ValueError(
-            f"A stored op argument is nested more than {MAX_NESTING} levels deep: "
-            "the model file was not written by keras-graft or was edited by hand."
-        )
+        raise malformed(f"A stored op argument is nested more than {MAX_NESTING} levels deep")
     try:
         return _decode_value(config, depth + 1, budget)
     except (KeyError, IndexError, TypeError, AttributeError, OverflowError, binascii.Error) as error:
-        raise ValueError(
-            f"Malformed stored op argument {config!r:.120} ({type(error).__name__}: "
-            f"{error!s:.80}): the model file was not written by keras-graft or "
-            "was edited by hand."
+        raise malformed(
+            f"Malformed stored op argument {config!r:.120} ({type(error).__name__}: {error!s:.80})"
         ) from None
 
 
 def _spend(budget: list, items) -> None:
     budget[0] -= len(items)
     if budget[0] < 0:
-        raise ValueError(
+        raise malformed(
             f"The stored op arguments hold more than {MAX_STORED_ITEMS} list, tuple "
-            "and dict items; larger constants are stored as arrays. The model file "
-            "was not written by keras-graft or was edited by hand."
+            "and dict items; larger constants are stored as arrays"
         )
 
 
@@ -352,10 +344,7 @@ def _decode_value(config: Any, depth: int, budget: list) -> Any:
         _spend(budget, config)
         return [_decode(item, depth, budget) for item in config]
     if not isinstance(config, dict) or TAG not in config:
-        raise ValueError(
-            f"Unrecognized stored op argument {config!r:.120}: the model file "
-            "was not written by keras-graft or was edited by hand."
-        )
+        raise malformed(f"Unrecognized stored op argument {config!r:.120}")
     kind = config[TAG]
     if kind == "input":
         index = config["index"]
@@ -397,10 +386,7 @@ def _decode_value(config: Any, depth: int, budget: list) -> Any:
         return tf.constant(_decode_array(config))
     if kind == "function":
         return registry.resolve(config["name"])
-    raise ValueError(
-        f"Unknown stored op argument kind {kind!r:.40}: the model file was written "
-        "by a newer keras-graft, or edited by hand."
-    )
+    raise malformed(f"Unknown stored op argument kind {kind!r:.40}", newer=True)
 
 
 def _fill(value: Any, inputs: Any, flat_inputs: list) -> Any:
@@ -526,10 +512,9 @@ class ArgumentTemplate:
         """The call's arguments with `inputs` put back where the template holds them."""
         flat_inputs = tree.flatten(inputs)
         if self._slots and max(self._slots) >= len(flat_inputs):
-            raise ValueError(
+            raise malformed(
                 f"The stored op arguments use input #{max(self._slots)}, but the "
-                f"layer was called on {len(flat_inputs)} tensor(s): the model file "
-                "was not written by keras-graft or was edited by hand."
+                f"layer was called on {len(flat_inputs)} tensor(s)"
             )
         args = [_fill(a, inputs, flat_inputs) if holds else a for holds, a in self._args]
         kwargs = {

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from keras_graft import _compat
 from keras_graft.arguments import contains
+from keras_graft.errors import NoDispatchError, SymbolicIterationError
 from keras_graft.op_layer import TFOp
 
 
@@ -85,10 +86,6 @@ def _getitem(tensor, key):
     return _keras_getitem(tensor, key)
 
 
-class SymbolicIterationError(TypeError, NotImplementedError):
-    """Iterating over a symbolic Keras tensor, which has no values yet."""
-
-
 def _iter(tensor):
     raise SymbolicIterationError(
         "Iterating over a symbolic KerasTensor is not supported. Use "
@@ -97,31 +94,25 @@ def _iter(tensor):
 
 
 def _tf_tensor(tensor, dtype=None, name=None):
-    raise NoDispatchError(_called_tf_code())
+    called = _called_tf_code()
+    raise NoDispatchError(lambda: _no_dispatch_message(called))
 
 
-class NoDispatchError(ValueError):
-    """A Keras tensor reached a TF function without op dispatch.
+def _no_dispatch_message(called) -> str:
+    """Why a Keras tensor cannot go into the TF function running `called`, and the fix.
 
-    Raised on every conversion attempt, also the many that TF's dispatch then
-    handles, so finding the function's public name (slow: it searches the
-    garbage collector's referrers) waits until the message is read.
+    Finding the function's public name is slow (it searches the garbage
+    collector's referrers), so `NoDispatchError` calls this only when read.
     """
-
-    def __init__(self, called):
-        super().__init__()
-        self._called = called
-
-    def __str__(self):
-        called = _public_name(*self._called) if self._called else None
-        name = f"tf.{called}" if called else "this TensorFlow function"
-        example = f"tf.{called}" if called else "tf.signal.rfft"
-        return (
-            f"A KerasTensor cannot be used as input to {name}: it does not support "
-            "TensorFlow's op dispatch, through which keras-graft wraps TF ops "
-            f"automatically. Wrap it explicitly, e.g. `keras_graft.Op({example})(x)`, "
-            "or call it inside a function decorated with `@keras_graft.op`."
-        )
+    public = _public_name(*called) if called else None
+    name = f"tf.{public}" if public else "this TensorFlow function"
+    example = f"tf.{public}" if public else "tf.signal.rfft"
+    return (
+        f"A KerasTensor cannot be used as input to {name}: it does not support "
+        "TensorFlow's op dispatch, through which keras-graft wraps TF ops "
+        f"automatically. Wrap it explicitly, e.g. `keras_graft.Op({example})(x)`, "
+        "or call it inside a function decorated with `@keras_graft.op`."
+    )
 
 
 def _called_tf_code():

@@ -31,7 +31,7 @@ import tensorflow as tf
 from keras import tree
 
 from keras_graft import _compat, safety
-from keras_graft.arguments import UnstorableArgumentError
+from keras_graft.errors import OpTraceError, UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000
 
@@ -48,9 +48,6 @@ _SYMBOLIC_ATTR = "_graft_symbolic_value"
 
 _graph: tf.Graph | None = None
 
-
-class OpTraceError(ValueError):
-    """TensorFlow could not build the op on the given Keras tensors."""
 
 
 def scratch_graph() -> tf.Graph:

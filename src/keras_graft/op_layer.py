@@ -16,6 +16,7 @@ from keras import tree
 
 from keras_graft import _compat, backends, inference, registry, safety
 from keras_graft.arguments import WHOLE_INPUTS, ArgumentTemplate
+from keras_graft.errors import malformed
 
 
 @keras.saving.register_keras_serializable(package="keras_graft")
@@ -228,10 +229,7 @@ class Op(TFOp):
         function = registry.resolve(config.pop("op"))
         args, kwargs = ArgumentTemplate(config.pop("arguments")).fill(None)
         if not args or args[0] is not None:
-            raise ValueError(
-                "An Op layer's stored arguments must start with its inputs; the "
-                "model file was not written by keras-graft or was edited by hand."
-            )
+            raise malformed("An Op layer's stored arguments must start with its inputs")
         layer = cls(function, *args[1:], name=config.get("name"), **kwargs)
         layer.output_ranks = _stored_ranks(config.get("output_ranks"))
         return layer
@@ -250,10 +248,9 @@ def _stored_ranks(ranks):
     if not isinstance(ranks, list) or not all(
         type(r) is int and 0 <= r <= _MAX_RANK for r in ranks
     ):
-        raise ValueError(
+        raise malformed(
             f"An op layer's stored `output_ranks` must be a list of ranks from 0 "
-            f"to {_MAX_RANK}; got {ranks!r:.80}. The model file was not written "
-            "by keras-graft or was edited by hand."
+            f"to {_MAX_RANK}; got {ranks!r:.80}"
         )
     return ranks
 

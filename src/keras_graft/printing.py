@@ -24,8 +24,9 @@ import tensorflow as tf
 from keras import tree
 
 from keras_graft import _compat, safety
-from keras_graft.arguments import ArgumentTemplate, UnstorableArgumentError
+from keras_graft.arguments import ArgumentTemplate
 from keras_graft.dispatch import route_keras_tensors
+from keras_graft.errors import UnstorableArgumentError
 
 ALLOW_NAME = "print"
 STORED_OPTIONS = ("summarize", "sep", "end")

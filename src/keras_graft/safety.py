@@ -72,6 +72,7 @@ from typing import Callable, Mapping
 import tensorflow as tf
 
 from keras_graft import _compat
+from keras_graft.errors import UnsafeOpError
 
 ALLOWED_NAMESPACES = frozenset(
     {
@@ -273,9 +274,6 @@ _scoped_allowed: contextvars.ContextVar[frozenset] = contextvars.ContextVar(
 _process_allowed: frozenset = frozenset()
 _process_lock = threading.Lock()
 
-
-class UnsafeOpError(ValueError):
-    """A model names, or an op builds, something that could touch the system."""
 
 
 class allow:

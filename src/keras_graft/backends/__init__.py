@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 from keras import tree
 
-from keras_graft.inference import OpTraceError
+from keras_graft.errors import OpTraceError
 
 _64_BIT = {"int64", "uint64", "float64", "complex128"}
 

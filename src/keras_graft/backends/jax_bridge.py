@@ -24,7 +24,7 @@ import tensorflow as tf
 from jax.experimental import jax2tf
 
 from keras_graft.backends import xla_compile_error
-from keras_graft.inference import OpTraceError
+from keras_graft.errors import OpTraceError
 
 
 def call(function: Callable, flat_inputs: list, *, cache: dict, name: str) -> list:

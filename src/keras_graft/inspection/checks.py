@@ -29,7 +29,7 @@ from keras import tree
 
 from keras_graft import _compat, backends, safety
 from keras_graft.authoring import FunctionLayer
-from keras_graft.inference import OpTraceError
+from keras_graft.errors import OpTraceError
 from keras_graft.op_layer import TFOp
 from keras_graft.printing import Print
 

@@ -25,13 +25,11 @@ from pathlib import Path
 import tensorflow as tf
 from rich.console import Console
 
+from keras_graft.errors import ExportError
 from keras_graft.inspection import inspect
 
 FORMATS = ("saved_model", "tflite")
 
-
-class ExportError(ValueError):
-    """The model cannot be exported in the format asked for (and why)."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ changed, so the report tells what converting would do.
 >>> load("missing.keras")
 Traceback (most recent call last):
 ...
-keras_graft.inspection.loading.ModelFileError: missing.keras does not exist.
+keras_graft.errors.ModelFileError: missing.keras does not exist.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from pathlib import Path
 
 import keras
 
+from keras_graft.errors import ModelFileError
 from keras_graft.keras2 import convert, files, report
-
-
-class ModelFileError(ValueError):
-    """The file does not exist or does not load in safe mode (and why)."""
 
 
 def load(path) -> tuple[keras.Model, dict | None]:

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from keras_graft.errors import ConversionError
 from keras_graft.keras2 import files, predict, report
 from keras_graft.terminal import wide_console
 
@@ -31,9 +32,6 @@ ATOL = 1e-4
 BATCH = 2
 UNKNOWN_DIMENSION = 8
 
-
-class ConversionError(ValueError):
-    """The source file cannot be read or the target cannot be written."""
 
 
 @dataclass

@@ -28,12 +28,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_graft import _compat
+from keras_graft.errors import Keras2FileError
 
 H5, TF_KERAS_ZIP, SAVED_MODEL = "h5", "tf_keras .keras", "SavedModel"
 
-
-class Keras2FileError(ValueError):
-    """A Keras 2 file that cannot become a Keras 3 model, and why."""
 
 
 def kind(path: Path) -> str | None:

@@ -36,11 +36,8 @@ from typing import Any, Callable
 
 import keras
 
+from keras_graft.errors import UntranslatableConfigError
 from keras_graft.keras2 import report
-
-
-class UntranslatableConfigError(ValueError):
-    """A Keras 2 layer config value that has no Keras 3 equivalent."""
 
 
 def _always(value: Any) -> bool:
