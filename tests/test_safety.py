@@ -1,6 +1,7 @@
 """Model files may only name allowed ops; forged files are refused before anything runs."""
 
 import gc
+import inspect
 import json
 import os
 import subprocess
@@ -444,3 +445,153 @@ def test_a_name_that_does_not_exist_is_refused_without_advice_to_allow_it():
     with pytest.raises(keras_graft.UnsafeOpError) as refused:
         safety.check_tf_name("math.abs_nonexistent")
     assert "not a public attribute" in str(refused.value) and "allow" not in str(refused.value)
+
+
+# -- Bounds that follow the function, and the trace budget ---------------------
+
+
+def edited(path, target, edit):
+    """Copies a `.keras` file with `edit(config)` applied to its config."""
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return target
+
+
+def op_layer_configs(config):
+    return [layer["config"] for layer in config["config"]["layers"] if layer["class_name"] == "TFOp"]
+
+
+def set_keyword(name, value, layer=0):
+    def edit(config):
+        op_layer_configs(config)[layer]["arguments"]["kwargs"][name] = value
+    return edit
+
+
+def test_a_bounded_keyword_applies_to_a_function_argument_too(tmp_path):
+    """`tf.ragged.map_flat_values(tf.einsum, ..., optimize=...)`: the keyword reaches
+    `tf.einsum`, which gets the bound of `tf.einsum` whatever passes it on."""
+    x = keras.Input((2,))
+    matrix = np.array([[1.0, 2.0], [3.0, 4.0]], "float32")
+    model = keras.Model(x, tf.ragged.map_flat_values(tf.einsum, "bi,ij->bj", x, matrix, optimize="greedy"))
+    model.save(tmp_path / "greedy.keras")
+    data = np.ones((3, 2), "float32")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "greedy.keras")(data), data @ matrix)
+    for name, forged_value in (("optimize", "optimal"), ("optimize", "branch-all")):
+        forged = edited(tmp_path / "greedy.keras", tmp_path / "forged.keras",
+                        set_keyword(name, forged_value))
+        with pytest.raises(keras_graft.errors.TracingBudgetError,
+                           match=rf"tf.einsum` from a model file: optimize='{forged_value}'"):
+            keras.models.load_model(forged)
+        assert keras.models.load_model(forged, safe_mode=False).output.shape == (None, 2)
+
+
+def test_output_counts_from_a_file_are_bounded_by_argument_and_by_dimension(tmp_path):
+    x = keras.Input((4,))
+    parts = keras.Input((), dtype="int32")
+    model = keras.Model([x, parts], [
+        tf.dynamic_partition(x, parts, num_partitions=2)[0],
+        tf.unstack(tf.reshape(x, [-1, 2]), axis=1)[0],
+    ])
+    model.save(tmp_path / "model.keras")
+    keras.models.load_model(tmp_path / "model.keras")
+    too_many = safety.MAX_OP_OUTPUTS + 1
+
+    def layer_of(config, op):
+        return next(c for c in op_layer_configs(config) if c["op"] == op)
+
+    def more_partitions(config):
+        layer_of(config, "tf.dynamic_partition")["arguments"]["kwargs"]["num_partitions"] = too_many
+
+    def wider_reshape(config):
+        layer_of(config, "tf.reshape")["arguments"]["args"][1] = [-1, too_many]
+
+    for edit, message in ((more_partitions, f"num_partitions={too_many} asks for {too_many} outputs"),
+                          (wider_reshape, f"{too_many} elements along axis 1, one output each")):
+        forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", edit)
+        with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
+            keras.models.load_model(forged)
+
+
+@pytest.mark.parametrize("name", sorted(safety.BOUNDED_ARGUMENTS))
+def test_bounded_arguments_name_parameters_the_op_has(name):
+    """The checks read arguments by parameter name: a renamed parameter would go unchecked."""
+    expected = {
+        "einsum": {"equation"}, "linalg.einsum": {"equation"},
+        "dynamic_partition": {"num_partitions"}, "split": {"num_or_size_splits", "num"},
+        "unstack": {"value", "num", "axis"}, "sparse.split": {"num_split"},
+        "nn.ctc_beam_search_decoder": {"top_paths"},
+    }[name]
+    parameters = inspect.signature(safety.allowed_ops()[name]).parameters
+    assert expected <= set(parameters)
+    if "einsum" in name:  # `optimize` goes through **kwargs
+        assert any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def test_a_bounded_op_keeps_its_name_and_runs_like_the_op(tmp_path):
+    with _compat_safe_mode():
+        bounded_split = keras_graft.registry.resolve("tf.split")
+    assert bounded_split is not tf.split and bounded_split.graft_tf_name == "split"
+    assert keras_graft.registry.name_of(bounded_split) == "tf.split"
+    assert [t.numpy().tolist() for t in bounded_split(tf.range(4), 2)] == [[0, 1], [2, 3]]
+    with pytest.raises(keras_graft.errors.TracingBudgetError, match="num_or_size_splits=5000"):
+        bounded_split(tf.range(4), 5000)
+    assert keras_graft.registry.resolve("tf.split") is tf.split  # not while building in code
+
+
+def _compat_safe_mode():
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(True)
+
+
+@keras_graft.op(package="tests_budget")
+def repeated_sin(x, times=1):
+    for _ in range(times):
+        x = tf.math.sin(x)
+    return x
+
+
+def test_a_python_loop_over_a_file_value_stops_at_the_graph_op_budget(tmp_path):
+    x = keras.Input((3,))
+    keras.Model(x, repeated_sin(x, times=3)).save(tmp_path / "model.keras")
+    assert len(keras.models.load_model(tmp_path / "model.keras").layers) == 2
+    forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", set_keyword("times", 10**7))
+    graph_before = inference.scratch_graph().version
+    with pytest.raises(keras_graft.errors.TracingBudgetError,
+                       match=rf"repeated_sin \(layer .*more than {safety.MAX_TRACE_OPS} graph ops"):
+        keras.models.load_model(forged)
+    assert inference.scratch_graph().version - graph_before <= 2 * safety.MAX_TRACE_OPS + 100
+
+
+def test_the_trace_budget_holds_when_tensorflow_swallows_the_refusal():
+    def stubborn(x):
+        try:
+            tf.unstack(x, num=safety.MAX_OP_OUTPUTS + 1)
+        except Exception:  # TF code that catches and goes on
+            pass
+        return tf.math.sin(x)
+
+    x = keras.Input((3,))
+    with pytest.raises(keras_graft.errors.TracingBudgetError, match=r"stubborn.*Unpack op with 4097 outputs"):
+        inference.trace(stubborn, x, display_name="stubborn", audit=False, untrusted=True)
+    assert inference.trace(stubborn, x, display_name="stubborn", audit=False)[0].shape == (None, 3)
+
+
+def test_the_trace_budget_refuses_outputs_in_all_and_ranks_no_tensor_can_have():
+    def many_splits(x):
+        return [tf.split(x, safety.MAX_OP_OUTPUTS, axis=0) for _ in range(5)][0][0]
+
+    def high_rank(x):
+        return tf.reshape(x, [-1] + [1] * safety.MAX_RANK)
+
+    x = keras.Input((3,))
+    for function, message in ((many_splits, "more than 16384 graph op outputs"),
+                              (high_rank, "output of rank 255")):
+        with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
+            inference.trace(function, x, display_name=function.__name__, audit=False, untrusted=True)

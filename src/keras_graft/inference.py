@@ -23,6 +23,7 @@ result depends on nothing else, and answers repeats without touching the graph.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Hashable
 
 import keras
@@ -31,7 +32,7 @@ import tensorflow as tf
 from keras import tree
 
 from keras_graft import _compat, safety
-from keras_graft.errors import OpTraceError, UnstorableArgumentError
+from keras_graft.errors import OpTraceError, TracingBudgetError, UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000
 
@@ -178,7 +179,35 @@ def trace(
     """
     graph = scratch_graph()
     flat = tree.flatten(inputs)
-    symbolic = [_stand_in(t, graph, untrusted) for t in flat]
+    where = _where(display_name, layer_name)
+    with safety.trace_budget(where) if untrusted else contextlib.nullcontext():
+        symbolic = [_stand_in(t, graph, untrusted) for t in flat]
+        outputs, first_mark = _call_on(function, inputs, symbolic, graph, display_name, flat, audit)
+    if audit:
+        created = _compat.ops_created_between(graph, first_mark, _compat.op_id_mark(graph))
+        safety.audit_graph_ops(display_name, graph, created)
+    flat_outputs = tree.flatten(outputs)
+    if untrusted:
+        safety.check_output_count(where, len(flat_outputs))
+    ranks = None
+    if any(_unknown_rank(v) for v in flat_outputs):
+        if not untrusted:
+            _probe_ranks(function, inputs, flat, flat_outputs)
+        elif stored_ranks is not None and len(stored_ranks) == len(flat_outputs):
+            for value, rank in zip(flat_outputs, stored_ranks):
+                if _unknown_rank(value):
+                    value.set_shape([None] * rank)
+        else:
+            raise OpTraceError(_unknown_rank_message(where, loading=True))
+        ranks = [_rank(v) for v in flat_outputs]
+    keras_outputs = tree.map_structure(lambda v: _to_keras_tensor(v, graph, where), outputs)
+    return keras_outputs, ranks
+
+
+def _call_on(function: Callable, inputs, symbolic: list, graph: tf.Graph, display_name: str,
+             flat: list, audit: bool):
+    """`function` on the graph stand-ins `symbolic` of `inputs`, and the op
+    mark before it (when `audit`); TensorFlow's errors explained."""
     first_mark = _compat.op_id_mark(graph) if audit else None
 
     def refuse_variables(next_creator, **kwargs):
@@ -192,7 +221,7 @@ def trace(
     with graph.as_default(), tf.variable_creator_scope(refuse_variables):
         try:
             outputs = function(tree.pack_sequence_as(inputs, symbolic))
-        except (UnstorableArgumentError, safety.UnsafeOpError):
+        except (UnstorableArgumentError, safety.UnsafeOpError, TracingBudgetError):
             raise
         except Exception as error:  # Whatever TF raised on these arguments.
             if isinstance(error, RuntimeError) and "capture an EagerTensor" in str(error):
@@ -206,25 +235,7 @@ def trace(
                 f"TensorFlow could not build {display_name} on Keras tensors "
                 f"{_describe(flat)}: {error}"
             ) from error
-    if audit:
-        created = _compat.ops_created_between(graph, first_mark, _compat.op_id_mark(graph))
-        safety.audit_graph_ops(display_name, graph, created)
-    flat_outputs = tree.flatten(outputs)
-    ranks = None
-    if any(_unknown_rank(v) for v in flat_outputs):
-        if not untrusted:
-            _probe_ranks(function, inputs, flat, flat_outputs)
-        elif stored_ranks is not None and len(stored_ranks) == len(flat_outputs):
-            for value, rank in zip(flat_outputs, stored_ranks):
-                if _unknown_rank(value):
-                    value.set_shape([None] * rank)
-        else:
-            raise OpTraceError(_unknown_rank_message(display_name, layer_name, loading=True))
-        ranks = [_rank(v) for v in flat_outputs]
-    keras_outputs = tree.map_structure(
-        lambda v: _to_keras_tensor(v, graph, display_name, layer_name), outputs
-    )
-    return keras_outputs, ranks
+    return outputs, first_mark
 
 
 class SignatureCache:
@@ -472,7 +483,7 @@ def _describe(tensors) -> str:
     return ", ".join(f"{t.dtype}{tuple(t.shape)}" for t in tensors) or "(none)"
 
 
-def _to_keras_tensor(value, graph: tf.Graph, display_name: str, layer_name: str | None):
+def _to_keras_tensor(value, graph: tf.Graph, where: str):
     if isinstance(value, tf.RaggedTensor):
         result = _compat.KerasTensor(
             shape=value.shape,
@@ -483,21 +494,21 @@ def _to_keras_tensor(value, graph: tf.Graph, display_name: str, layer_name: str 
         )
     elif isinstance(value, tf.SparseTensor):
         if value.shape.rank is None:
-            raise OpTraceError(_unknown_rank_message(display_name, layer_name))
+            raise OpTraceError(_unknown_rank_message(where))
         result = _compat.KerasTensor(shape=value.shape, dtype=value.dtype.name, sparse=True)
     elif isinstance(value, tf.Tensor):
         if value.shape.rank is None:
-            raise OpTraceError(_unknown_rank_message(display_name, layer_name))
+            raise OpTraceError(_unknown_rank_message(where))
         if value.dtype in (tf.resource, tf.variant):
             raise OpTraceError(
-                f"{display_name} returns a {value.dtype.name} tensor, which Keras "
+                f"{where} returns a {value.dtype.name} tensor, which Keras "
                 "models cannot pass between layers. Wrap the code that produces "
                 "and consumes it in one `@keras_graft.op` function."
             )
         result = _compat.KerasTensor(shape=value.shape, dtype=value.dtype.name)
     else:
         raise OpTraceError(
-            f"{display_name} returned {value!r:.80} ({type(value).__name__}) where "
+            f"{where} returned {value!r:.80} ({type(value).__name__}) where "
             "a Keras model needs tensors. Use the op for its tensor outputs only, "
             "or wrap it in a `@keras_graft.op` function that returns tensors."
         )
@@ -505,10 +516,14 @@ def _to_keras_tensor(value, graph: tf.Graph, display_name: str, layer_name: str 
     return result
 
 
-def _unknown_rank_message(display_name: str, layer_name: str | None, loading: bool = False) -> str:
-    where = display_name
+def _where(display_name: str, layer_name: str | None) -> str:
+    """The op, and its layer when the layer has another name, for messages."""
     if layer_name and layer_name != display_name:
-        where = f"{display_name} (layer {layer_name!r})"
+        return f"{display_name} (layer {layer_name!r})"
+    return display_name
+
+
+def _unknown_rank_message(where: str, loading: bool = False) -> str:
     if loading:
         return (
             f"TensorFlow cannot tell the rank of the output of {where} from the "
