@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from keras_graft import _compat, safety
+from keras_graft import _compat, safety, static_values
 from keras_graft.errors import OpTraceError, TracingBudgetError, UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000
@@ -244,11 +244,11 @@ class SignatureCache:
     An entry is kept only when the trace could not have seen more than the
     inputs' shapes and dtypes, and its outputs carry nothing more either:
 
-    - every input is dense and TensorFlow cannot know its value: it stands in
-      the graph as a placeholder or is computed from one's value;
-    - every output is dense, has an unknown dimension, and its value depends
-      on an input's value, not only on shapes and constants (so TensorFlow
-      cannot know it either).
+    - every input is dense and TensorFlow can know nothing of its value, not
+      even part of it (`static_values.is_opaque`): it stands in the graph as
+      a placeholder, or is computed from placeholders' values with no known
+      part (`tf.stack([n[0], 4])` has one: the trace may read the 4);
+    - every output is dense, has an unknown dimension, and is opaque too.
 
     Then the same op on the same signature always gives the same outputs, and
     a repeat is answered with fresh Keras tensors, without tracing, auditing
@@ -262,7 +262,7 @@ class SignatureCache:
     """
 
     def __init__(self, capacity: int = 1024):
-        self.capacity = capacity
+        self.capacity = capacity  # 0 keeps nothing: every op is traced
         self._entries: dict = {}
 
     def key(self, function: Callable, arguments_key: Hashable, inputs, **flags) -> tuple | None:
@@ -307,9 +307,11 @@ class SignatureCache:
             if (
                 not isinstance(value, tf.Tensor)
                 or None not in tuple(tensor.shape)
-                or not _reads_an_input(value)
+                or not static_values.is_opaque(value)
             ):
                 return
+        if self.capacity <= 0:
+            return
         if len(self._entries) >= self.capacity:
             self._entries.pop(next(iter(self._entries)))
         specs = tree.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), outputs)
@@ -327,50 +329,14 @@ signatures = SignatureCache()
 # Ops with more inputs than this are traced each time (their keys would be large).
 _MAX_KEYED_INPUTS = 64
 
-# Op types whose output depends on their inputs' shapes only, never values.
-_SHAPE_READERS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
-
-# How much of an op's graph `_reads_an_input` looks at before giving up.
-_MAX_DEPENDENCY_WALK = 256
-
-
 def _carries_no_value(tensor: _compat.KerasTensor) -> bool:
-    """Whether tracing would see `tensor` as a value TensorFlow cannot know:
-    a placeholder, or something computed from one's value."""
+    """Whether tracing would see `tensor` as a value TensorFlow can know
+    nothing of (`static_values.is_opaque`): a placeholder, or computed from
+    placeholders' values with no known part."""
     cached = getattr(tensor, _SYMBOLIC_ATTR, None)
     if cached is not None and cached[0] is _graph:
-        return isinstance(cached[1], tf.Tensor) and _reads_an_input(cached[1])
+        return isinstance(cached[1], tf.Tensor) and static_values.is_opaque(cached[1])
     return not _is_shape_like(tensor)  # it will get a placeholder
-
-
-# `_reads_an_input`'s verdicts by op name, for one graph at a time.
-_reads_verdicts: tuple = (None, {})
-
-
-def _reads_an_input(value: tf.Tensor) -> bool:
-    """Whether `value` is computed from the value of a placeholder (a Keras
-    tensor's stand-in), not only from shapes and constants: then TensorFlow
-    cannot know its value. False when unsure."""
-    global _reads_verdicts
-    if _reads_verdicts[0] is not value.graph:
-        _reads_verdicts = (value.graph, {})
-    verdicts = _reads_verdicts[1]
-    pending, seen = [value.op], set()
-    found = False
-    while pending and not found:
-        operation = pending.pop()
-        if operation.name in seen or operation.type in _SHAPE_READERS:
-            continue
-        known = verdicts.get(operation.name)
-        found = operation.type == "Placeholder" or known is True
-        if known is False:
-            continue
-        seen.add(operation.name)
-        if len(seen) > _MAX_DEPENDENCY_WALK:
-            break
-        pending.extend(t.op for t in operation.inputs)
-    verdicts[value.op.name] = found
-    return found
 
 
 def _rank(value) -> int | None:
