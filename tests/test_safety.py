@@ -27,21 +27,30 @@ def save_sin_model(path):
     return model
 
 
-def forge(source, target, op_name, arguments=None):
-    """Copies a .keras file, naming `op_name` (and `arguments`) in its op layer."""
-    with zipfile.ZipFile(source) as archive:
+def edited(path, target, edit):
+    """Copies a `.keras` file with `edit(config)` applied to its config."""
+    with zipfile.ZipFile(path) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(files["config.json"])
-    for layer in config["config"]["layers"]:
-        if layer["class_name"] == "TFOp":
-            layer["config"]["op"] = op_name
-            if arguments is not None:
-                layer["config"]["arguments"] = arguments
+    edit(config)
     files["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(target, "w") as archive:
         for name, data in files.items():
             archive.writestr(name, data)
     return target
+
+
+def forge(source, target, op_name, arguments=None):
+    """Copies a .keras file, naming `op_name` (and `arguments`) in its op layer."""
+
+    def rename(config):
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "TFOp":
+                layer["config"]["op"] = op_name
+                if arguments is not None:
+                    layer["config"]["arguments"] = arguments
+
+    return edited(source, target, rename)
 
 
 def forged_arguments(marker):
@@ -448,19 +457,6 @@ def test_a_name_that_does_not_exist_is_refused_without_advice_to_allow_it():
 
 
 # -- Bounds that follow the function, and the trace budget ---------------------
-
-
-def edited(path, target, edit):
-    """Copies a `.keras` file with `edit(config)` applied to its config."""
-    with zipfile.ZipFile(path) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(files["config.json"])
-    edit(config)
-    files["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(target, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return target
 
 
 def op_layer_configs(config):

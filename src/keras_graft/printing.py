@@ -93,6 +93,11 @@ class Print(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         first = tree.flatten(inputs)[0]
+        if not isinstance(first, _compat.KerasTensor):
+            problem = f"The Print layer {self.name!r:.80} was called on {first!r:.60}, not on a Keras tensor"
+            if _compat.deserializing_untrusted():
+                raise malformed(problem)
+            raise TypeError(f"{problem}. Print Keras tensors: `x = tf.print(\"x:\", x)`.")
         return keras.KerasTensor(first.shape, dtype=first.dtype)
 
     def get_config(self):
