@@ -587,6 +587,48 @@ def unknown_node_index(directory) -> Path:
     return write_keras(directory, "unknown_node_index.keras", model_config([input_layer(), layer]))
 
 
+# A node's arguments may hold a stored tensor where a Keras tensor belongs: Keras
+# then calls the layer on it, and a layer called on a real tensor runs.
+_STORED_SHAPE_TENSOR = {"class_name": "__tensor__", "config": {"value": [20000, 20000], "dtype": "int32"}}
+
+
+def _called_on_stored_tensor(directory, filename, layer) -> Path:
+    layer["inbound_nodes"] = [{"args": [_STORED_SHAPE_TENSOR], "kwargs": {}}]
+    return write_keras(directory, filename, model_config([input_layer(), layer], output="input"))
+
+
+def node_stored_tensor_fill(directory) -> Path:
+    """`tf.fill(dims, 1.0)` whose node calls it on a stored tensor `[20000, 20000]`: the
+    layer ran at load, a 1.6 GB fill (2.3 GB peak); `[40000, 40000]` runs out of memory."""
+    return _called_on_stored_tensor(directory, "node_stored_tensor_fill.keras",
+                                    op_layer("filled", "tf.fill", [INPUT0, 1.0]))
+
+
+def node_stored_tensor_print(directory) -> Path:
+    """A `Print` layer (printing allowed) whose node calls it on a stored tensor: it
+    printed at load, before the model ever ran."""
+    return _called_on_stored_tensor(directory, "node_stored_tensor_print.keras",
+                                    print_layer("printed", ["x:", INPUT0]))
+
+
+def node_stored_tensor_kwarg(directory) -> Path:
+    """`tf.math.sin` called on the input, with a stored tensor as a node keyword argument."""
+    layer = op_layer("sin", "tf.math.sin", [INPUT0])
+    layer["inbound_nodes"][0]["kwargs"] = {"training": _STORED_SHAPE_TENSOR}
+    return write_keras(directory, "node_stored_tensor_kwarg.keras",
+                       model_config([input_layer(), layer]))
+
+
+def node_stored_tensor_layer(directory) -> Path:
+    """Victim layer (preload `VICTIM`) called on a stored tensor: a `@keras_graft.layer`
+    function ran on the file's data at load, instead of being traced."""
+    layer = _victim_layer()
+    layer["inbound_nodes"] = [{"args": [{"class_name": "__tensor__", "config": {
+        "value": [[1.0, 2.0, 3.0]], "dtype": "float32"}}], "kwargs": {"mask": None}}]
+    return write_keras(directory, "node_stored_tensor_layer.keras",
+                       model_config([input_layer(), layer], output="input"))
+
+
 def slot_out_of_range(directory) -> Path:
     """A tensor slot index past the layer's inputs."""
     return single_op(directory, "slot_out_of_range.keras", "tf.math.sin",
@@ -636,9 +678,10 @@ def _flip_state_on_load():
     keras.models.load_model = flipping
 
 
-def _victim_model(directory, filename, victim="scaled", **hyperparameters) -> Path:
+def _victim_layer(victim="scaled", **hyperparameters) -> dict:
+    """The victim layer `victim` of a forged config, called on the input."""
     defaults = {"scale": 2.0, "activation": None} if victim == "scaled" else {}
-    layer = {
+    return {
         "module": None,
         "class_name": victim,
         "config": {"name": victim, "trainable": True, **defaults, **hyperparameters},
@@ -650,7 +693,11 @@ def _victim_model(directory, filename, victim="scaled", **hyperparameters) -> Pa
             "shape": [None, 3], "dtype": "float32", "keras_history": ["input", 0, 0]}}],
             "kwargs": {"mask": None}}],
     }
-    return write_keras(directory, filename, model_config([input_layer(), layer]))
+
+
+def _victim_model(directory, filename, victim="scaled", **hyperparameters) -> Path:
+    layers = [input_layer(), _victim_layer(victim, **hyperparameters)]
+    return write_keras(directory, filename, model_config(layers))
 
 
 def hyperparameter_set_epsilon(directory) -> Path:
@@ -1011,11 +1058,14 @@ ATTACKS = [
     *(_attack(4, b) for b in (deep_nesting, resource_dtype, variant_dtype_tensor,
                               huge_shape_argument, negative_shape, config_zip_bomb,
                               self_referencing_node, unknown_node_index, slot_out_of_range,
-                              layer_name_path)),
+                              layer_name_path, node_stored_tensor_fill, node_stored_tensor_kwarg)),
+    _attack(4, node_stored_tensor_print, preload=(ALLOW_PRINT,)),
+    _attack(4, node_stored_tensor_layer, preload=(VICTIM,)),
     *(_attack(4, b, preload=(VICTIM,)) for b in (hyperparameter_set_epsilon,
                                                   hyperparameter_function_default,
-                                                  hyperparameter_any_object,
-                                                  build_config_huge_input)),
+                                                  hyperparameter_any_object)),
+    # Loads (the victim layer is registered): its build trace must stay cheap.
+    _attack(3, build_config_huge_input, preload=(VICTIM,)),
     *(_attack(4, b, preload=(ALLOW_PRINT,), run=True) for b in (
         print_to_file, print_to_stdout, print_to_log, print_op_name, print_option_of_another_kind)),
     _attack(5, cache_partly_known_shape, before=cache_partly_known_first, run=True),

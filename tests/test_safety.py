@@ -591,3 +591,42 @@ def test_the_trace_budget_refuses_outputs_in_all_and_ranks_no_tensor_can_have():
                               (high_rank, "output of rank 255")):
         with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
             inference.trace(function, x, display_name=function.__name__, audit=False, untrusted=True)
+
+
+# -- A file's node calls its layers on Keras tensors only -----------------------
+
+
+def test_a_file_node_that_calls_a_layer_on_a_stored_tensor_is_refused_before_it_runs(tmp_path, capfd):
+    """Keras calls a layer on what its node stores; on a stored tensor the layer ran
+    at load (a file's `tf.fill` of 20000x20000, a `Print` printing)."""
+    x = keras.Input((3,))
+    keras.Model(x, [tf.math.sin(x), tf.print("loaded:", x)]).save(tmp_path / "model.keras")
+    stored = {"class_name": "__tensor__", "config": {"value": [1.0, 2.0, 3.0], "dtype": "float32"}}
+
+    def on_stored(layer_class, where):
+        def edit(config):
+            layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == layer_class)
+            node = layer["inbound_nodes"][0]
+            node[where] = [stored] if where == "args" else {"training": stored}
+        return edit
+
+    with keras_graft.allow("print"):
+        assert len(keras.models.load_model(tmp_path / "model.keras").outputs) == 2
+        for layer_class, where in (("TFOp", "args"), ("TFOp", "kwargs"), ("Print", "args")):
+            forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", on_stored(layer_class, where))
+            with pytest.raises(keras_graft.errors.MalformedModelFileError,
+                               match="is called on EagerTensor .* a model file calls its layers on Keras tensors"):
+                keras.models.load_model(forged)
+    assert "loaded:" not in capfd.readouterr().err
+
+
+def test_a_layer_called_on_something_else_than_keras_tensors_in_code_says_so():
+    x = keras.Input((3,))
+    with pytest.raises(keras_graft.errors.OpTraceError,
+                       match=r"tf.math.add was called on None \(NoneType\), not on Keras tensors. Call it"):
+        keras_graft.Op(tf.math.add)([x, None])
+    printer = tf.print("x:", x)._keras_history[0]
+    with pytest.raises(TypeError, match="called on None, not on a Keras tensor. Print Keras tensors"):
+        printer([None, x])
+    eager = tf.constant([1.0, 2.0])  # outside a load, layers run on tensors as usual
+    np.testing.assert_allclose(keras_graft.Op(tf.math.sin)(eager), np.sin([1.0, 2.0]), rtol=1e-6)

@@ -32,7 +32,7 @@ import tensorflow as tf
 from keras import tree
 
 from keras_graft import _compat, safety, static_values
-from keras_graft.errors import OpTraceError, TracingBudgetError, UnstorableArgumentError, malformed
+from keras_graft.errors import OpTraceError, TracingBudgetError, UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000
 
@@ -180,7 +180,7 @@ def trace(
     graph = scratch_graph()
     flat = tree.flatten(inputs)
     where = _where(display_name, layer_name)
-    _check_keras_tensors(flat, where, untrusted)
+    _check_keras_tensors(flat, where)
     with safety.trace_budget(where) if untrusted else contextlib.nullcontext():
         symbolic = [_stand_in(t, graph, untrusted) for t in flat]
         outputs, first_mark = _call_on(function, inputs, symbolic, graph, display_name, flat, audit)
@@ -205,16 +205,14 @@ def trace(
     return keras_outputs, ranks
 
 
-def _check_keras_tensors(flat: list, where: str, untrusted: bool) -> None:
-    """Refuses inputs that are not Keras tensors (a file's layer called on `None`)."""
+def _check_keras_tensors(flat: list, where: str) -> None:
+    """Refuses inputs that are not Keras tensors (`Op(tf.math.add)([x, None])`)."""
     for value in flat:
         if not isinstance(value, _compat.KerasTensor):
-            problem = f"{where} was called on {value!r:.60} ({type(value).__name__}), not on Keras tensors"
-            if untrusted:
-                raise malformed(problem)
             raise OpTraceError(
-                f"{problem}. Call it on the Keras tensors it computes on (from "
-                "`keras.Input` or other layers)."
+                f"{where} was called on {value!r:.60} ({type(value).__name__}), not on Keras "
+                "tensors. Call it on the Keras tensors it computes on (from `keras.Input` "
+                "or other layers)."
             )
 
 

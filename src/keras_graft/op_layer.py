@@ -81,7 +81,8 @@ class TFOp(keras.layers.Layer):
         # Eager TF tensors: just the op. Keras' layer call (building, masks,
         # autocasting, name scopes) does nothing for an op layer, at a cost
         # larger than most ops'. Graph tracing keeps Keras' path and its
-        # name scopes.
+        # name scopes. A file's node calls a layer on Keras tensors only.
+        safety.check_called_on_keras_tensors(self.name, args, kwargs)
         if (
             _ON_TENSORFLOW
             and len(args) == 1

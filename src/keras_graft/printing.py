@@ -85,6 +85,10 @@ class Print(keras.layers.Layer):
         config = dict(config)
         return cls(config.pop("arguments"), **config)
 
+    def __call__(self, *args, **kwargs):
+        safety.check_called_on_keras_tensors(self.name, args, kwargs)
+        return super().__call__(*args, **kwargs)
+
     def call(self, inputs):
         args, kwargs = self.arguments.fill(inputs)
         first = tree.flatten(inputs)[0]
@@ -94,10 +98,10 @@ class Print(keras.layers.Layer):
     def compute_output_spec(self, inputs):
         first = tree.flatten(inputs)[0]
         if not isinstance(first, _compat.KerasTensor):
-            problem = f"The Print layer {self.name!r:.80} was called on {first!r:.60}, not on a Keras tensor"
-            if _compat.deserializing_untrusted():
-                raise malformed(problem)
-            raise TypeError(f"{problem}. Print Keras tensors: `x = tf.print(\"x:\", x)`.")
+            raise TypeError(
+                f"The Print layer {self.name!r:.80} was called on {first!r:.60}, not on a "
+                "Keras tensor. Print Keras tensors: `x = tf.print(\"x:\", x)`."
+            )
         return keras.KerasTensor(first.shape, dtype=first.dtype)
 
     def get_config(self):

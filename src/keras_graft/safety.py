@@ -81,7 +81,7 @@ from typing import Callable, Mapping
 import tensorflow as tf
 
 from keras_graft import _compat
-from keras_graft.errors import TracingBudgetError, UnsafeOpError
+from keras_graft.errors import TracingBudgetError, UnsafeOpError, malformed
 
 ALLOWED_NAMESPACES = frozenset(
     {
@@ -661,6 +661,31 @@ def check_output_count(where: str, count: int) -> None:
             f"Refusing {where} from a model file: it returns {count} tensors, and a "
             f"file may make an op layer return at most {MAX_OP_OUTPUTS}; load a file "
             "you trust with `keras.models.load_model(path, safe_mode=False)`."
+        )
+
+
+def check_called_on_keras_tensors(layer_name: str, args, kwargs) -> None:
+    """Refuses a keras-graft layer call of a model file being loaded whose
+    arguments hold anything but Keras tensors and plain data.
+
+    Keras calls each layer of a file on the arguments its node stores; a
+    node may store a tensor (`{"class_name": "__tensor__", ...}`) in place
+    of a Keras tensor, and a layer called on a real tensor runs: the file's
+    `tf.fill` would allocate gigabytes at load, its `Print` would print.
+    Outside a load (`_compat.deserializing_untrusted()` false) this checks
+    nothing.
+    """
+    if not _compat.deserializing_untrusted():
+        return
+    plain = (type(None), bool, int, float, str)
+    odd = [leaf for leaf in tf.nest.flatten(args) if not isinstance(leaf, _compat.KerasTensor)]
+    odd += [leaf for leaf in tf.nest.flatten(kwargs)
+            if not isinstance(leaf, (_compat.KerasTensor, *plain))]
+    if odd:
+        raise malformed(
+            f"The layer {layer_name!r:.80} is called on {type(odd[0]).__name__} "
+            f"{odd[0]!r:.60} in the model file's node arguments; a model file calls its "
+            "layers on Keras tensors only"
         )
 
 
