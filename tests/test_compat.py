@@ -141,3 +141,21 @@ def test_layer_edges_lists_each_connection_once():
     shared = keras.layers.Dense(2, name="shared")
     model = keras.Model(x, keras.layers.Add(name="add")([shared(x), shared(x)]))
     assert _compat.layer_edges(model) == [["x", "shared"], ["shared", "add"]]
+
+
+def test_pure_callback_sequential_calls_back_once_per_element_under_vmap():
+    import jax
+    import numpy as np
+
+    calls = []
+
+    def double(x):
+        calls.append(x.shape)
+        return np.asarray(x) * 2
+
+    def run(x):
+        return _compat.pure_callback_sequential(double, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    batch = np.arange(6, dtype="float32").reshape(3, 2)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(run))(batch), batch * 2)
+    assert calls == [(2,)] * 3
