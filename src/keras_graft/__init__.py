@@ -8,6 +8,7 @@ shapes and dtypes, and models that use them save and load in safe mode.
 >>> model = keras.Model(x, tf.clip_by_value(x, -1.0, 1.0))
 """
 
+from keras_graft import _compat
 from keras_graft import composite_methods as _composite_methods
 from keras_graft import dispatch as _dispatch
 from keras_graft import errors
@@ -35,6 +36,7 @@ _composite_methods.install()
 _higher_order.install()
 _printing.install()
 _keras2_loading.install()
+_compat.stop_unresolvable_functional_nodes()
 
 __all__ = [
     "KerasGraftError",
