@@ -2,18 +2,25 @@
 
 Hypothesis mutates the keras-graft layers of real saved models: op names
 (drawn from TensorFlow's whole export table, the allow-list and free text),
-stored argument structures (every tag, malformed ones too), output ranks,
-hyperparameters of `@keras_graft.layer` layers, layer names and inbound call
-arguments. Every forged file is loaded in safe mode. Allowed outcomes:
+stored argument structures (every tag, malformed ones too, function
+arguments named from the same tables), keyword arguments that bound an op
+(`optimize`, `num_partitions`, `num`...), `Print` options (`output_stream`
+to a file among them), output ranks, hyperparameters of `@keras_graft.layer`
+layers, layer names and inbound call arguments. Every forged file is loaded
+in safe mode; files with a `Print` layer with `keras_graft.allow("print")`,
+and run on zeros when they load. Allowed outcomes:
 
 - a clean refusal: `ValueError` or `TypeError` (keras-graft's
-  `UnsafeOpError`, `OpTraceError`, `UnstorableArgumentError` are of these
-  kinds, as are Keras's own refusals);
-- a loaded model whose op layers all name allow-listed or registered ops.
+  `UnsafeOpError`, `OpTraceError`, `UnstorableArgumentError`,
+  `MalformedModelFileError`, `TracingBudgetError` are of these kinds, as are
+  Keras's own refusals);
+- a loaded model whose op layers, and the functions among their arguments,
+  all name allow-listed or registered ops, and whose `Print` layers hold
+  formatting options only.
 
 Anything else fails: another exception type, a crash or hang of the process
 (the test runs this module in a child with a timeout and a memory limit), a
-file created, or process state changed.
+file created (also by running a model), or process state changed.
 
 Run from the command line for a longer search:
 
@@ -23,6 +30,7 @@ Run from the command line for a longer search:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -34,6 +42,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import hypothesis  # noqa: E402
 import hypothesis.configuration  # noqa: E402
@@ -41,7 +50,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import _hostile  # noqa: E402
 import keras_graft  # noqa: E402
-from keras_graft import registry, safety  # noqa: E402
+from keras_graft import printing, registry, safety  # noqa: E402
 from tensorflow.python.util import tf_export  # noqa: E402
 
 
@@ -74,7 +83,18 @@ def seed_models(directory: Path) -> list[Path]:
     save("op_layer", x, keras_graft.Op(tf.math.reduce_sum, axis=-1, keepdims=True)(x))
     save("function_layer", x, fuzz_scale(factor=3.0, init=keras.initializers.Constant(0.5))(x))
     save("constants", x, tf.math.add(x, tf.constant([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])))
+    save("print", x, tf.print("x:", x, sep=",", summarize=2))
+    save("functions", x, [tf.map_fn(tf.math.sin, x), tf.scan(tf.math.add, x)])
+    matrix = np.eye(6, dtype="float32")
+    save("forwarded", x, tf.ragged.map_flat_values(tf.einsum, "bi,ij->bj", x, matrix, optimize="greedy"))
+    parts = keras.Input((), dtype="int32")
+    save("counts", [x, parts], [tf.dynamic_partition(x, parts, num_partitions=2)[0],
+                                tf.split(x, 2, axis=1)[0], tf.unstack(x, num=6, axis=1)[0]])
     return paths
+
+
+def needs_print_allowed(source: Path) -> bool:
+    return source.stem == "print"
 
 
 def export_table_names() -> list[str]:
@@ -141,19 +161,43 @@ def stored_arguments():
                                   "kwargs": st.dictionaries(st.text(max_size=8), tree, max_size=3)})
 
 
-def mutations(names: list[str]):
-    """One change to one keras-graft layer's config: (field, new value)."""
+def op_names(names: list[str]):
+    """Stored op names: TF's export table, the allow-list, free text, registered names."""
     allowed = sorted(safety.allowed_ops())
-    op_names = st.one_of(
+    return st.one_of(
         st.sampled_from(names).map(lambda n: "tf." + n),
         st.sampled_from(allowed).map(lambda n: "tf." + n),
         st.sampled_from(names),
         st.text(max_size=20),
         st.sampled_from(["os>system", "keras_graft>TFOp", "fuzz>fuzz_scale", "tf.", "tf..", 3, None]),
     )
+
+
+# Keyword arguments that bound an op from a file, and values beyond and within the bounds.
+_BOUNDED_KEYWORDS = ["optimize", "num_partitions", "num_or_size_splits", "num", "num_split",
+                     "top_paths", "axis", "summarize", "sep", "end", "output_stream", "name"]
+_BOUND_BREAKERS = [10**6, 4097, 4096, 2, -1, "optimal", "branch-all", "dp", "greedy", True,
+                   "file://fuzz-created.txt", "stdout", "log(info)", [1] * 5000]
+
+
+def bounded_keywords():
+    """Stored keyword arguments (or `Print` options) aimed at the bounds."""
+    return st.dictionaries(
+        st.one_of(st.sampled_from(_BOUNDED_KEYWORDS), st.text(max_size=8)),
+        st.one_of(st.sampled_from(_BOUND_BREAKERS), json_scalars(),
+                  st.just({"__graft__": "input", "index": 0})),
+        max_size=3,
+    )
+
+
+def mutations(names: list[str]):
+    """One change to one keras-graft layer's config: (field, new value)."""
+    functions = op_names(names).map(lambda name: {"__graft__": "function", "name": name})
     return st.one_of(
-        st.tuples(st.just("op"), op_names),
+        st.tuples(st.just("op"), op_names(names)),
         st.tuples(st.just("arguments"), stored_arguments()),
+        st.tuples(st.just("function_argument"), functions),
+        st.tuples(st.just("keywords"), bounded_keywords()),
         st.tuples(st.just("output_ranks"), st.one_of(st.none(), st.lists(st.integers(-1, 300), max_size=3),
                                                       json_scalars())),
         # Keras's own base-layer fields: `dtype` is left out, since Keras 3.15
@@ -175,10 +219,21 @@ def forge(source: Path, target: Path, layer_index: int, field: str, value) -> Pa
     config = json.loads(files["config.json"])
     layers = graft_layers(config)
     layer = layers[layer_index % len(layers)]
+    arguments = layer["config"].get("arguments")
     if field == "call_args":
         nodes = layer.get("inbound_nodes") or [{}]
         nodes[0]["args"] = value
         layer["inbound_nodes"] = nodes
+    elif field == "function_argument" and isinstance(arguments, dict):
+        # In place of the first function argument, or in front of the others.
+        stored = arguments.setdefault("args", [])
+        tagged = [i for i, a in enumerate(stored) if isinstance(a, dict) and a.get("__graft__") == "function"]
+        if tagged:
+            stored[tagged[0]] = value
+        else:
+            stored.insert(0, value)
+    elif field == "keywords" and isinstance(arguments, dict):
+        arguments.setdefault("kwargs", {}).update(copy.deepcopy(value))
     else:
         layer["config"][field] = copy.deepcopy(value)
     files["config.json"] = json.dumps(config).encode()
@@ -188,12 +243,35 @@ def forge(source: Path, target: Path, layer_index: int, field: str, value) -> Pa
     return target
 
 
-def op_names_in(model) -> list[str]:
-    names = []
+def loaded_problems(model, allowed: tuple) -> list[str]:
+    """What a loaded model holds that no safe load may give: a disallowed op,
+    as a layer's op or among its function arguments, or a `Print` option other
+    than formatting."""
+    problems = []
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras_graft.TFOp):
-            names.append(layer.op_name)
-    return names
+            names = [layer.op_name] + [
+                registry.name_of(function) or repr(function) for function in layer.arguments.functions()
+            ]
+            for name in names:
+                tf_name = name[len(registry.TF_PREFIX):] if name.startswith(registry.TF_PREFIX) else None
+                if ">" not in name and (tf_name is None or (
+                        safety.refusal_reason(tf_name) is not None and tf_name not in allowed)):
+                    problems.append(f"loaded a disallowed op {name}")
+        if isinstance(layer, printing.Print):
+            options = set(layer.arguments.get_config()["kwargs"])
+            if not options <= set(printing.FORMATTING_OPTIONS):
+                problems.append(f"loaded a Print layer with options {sorted(options)}")
+    return problems
+
+
+def run_on_zeros(model) -> None:
+    """Calls the model on zeros (a batch of one); its errors are the model's."""
+    inputs = [np.zeros([1 if d is None else d for d in t.shape], t.dtype) for t in model.inputs]
+    try:
+        model(inputs if len(inputs) > 1 else inputs[0])
+    except Exception:  # A forged model may fail when it runs; what it writes is checked.
+        pass
 
 
 def run(examples: int, seed: int) -> dict:
@@ -215,8 +293,10 @@ def run(examples: int, seed: int) -> dict:
     def case(source, layer_index, mutation):
         field, value = mutation
         target = forge(source, workdir / "forged.keras", layer_index, field, value)
+        allowed = ("print",) if needs_print_allowed(source) else ()
         try:
-            model = keras.models.load_model(target)
+            with keras_graft.allow(*allowed) if allowed else contextlib.nullcontext():
+                model = keras.models.load_model(target)
         except (ValueError, TypeError) as error:
             tally["refused"] += 1
             kinds[type(error).__name__] = kinds.get(type(error).__name__, 0) + 1
@@ -224,9 +304,10 @@ def run(examples: int, seed: int) -> dict:
             problems.append(f"{type(error).__name__} for {field}={value!r:.200}: {str(error)[:300]}")
         else:
             tally["loaded"] += 1
-            for name in op_names_in(model):
-                if ">" not in name and safety.refusal_reason(name[len(registry.TF_PREFIX):]) is not None:
-                    problems.append(f"loaded a disallowed op {name} from {field}={value!r:.200}")
+            for problem in loaded_problems(model, allowed):
+                problems.append(f"{problem} from {field}={value!r:.200}")
+            if allowed:
+                run_on_zeros(model)
         if list(scratch.iterdir()):
             problems.append(f"files created: {list(scratch.iterdir())} by {field}={value!r:.200}")
         now = _hostile._state()

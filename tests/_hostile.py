@@ -17,8 +17,18 @@ builder here writes one minimal file that breaks (or probes) that promise.
 1. an allowed name that is no pure tensor op (XLA, RPC, preemption, clock...);
 2. an allowed Python function with process-wide side effects;
 3. loading that executes file-supplied ops (the eager rank probe, or the
-   constant folding of graph tracing): memory, time, programs;
-4. anything else (argument decoding, hyperparameters, Keras structure).
+   constant folding of graph tracing), or makes tracing search or build
+   without bound (path searches, output counts, graph ops): memory, time,
+   programs;
+4. anything else (argument decoding, hyperparameters, `Print` options,
+   Keras structure);
+5. a load that reports output shapes other than the model computes (the
+   signature cache answering for a value TensorFlow knew part of).
+
+An attack may also name `preload` entries for the child (a victim layer to
+register, `allow("print")`), a file to load `before` it in the same process
+(the signature cache outlives a load), and `run`: call the loaded model on
+zeros, so that what it does when it runs (writing a file) shows too.
 
 Hostile files must only ever be loaded with `load_in_child`: it loads in a
 fresh interpreter (run as `python _hostile.py --child PATH`), under a wall
@@ -123,6 +133,14 @@ def op_layer(name: str, op: str, args=(), kwargs=None, inputs=("input",), class_
         "name": name,
         "inbound_nodes": [{"args": tensors if len(tensors) == 1 else [tensors], "kwargs": {}}],
     }
+
+
+def print_layer(name: str, args=(), kwargs=None, inputs=("input",)) -> dict:
+    """A `Print` layer (`tf.print` on Keras tensors) of a forged config."""
+    layer = op_layer(name, "", args, kwargs, inputs, class_name="Print")
+    layer["module"] = "keras_graft.printing"
+    del layer["config"]["op"]
+    return layer
 
 
 def input_layer(name="input", shape=(3,), dtype="float32") -> dict:
@@ -569,6 +587,48 @@ def unknown_node_index(directory) -> Path:
     return write_keras(directory, "unknown_node_index.keras", model_config([input_layer(), layer]))
 
 
+# A node's arguments may hold a stored tensor where a Keras tensor belongs: Keras
+# then calls the layer on it, and a layer called on a real tensor runs.
+_STORED_SHAPE_TENSOR = {"class_name": "__tensor__", "config": {"value": [20000, 20000], "dtype": "int32"}}
+
+
+def _called_on_stored_tensor(directory, filename, layer) -> Path:
+    layer["inbound_nodes"] = [{"args": [_STORED_SHAPE_TENSOR], "kwargs": {}}]
+    return write_keras(directory, filename, model_config([input_layer(), layer], output="input"))
+
+
+def node_stored_tensor_fill(directory) -> Path:
+    """`tf.fill(dims, 1.0)` whose node calls it on a stored tensor `[20000, 20000]`: the
+    layer ran at load, a 1.6 GB fill (2.3 GB peak); `[40000, 40000]` runs out of memory."""
+    return _called_on_stored_tensor(directory, "node_stored_tensor_fill.keras",
+                                    op_layer("filled", "tf.fill", [INPUT0, 1.0]))
+
+
+def node_stored_tensor_print(directory) -> Path:
+    """A `Print` layer (printing allowed) whose node calls it on a stored tensor: it
+    printed at load, before the model ever ran."""
+    return _called_on_stored_tensor(directory, "node_stored_tensor_print.keras",
+                                    print_layer("printed", ["x:", INPUT0]))
+
+
+def node_stored_tensor_kwarg(directory) -> Path:
+    """`tf.math.sin` called on the input, with a stored tensor as a node keyword argument."""
+    layer = op_layer("sin", "tf.math.sin", [INPUT0])
+    layer["inbound_nodes"][0]["kwargs"] = {"training": _STORED_SHAPE_TENSOR}
+    return write_keras(directory, "node_stored_tensor_kwarg.keras",
+                       model_config([input_layer(), layer]))
+
+
+def node_stored_tensor_layer(directory) -> Path:
+    """Victim layer (preload `VICTIM`) called on a stored tensor: a `@keras_graft.layer`
+    function ran on the file's data at load, instead of being traced."""
+    layer = _victim_layer()
+    layer["inbound_nodes"] = [{"args": [{"class_name": "__tensor__", "config": {
+        "value": [[1.0, 2.0, 3.0]], "dtype": "float32"}}], "kwargs": {"mask": None}}]
+    return write_keras(directory, "node_stored_tensor_layer.keras",
+                       model_config([input_layer(), layer], output="input"))
+
+
 def slot_out_of_range(directory) -> Path:
     """A tensor slot index past the layer's inputs."""
     return single_op(directory, "slot_out_of_range.keras", "tf.math.sin",
@@ -618,9 +678,10 @@ def _flip_state_on_load():
     keras.models.load_model = flipping
 
 
-def _victim_model(directory, filename, victim="scaled", **hyperparameters) -> Path:
+def _victim_layer(victim="scaled", **hyperparameters) -> dict:
+    """The victim layer `victim` of a forged config, called on the input."""
     defaults = {"scale": 2.0, "activation": None} if victim == "scaled" else {}
-    layer = {
+    return {
         "module": None,
         "class_name": victim,
         "config": {"name": victim, "trainable": True, **defaults, **hyperparameters},
@@ -632,7 +693,11 @@ def _victim_model(directory, filename, victim="scaled", **hyperparameters) -> Pa
             "shape": [None, 3], "dtype": "float32", "keras_history": ["input", 0, 0]}}],
             "kwargs": {"mask": None}}],
     }
-    return write_keras(directory, filename, model_config([input_layer(), layer]))
+
+
+def _victim_model(directory, filename, victim="scaled", **hyperparameters) -> Path:
+    layers = [input_layer(), _victim_layer(victim, **hyperparameters)]
+    return write_keras(directory, filename, model_config(layers))
 
 
 def hyperparameter_set_epsilon(directory) -> Path:
@@ -724,15 +789,251 @@ def polyval_long_list(directory, coefficients: int = 100_000) -> Path:
                      args=[[0.0] * coefficients, INPUT0])
 
 
+# Bounds that follow the function: a function argument gets the bounds of the op it is.
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _ring_einsum(operands: int = 14) -> tuple[str, list]:
+    """A ring of `operands` stored 2x2 matrices: the equation and its operands."""
+    equation = ",".join(_LETTERS[i] + _LETTERS[(i + 1) % operands] for i in range(operands)) + "->"
+    return equation, [array("float32", [2, 2], [[1.0, 0.0], [0.0, 1.0]]) for _ in range(operands)]
+
+
+def map_flat_values_einsum(directory) -> Path:
+    """`tf.ragged.map_flat_values(tf.einsum, ring of 14, optimize="optimal")`: the function
+    argument gets the keyword, so the exhaustive path search runs while tracing (> 90 s)."""
+    equation, matrices = _ring_einsum()
+    return single_op(directory, "map_flat_values_einsum.keras", "tf.ragged.map_flat_values",
+                     args=[graft("function", name="tf.einsum"), equation, *matrices],
+                     kwargs={"optimize": "optimal"})
+
+
+def nested_map_flat_values_einsum(directory) -> Path:
+    """The same through two `map_flat_values`, the outer forwarding the inner `tf.linalg.einsum`."""
+    equation, matrices = _ring_einsum()
+    return single_op(directory, "nested_map_flat_values_einsum.keras", "tf.ragged.map_flat_values",
+                     args=[graft("function", name="tf.ragged.map_flat_values"),
+                           graft("function", name="tf.linalg.einsum"), equation, *matrices],
+                     kwargs={"optimize": "optimal"})
+
+
+def sparse_map_values_einsum(directory) -> Path:
+    """A = `tf.sparse.from_dense(x)`, B = `tf.sparse.map_values(tf.einsum, "a,ab,...", A, 14
+    matrices, optimize="branch-all")`: the values of A join the search of another forwarder."""
+    equation, matrices = _ring_einsum()
+    return chain(directory, "sparse_map_values_einsum.keras", [
+        ("a", "tf.sparse.from_dense", [INPUT0], {}, ["input"]),
+        ("b", "tf.sparse.map_values", [graft("function", name="tf.einsum"), "a," + equation,
+                                       INPUT0, *matrices], {"optimize": "branch-all"}, ["a"]),
+    ], shape=())
+
+
+# Output counts from a file: one number, a graph op of a million outputs.
+
+MILLION = 1_000_000
+
+
+def dynamic_partition_count(directory) -> Path:
+    """`tf.dynamic_partition(x, [0], num_partitions=1_000_000)` (a 2.5 KB file): 2.3 GB, 64 s."""
+    return single_op(directory, "dynamic_partition_count.keras", "tf.dynamic_partition",
+                     args=[INPUT0, tensor("int32", [1], [0])], kwargs={"num_partitions": MILLION})
+
+
+def split_count(directory) -> Path:
+    """`tf.split(x, 1_000_000)` along the unknown batch dimension."""
+    return single_op(directory, "split_count.keras", "tf.split", args=[INPUT0, MILLION])
+
+
+def split_sizes(directory) -> Path:
+    """`tf.split(x, sizes)` with a stored array of a million sizes (a few KB zipped)."""
+    return single_op(directory, "split_sizes.keras", "tf.split",
+                     args=[INPUT0, array("int32", [MILLION], [0] * MILLION)])
+
+
+def unstack_count(directory) -> Path:
+    """`tf.unstack(x, num=1_000_000)` along the unknown batch dimension."""
+    return single_op(directory, "unstack_count.keras", "tf.unstack", args=[INPUT0],
+                     kwargs={"num": MILLION})
+
+
+def unstack_stored_dimension(directory) -> Path:
+    """A = `tf.reshape(x, [-1, 1_000_000])` (a stored shape), B = `tf.unstack(A, axis=1)`:
+    the count comes from a static dimension, no argument names it."""
+    return chain(directory, "unstack_stored_dimension.keras", [
+        ("a", "tf.reshape", [INPUT0, [-1, MILLION]], {}, ["input"]),
+        ("b", "tf.unstack", [INPUT0], {"axis": 1}, ["a"]),
+    ])
+
+
+def unstack_in_map_fn(directory) -> Path:
+    """Input `(None, 1_000_000)`, `tf.map_fn(tf.unstack, x)`: the million outputs in a loop body."""
+    return single_op(directory, "unstack_in_map_fn.keras", "tf.map_fn",
+                     args=[graft("function", name="tf.unstack"), INPUT0], shape=(MILLION,))
+
+
+def split_in_map_flat_values(directory) -> Path:
+    """`tf.ragged.map_flat_values(tf.split, x, 1_000_000)`: the count forwarded to a function argument."""
+    return single_op(directory, "split_in_map_flat_values.keras", "tf.ragged.map_flat_values",
+                     args=[graft("function", name="tf.split"), INPUT0, MILLION])
+
+
+def sparse_split_count(directory) -> Path:
+    """A = `tf.sparse.from_dense(x)`, B = `tf.sparse.split(A, num_split=1_000_000, axis=0)`."""
+    return chain(directory, "sparse_split_count.keras", [
+        ("a", "tf.sparse.from_dense", [INPUT0], {}, ["input"]),
+        ("b", "tf.sparse.split", [], {"sp_input": INPUT0, "num_split": MILLION, "axis": 0}, ["a"]),
+    ])
+
+
+def ctc_top_paths(directory) -> Path:
+    """`tf.nn.ctc_beam_search_decoder(x, [2], top_paths=1_000_000)`: three outputs per path."""
+    return single_op(directory, "ctc_top_paths.keras", "tf.nn.ctc_beam_search_decoder",
+                     args=[INPUT0, tensor("int32", [1], [2])],
+                     kwargs={"beam_width": MILLION, "top_paths": MILLION}, shape=(1, 4))
+
+
+def meshgrid_rank(directory, arguments: int = 2000) -> Path:
+    """`tf.meshgrid` of 2000 stored 1-element arrays (4000 items): 5 graph ops each, every
+    output of rank 2000; 10 s and 600 MB while tracing, within the op count."""
+    return single_op(directory, "meshgrid_rank.keras", "tf.meshgrid",
+                     args=[array("float32", [1], [1.0]) for _ in range(arguments)])
+
+
+VICTIM_OP = "_hostile:register_victim_op"
+"""`preload` entry for `load_in_child` that registers the victim `@keras_graft.op`."""
+
+
+def register_victim_op():
+    """Registers `hostile_victim>repeated_sin(x, times=1)`, an ordinary-looking
+    `@keras_graft.op` whose Python loop runs `times` times."""
+    import tensorflow as tf
+
+    import keras_graft
+
+    @keras_graft.op(package="hostile_victim")
+    def repeated_sin(x, times=1):
+        for _ in range(times):
+            x = tf.math.sin(x)
+        return x
+
+    return repeated_sin
+
+
+def graph_ops_loop(directory) -> Path:
+    """Victim op (preload `VICTIM_OP`) `repeated_sin(x, times=10_000_000)` from a file: its
+    loop adds a graph op per step while tracing, an hour and GBs without a bound."""
+    return single_op(directory, "graph_ops_loop.keras", "hostile_victim>repeated_sin",
+                     args=[INPUT0], kwargs={"times": 10_000_000})
+
+
+# `Print` stores only its formatting options, even where printing is allowed.
+
+ALLOW_PRINT = "_hostile:allow_print"
+"""`preload` entry for `load_in_child` that allows `Print` layers process-wide."""
+
+
+def allow_print():
+    import keras_graft
+
+    keras_graft.allow_process_wide("print")
+
+
+def _print_model(directory, filename, kwargs) -> Path:
+    layers = [input_layer(), print_layer("printed", ["x:", INPUT0], kwargs)]
+    return write_keras(directory, filename, model_config(layers))
+
+
+def print_to_file(directory) -> Path:
+    """A `Print` layer with `output_stream="file://printed.txt"` (allowed to print): when the
+    model runs, it appends to a file of the file's choosing."""
+    return _print_model(directory, "print_to_file.keras", {"output_stream": "file://printed.txt"})
+
+
+def print_to_stdout(directory) -> Path:
+    """`output_stream="stdout"`: no file, but still a stream the file chooses."""
+    return _print_model(directory, "print_to_stdout.keras", {"output_stream": "stdout"})
+
+
+def print_to_log(directory) -> Path:
+    """`output_stream="log(error)"`, and formatting options beside it."""
+    return _print_model(directory, "print_to_log.keras",
+                        {"sep": ",", "output_stream": "log(error)", "summarize": -1})
+
+
+def print_op_name(directory) -> Path:
+    """`name=...`, the graph op's name, is not a formatting option either."""
+    return _print_model(directory, "print_op_name.keras", {"name": "../../etc"})
+
+
+def print_option_of_another_kind(directory) -> Path:
+    """`summarize` as a string, `end` as the input tensor: refused when loaded, not when run."""
+    return _print_model(directory, "print_option_of_another_kind.keras",
+                        {"summarize": "all", "end": INPUT0})
+
+
+# The signature cache answers only for values TensorFlow knows nothing of.
+
+
+def _partly_known_reshape(directory, filename, columns: int) -> Path:
+    """`tf.reshape(y, tf.stack([n, columns]))` with `n` computed from the input's value:
+    TensorFlow knows the second part of the shape, not the first."""
+    rows = 3 * 8 // columns  # on a batch of one row of 24 zeros
+    return chain(directory, filename, [
+        ("zeroed", "tf.math.multiply", [INPUT0, 0.0], {}, ["input"]),
+        ("total", "tf.math.reduce_sum", [INPUT0], {}, ["zeroed"]),
+        ("as_int", "tf.cast", [INPUT0, graft("dtype", name="int32")], {}, ["total"]),
+        ("rows", "tf.math.add", [INPUT0, rows], {}, ["as_int"]),
+        ("shape", "tf.stack", [[INPUT0, columns]], {}, ["rows"]),
+        ("reshaped", "tf.reshape", [INPUT0, graft("input", index=1)], {}, ["input", "shape"]),
+    ], shape=(24,))
+
+
+def cache_partly_known_first(directory) -> Path:
+    """The first of two files: a partly known reshape with 4 columns."""
+    return _partly_known_reshape(directory, "cache_partly_known_first.keras", 4)
+
+
+def cache_partly_known_shape(directory) -> Path:
+    """Loaded after the same model with 4 columns, this one (8 columns) reported `(None, 4)`
+    and ran as `(3, 8)`: the cache keyed the shape tensor by its signature only."""
+    return _partly_known_reshape(directory, "cache_partly_known_shape.keras", 8)
+
+
+def _partly_known_fill(directory, filename, columns: int) -> Path:
+    """`tf.fill(tf.concat([[n], [columns]], 0), 1.0)` with `n` from the input's value."""
+    return chain(directory, filename, [
+        ("total", "tf.math.reduce_sum", [INPUT0], {}, ["input"]),
+        ("as_int", "tf.cast", [INPUT0, graft("dtype", name="int32")], {}, ["total"]),
+        ("rows", "tf.reshape", [INPUT0, [1]], {}, ["as_int"]),
+        ("shape", "tf.concat", [[INPUT0, array("int32", [1], [columns])], 0], {}, ["rows"]),
+        ("filled", "tf.fill", [INPUT0, 1.0], {}, ["shape"]),
+    ])
+
+
+def cache_partly_known_fill_first(directory) -> Path:
+    """The first of two files: a fill of a partly known shape with 2 columns."""
+    return _partly_known_fill(directory, "cache_partly_known_fill_first.keras", 2)
+
+
+def cache_partly_known_fill(directory) -> Path:
+    """After the 2-column file, a 5-column `tf.fill` through `tf.concat` with a constant."""
+    return _partly_known_fill(directory, "cache_partly_known_fill.keras", 5)
+
+
 class Attack(NamedTuple):
     name: str
     weakness: int
     build: Callable[[Path], Path]
     description: str
+    preload: tuple[str, ...] = ()
+    before: Callable[[Path], Path] | None = None  # a file the child loads first
+    run: bool = False  # the child calls the loaded model on zeros
 
 
-def _attack(weakness: int, build: Callable) -> Attack:
-    return Attack(build.__name__, weakness, build, (build.__doc__ or "").strip().splitlines()[0])
+def _attack(weakness: int, build: Callable, **setup) -> Attack:
+    return Attack(build.__name__, weakness, build, (build.__doc__ or "").strip().splitlines()[0],
+                  **setup)
 
 
 ATTACKS = [
@@ -748,13 +1049,27 @@ ATTACKS = [
                               decompress_shape_refiner, decode_image_shape_refiner,
                               keras_op_fill_bypass, eigvals_small_output, einsum_optimal_path,
                               polyval_long_list)),
+    *(_attack(3, b) for b in (map_flat_values_einsum, nested_map_flat_values_einsum,
+                              sparse_map_values_einsum, dynamic_partition_count, split_count,
+                              split_sizes, unstack_count, unstack_stored_dimension,
+                              unstack_in_map_fn, split_in_map_flat_values, sparse_split_count,
+                              ctc_top_paths, meshgrid_rank)),
+    _attack(3, graph_ops_loop, preload=(VICTIM_OP,)),
     *(_attack(4, b) for b in (deep_nesting, resource_dtype, variant_dtype_tensor,
                               huge_shape_argument, negative_shape, config_zip_bomb,
                               self_referencing_node, unknown_node_index, slot_out_of_range,
-                              layer_name_path)),
-    *(_attack(4, b) for b in (hyperparameter_set_epsilon, hyperparameter_function_default,
-                              hyperparameter_any_object,
-                              build_config_huge_input)),
+                              layer_name_path, node_stored_tensor_fill, node_stored_tensor_kwarg)),
+    _attack(4, node_stored_tensor_print, preload=(ALLOW_PRINT,)),
+    _attack(4, node_stored_tensor_layer, preload=(VICTIM,)),
+    *(_attack(4, b, preload=(VICTIM,)) for b in (hyperparameter_set_epsilon,
+                                                  hyperparameter_function_default,
+                                                  hyperparameter_any_object)),
+    # Loads (the victim layer is registered): its build trace must stay cheap.
+    _attack(3, build_config_huge_input, preload=(VICTIM,)),
+    *(_attack(4, b, preload=(ALLOW_PRINT,), run=True) for b in (
+        print_to_file, print_to_stdout, print_to_log, print_op_name, print_option_of_another_kind)),
+    _attack(5, cache_partly_known_shape, before=cache_partly_known_first, run=True),
+    _attack(5, cache_partly_known_fill, before=cache_partly_known_fill_first, run=True),
 ]
 
 
@@ -775,14 +1090,16 @@ def _child_env(extra: dict | None = None) -> dict:
 
 
 def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB,
-                  preload: tuple[str, ...] = (), env: dict | None = None) -> dict:
+                  preload: tuple[str, ...] = (), env: dict | None = None,
+                  before=None, run: bool = False) -> dict:
     """Loads `path` with `keras.models.load_model` in a fresh, limited interpreter.
 
     The child imports `keras_graft` (and the modules in `preload`, found on
     `sys.path` or next to this file; `"module:function"` also calls the
-    function, e.g. `VICTIM`), snapshots process state, loads the file
-    in safe mode, and snapshots again. Runs in an empty working directory so
-    created files show. Returns a dict:
+    function, e.g. `VICTIM`), loads the file `before` if given (in safe mode;
+    it must load), snapshots process state, loads the file in safe mode, with
+    `run` calls the model on zeros (a batch of one), and snapshots again.
+    Runs in an empty working directory so created files show. Returns a dict:
 
     - `outcome`: "loaded", "refused" (load raised), "timeout" (killed after
       `timeout_s`) or "crashed" (died otherwise: signal, abort, out of memory);
@@ -793,8 +1110,12 @@ def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB
       and its resident memory right before `load_model`;
     - `state_changes`: `{key: [before, after]}` for process state that differs;
     - `files_created`: names that appeared in the working directory;
+    - with `run`: `output_shapes`, the loaded model's output shapes, and
+      `run_shapes`, those of what the call returned (None if it raised);
     - `returncode`, `stderr_tail`.
     """
+    options = [f"--before={Path(before).resolve()}"] if before is not None else []
+    options += ["--run"] if run else []
     with tempfile.TemporaryDirectory(prefix="hostile-") as cwd:
         def limit():
             os.setsid()
@@ -806,7 +1127,7 @@ def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB
         with open(stderr_path, "wb") as err:
             process = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--child", str(Path(path).resolve()),
-                 *preload],
+                 *options, *preload],
                 cwd=cwd, env=_child_env(env), stdout=subprocess.PIPE, stderr=err,
                 preexec_fn=limit,
             )
@@ -913,7 +1234,7 @@ def _message_head(error: BaseException) -> str:
     return (lines or [""])[0][:300]
 
 
-def _child_main(path: str, preload: list[str]) -> None:
+def _child_main(path: str, arguments: list[str]) -> None:
     import importlib
     import traceback
 
@@ -921,11 +1242,15 @@ def _child_main(path: str, preload: list[str]) -> None:
     import keras  # noqa: F401
     import keras_graft  # noqa: F401
 
-    for entry in preload:  # "module" or "module:function" (called)
+    before_path = next((a.split("=", 1)[1] for a in arguments if a.startswith("--before=")), None)
+    run = "--run" in arguments
+    for entry in (a for a in arguments if not a.startswith("--")):  # "module" or "module:function"
         module, _, function = entry.partition(":")
         imported = importlib.import_module(module)
         if function:
             getattr(imported, function)()
+    if before_path is not None:
+        keras.models.load_model(before_path)
     before = _state()
     files_before = set(os.listdir("."))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -944,8 +1269,9 @@ def _child_main(path: str, preload: list[str]) -> None:
         sys.stdout.flush()
 
     start = time.perf_counter()
+    model = None
     try:
-        keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except BaseException as error:  # noqa: BLE001 - report everything, incl. RecursionError
         report.update(
             outcome="refused",
@@ -953,7 +1279,29 @@ def _child_main(path: str, preload: list[str]) -> None:
             message=_message_head(error),
         )
         traceback.print_exc()
-    emit(time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if run and model is not None:
+        report.update(_run_on_zeros(model))
+    emit(seconds)
+
+
+def _run_on_zeros(model) -> dict:
+    """The model's output shapes, and those of its outputs on zeros (a batch of one)."""
+    import traceback
+
+    import keras
+    import numpy as np
+
+    inputs = [np.zeros([1 if d is None else d for d in t.shape], t.dtype) for t in model.inputs]
+    shapes = {"output_shapes": [list(t.shape) for t in keras.tree.flatten(model.outputs)],
+              "run_shapes": None}
+    try:
+        outputs = model(inputs if len(inputs) > 1 else inputs[0])
+    except Exception:  # Reported as no run shapes; the test decides.
+        traceback.print_exc()
+        return shapes
+    shapes["run_shapes"] = [list(np.shape(o)) for o in keras.tree.flatten(outputs)]
+    return shapes
 
 
 if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "--child":

@@ -2,6 +2,7 @@
 higher-order functions, `tf.print`, and the no-dispatch error."""
 
 import json
+import sys
 import zipfile
 
 import keras
@@ -124,9 +125,70 @@ def test_print_layers_in_files_are_refused_in_safe_mode_unless_allowed(tmp_path)
     keras.models.load_model(tmp_path / "model.keras", safe_mode=False)
 
 
-def test_tf_print_refuses_choosing_where_it_prints():
-    with pytest.raises(keras_graft.UnstorableArgumentError, match="output_stream"):
-        tf.print(keras.Input((2,)), output_stream="file:///tmp/out")
+def test_tf_print_refuses_choosing_where_it_prints_saying_why_and_what_to_do(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(keras_graft.UnstorableArgumentError) as refused:
+        tf.print(keras.Input((2,)), output_stream=f"file://{target}")
+    message = str(refused.value)
+    assert "'output_stream'" in message and "always writes to standard error" in message
+    assert "redirect standard error" in message
+    with pytest.raises(keras_graft.UnstorableArgumentError, match="takes an int .* as summarize"):
+        tf.print(keras.Input((2,)), summarize="all")
+    with pytest.raises(keras_graft.UnstorableArgumentError, match="takes a string as sep"):
+        tf.print(keras.Input((2,)), sep=keras.Input((2,)))
+    assert not target.exists()
+
+
+def test_print_takes_exactly_the_formatting_options_of_tf_print(capfd):
+    """`FORMATTING_OPTIONS` are keywords `tf.print` accepts; it accepts no others
+    than those, `output_stream` and `name`."""
+    from keras_graft import printing
+
+    for option, value in {"summarize": -1, "sep": "|", "end": "\n"}.items():
+        assert option in printing.FORMATTING_OPTIONS
+        tf.print("a", "b", **{option: value})
+    assert "a|b" in capfd.readouterr().err
+    tf.print("a", output_stream=sys.stderr, name="n")
+    with pytest.raises(ValueError, match="Unrecognized keyword arguments"):
+        tf.print("a", color="red")
+
+
+def test_tf_print_options_and_name_survive_a_model_file(tmp_path, capfd):
+    x = keras.Input((3,))
+    model = keras.Model(x, tf.print("row", x, sep="=", end="!\n", summarize=1, name="shown"))
+    assert model.layers[-1].name == "shown"
+    model.save(tmp_path / "model.keras")
+    with keras_graft.allow("print"):
+        reloaded = keras.models.load_model(tmp_path / "model.keras")
+    capfd.readouterr()
+    reloaded(np.arange(3, dtype="float32")[None])
+    assert "row=[[0 ... 2]]!" in capfd.readouterr().err
+
+
+def test_a_print_layer_from_a_file_takes_no_stream_even_where_printing_is_allowed(tmp_path):
+    """A file that sets `output_stream` (or any option but formatting) is refused
+    on load, also with `keras_graft.allow("print")`; nothing is written."""
+    x = keras.Input((2,))
+    keras.Model(x, tf.print("x:", x, sep=" ")).save(tmp_path / "model.keras")
+    target = tmp_path / "appended.txt"
+    for option, value in (("output_stream", f"file://{target}"), ("output_stream", "stdout"),
+                          ("name", "renamed")):
+        forged = tmp_path / "forged.keras"
+        with zipfile.ZipFile(tmp_path / "model.keras") as source, zipfile.ZipFile(forged, "w") as out:
+            for item in source.namelist():
+                data = source.read(item)
+                if item == "config.json":
+                    config = json.loads(data)
+                    printed = next(layer for layer in config["config"]["layers"]
+                                   if layer["class_name"] == "Print")
+                    printed["config"]["arguments"]["kwargs"][option] = value
+                    data = json.dumps(config).encode()
+                out.writestr(item, data)
+        with keras_graft.allow("print"), pytest.raises(
+            keras_graft.UnsafeOpError, match=rf"Print layer .*got '{option}'.*standard error"
+        ):
+            keras.models.load_model(forged)
+    assert not target.exists()
 
 
 def test_the_no_dispatch_error_names_the_function_called():

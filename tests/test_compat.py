@@ -143,6 +143,55 @@ def test_layer_edges_lists_each_connection_once():
     assert _compat.layer_edges(model) == [["x", "shared"], ["shared", "add"]]
 
 
+def test_op_creation_is_watched_before_and_after_in_every_graph_of_the_block():
+    before, after = [], []
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6])
+        with _compat.watching_op_creation(lambda t, n: before.append((t, n)), after.append):
+            tf.split(x, 3, axis=1)
+            tf.unstack(x, axis=1)
+            tf.identity_n([x, x])
+            tf.map_fn(tf.math.sin, x)  # its loop body is a function graph
+        tf.math.cos(x)  # after the block: not watched
+    counts = dict(before)
+    assert (counts["Split"], counts["Unpack"], counts["IdentityN"]) == (3, 6, 2)
+    assert "Sin" in counts and "Cos" not in counts
+    assert [op.type for op in after] == [t for t, _ in before]
+    assert after[-1].graph is graph
+
+
+def test_an_exception_before_creation_leaves_no_op_behind():
+    def refuse(op_type, outputs):
+        if op_type == "DynamicPartition":
+            raise OverflowError(f"{outputs} outputs")
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None])
+        with _compat.watching_op_creation(refuse, lambda op: None):
+            with pytest.raises(OverflowError, match="1000000 outputs"):
+                tf.dynamic_partition(x, tf.zeros([1], tf.int32), num_partitions=1_000_000)
+    assert "DynamicPartition" not in {op.type for op in graph.get_operations()}
+
+
+def test_op_creation_is_watched_only_in_the_thread_that_asked():
+    import threading
+
+    seen = []
+    other_graph = tf.Graph()
+
+    def elsewhere():
+        with other_graph.as_default():
+            tf.constant(1.0, name="in_another_thread")
+
+    with _compat.watching_op_creation(lambda t, n: seen.append(t), lambda op: None):
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+    assert seen == [] and other_graph.get_operations()
+
+
 def test_pure_callback_sequential_calls_back_once_per_element_under_vmap():
     import jax
     import numpy as np

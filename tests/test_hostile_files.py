@@ -2,10 +2,13 @@
 
 Each attack of `_hostile.ATTACKS` (classes: 1 names that are no pure tensor
 ops, 2 Python functions with process-wide effects, 3 ops that would parse,
-decode or compute something large or run a program at load, 4 malformed
-arguments, hyperparameters and Keras structure) must end in a clean refusal,
-or in a model that loaded without running anything: never a hang, a crash,
-a large allocation, a file written or a change of process state.
+decode or compute something large, run a program, search or build without
+bound at load, 4 malformed arguments, hyperparameters, `Print` options and
+Keras structure, 5 a load that reports shapes the model does not compute)
+must end in a clean refusal, or in a model that loaded without running
+anything: never a hang, a crash, a large allocation, a file written (also
+when the model runs, for the attacks that run it) or a change of process
+state. A model that loads must report the output shapes it computes.
 """
 
 import pytest
@@ -16,12 +19,13 @@ import _hostile
 MEMORY_BUDGET_MB = 1536
 CLEAN_REFUSALS = {
     "UnsafeOpError", "OpTraceError", "UnstorableArgumentError", "MalformedModelFileError",
-    "ValueError", "TypeError",
+    "TracingBudgetError", "ValueError", "TypeError",
 }
 # Keras parses config.json whole before keras-graft sees it: a JSON bomb is
 # refused, but its parse allocates (see the README's threat model).
 KERAS_OWN_PARSE = {"config_zip_bomb"}
 MUST_BE_REFUSED = {1, 2, 4}
+MUST_LOAD = {5}  # models a user could have built: they load, with true shapes
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +37,9 @@ def forge_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("attack", _hostile.ATTACKS, ids=lambda attack: f"class{attack.weakness}-{attack.name}")
 def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir):
-    preload = (_hostile.VICTIM,) if attack.name.startswith("hyperparameter") else ()
-    result = _hostile.load_in_child(attack.build(forge_dir), timeout_s=90, preload=preload)
+    before = attack.before(forge_dir) if attack.before else None
+    result = _hostile.load_in_child(attack.build(forge_dir), timeout_s=90, preload=attack.preload,
+                                    before=before, run=attack.run)
     summary = f"{attack.name}: {attack.description}\n{result}"
 
     assert result["outcome"] in ("refused", "loaded"), summary  # not "timeout" or "crashed"
@@ -42,10 +47,17 @@ def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir):
         assert result["exception"] in CLEAN_REFUSALS, summary
     if attack.weakness in MUST_BE_REFUSED:
         assert result["outcome"] == "refused", summary
+    if attack.weakness in MUST_LOAD:
+        assert result["outcome"] == "loaded", summary
     if attack.name not in KERAS_OWN_PARSE:
         assert result["peak_rss_mb"] <= MEMORY_BUDGET_MB, summary
     assert result["state_changes"] == {}, summary
     assert result["files_created"] == [], summary
+    if attack.run and result["outcome"] == "loaded":
+        assert result["run_shapes"] is not None, summary
+        for reported, computed in zip(result["output_shapes"], result["run_shapes"], strict=True):
+            assert len(reported) == len(computed), summary
+            assert all(r in (None, c) for r, c in zip(reported, computed)), summary
 
 
 def test_the_sandbox_sees_what_a_load_changes(forge_dir):

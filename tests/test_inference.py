@@ -264,3 +264,35 @@ def test_ops_on_many_inputs_are_not_cached():
     inputs = [keras.Input((2,)) for _ in range(100)]
     assert keras_graft.Op(tf.add_n)(inputs).shape == (None, 2)
     assert len(inference.signatures) == 0
+
+
+def test_values_tensorflow_knows_in_part_are_never_answered_from_the_cache():
+    """`tf.reshape(y, tf.stack([n, K]))` with `n` read from an input: TensorFlow
+    knows the K, so two such reshapes in one model are two answers."""
+    inference.signatures.clear()
+    y = keras.Input((24,))
+    n = tf.cast(tf.math.reduce_sum(y * 0.0), "int32")  # a value only running tells
+    outputs = [tf.reshape(y, tf.stack([n + 24 // k, k])) for k in (4, 8)]
+    assert [tuple(o.shape) for o in outputs] == [(None, 4), (None, 8)]
+    computed = keras.Model(y, outputs)(np.zeros((1, 24), "float32"))
+    assert [tuple(c.shape) for c in computed] == [(6, 4), (3, 8)]
+    filled = [tf.fill(tf.concat([tf.reshape(n, [1]), [k]], 0), 1.0) for k in (2, 5)]
+    assert [tuple(f.shape) for f in filled] == [(None, 2), (None, 5)]
+
+
+def test_a_cache_that_keeps_nothing_traces_every_op(monkeypatch):
+    traced = counting_traces(monkeypatch)
+    monkeypatch.setattr(inference, "signatures", inference.SignatureCache(capacity=0))
+    x = keras.Input((4,))
+    tf.math.sin(x), tf.math.sin(x)
+    assert len(traced) == 2 and len(inference.signatures) == 0
+
+
+def test_a_cache_hit_always_equals_a_fresh_trace_over_random_shape_programs():
+    """The property of `_shape_programs.py`: programs of shape arithmetic built
+    with the cache, in turns with two sets of constants, against fresh traces.
+    (More: `python tests/_shape_programs.py --examples 2000 --seed 7`.)"""
+    import _shape_programs
+
+    result = _shape_programs.run(examples=30, seed=0)
+    assert result["cache_hits"] > 0  # the property was tested on hits, not only misses

@@ -1,6 +1,7 @@
 """Model files may only name allowed ops; forged files are refused before anything runs."""
 
 import gc
+import inspect
 import json
 import os
 import subprocess
@@ -26,21 +27,30 @@ def save_sin_model(path):
     return model
 
 
-def forge(source, target, op_name, arguments=None):
-    """Copies a .keras file, naming `op_name` (and `arguments`) in its op layer."""
-    with zipfile.ZipFile(source) as archive:
+def edited(path, target, edit):
+    """Copies a `.keras` file with `edit(config)` applied to its config."""
+    with zipfile.ZipFile(path) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(files["config.json"])
-    for layer in config["config"]["layers"]:
-        if layer["class_name"] == "TFOp":
-            layer["config"]["op"] = op_name
-            if arguments is not None:
-                layer["config"]["arguments"] = arguments
+    edit(config)
     files["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(target, "w") as archive:
         for name, data in files.items():
             archive.writestr(name, data)
     return target
+
+
+def forge(source, target, op_name, arguments=None):
+    """Copies a .keras file, naming `op_name` (and `arguments`) in its op layer."""
+
+    def rename(config):
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "TFOp":
+                layer["config"]["op"] = op_name
+                if arguments is not None:
+                    layer["config"]["arguments"] = arguments
+
+    return edited(source, target, rename)
 
 
 def forged_arguments(marker):
@@ -444,3 +454,179 @@ def test_a_name_that_does_not_exist_is_refused_without_advice_to_allow_it():
     with pytest.raises(keras_graft.UnsafeOpError) as refused:
         safety.check_tf_name("math.abs_nonexistent")
     assert "not a public attribute" in str(refused.value) and "allow" not in str(refused.value)
+
+
+# -- Bounds that follow the function, and the trace budget ---------------------
+
+
+def op_layer_configs(config):
+    return [layer["config"] for layer in config["config"]["layers"] if layer["class_name"] == "TFOp"]
+
+
+def set_keyword(name, value, layer=0):
+    def edit(config):
+        op_layer_configs(config)[layer]["arguments"]["kwargs"][name] = value
+    return edit
+
+
+def test_a_bounded_keyword_applies_to_a_function_argument_too(tmp_path):
+    """`tf.ragged.map_flat_values(tf.einsum, ..., optimize=...)`: the keyword reaches
+    `tf.einsum`, which gets the bound of `tf.einsum` whatever passes it on."""
+    x = keras.Input((2,))
+    matrix = np.array([[1.0, 2.0], [3.0, 4.0]], "float32")
+    model = keras.Model(x, tf.ragged.map_flat_values(tf.einsum, "bi,ij->bj", x, matrix, optimize="greedy"))
+    model.save(tmp_path / "greedy.keras")
+    data = np.ones((3, 2), "float32")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "greedy.keras")(data), data @ matrix)
+    for name, forged_value in (("optimize", "optimal"), ("optimize", "branch-all")):
+        forged = edited(tmp_path / "greedy.keras", tmp_path / "forged.keras",
+                        set_keyword(name, forged_value))
+        with pytest.raises(keras_graft.errors.TracingBudgetError,
+                           match=rf"tf.einsum` from a model file: optimize='{forged_value}'"):
+            keras.models.load_model(forged)
+        assert keras.models.load_model(forged, safe_mode=False).output.shape == (None, 2)
+
+
+def test_output_counts_from_a_file_are_bounded_by_argument_and_by_dimension(tmp_path):
+    x = keras.Input((4,))
+    parts = keras.Input((), dtype="int32")
+    model = keras.Model([x, parts], [
+        tf.dynamic_partition(x, parts, num_partitions=2)[0],
+        tf.unstack(tf.reshape(x, [-1, 2]), axis=1)[0],
+    ])
+    model.save(tmp_path / "model.keras")
+    keras.models.load_model(tmp_path / "model.keras")
+    too_many = safety.MAX_OP_OUTPUTS + 1
+
+    def layer_of(config, op):
+        return next(c for c in op_layer_configs(config) if c["op"] == op)
+
+    def more_partitions(config):
+        layer_of(config, "tf.dynamic_partition")["arguments"]["kwargs"]["num_partitions"] = too_many
+
+    def wider_reshape(config):
+        layer_of(config, "tf.reshape")["arguments"]["args"][1] = [-1, too_many]
+
+    for edit, message in ((more_partitions, f"num_partitions={too_many} asks for {too_many} outputs"),
+                          (wider_reshape, f"{too_many} elements along axis 1, one output each")):
+        forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", edit)
+        with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
+            keras.models.load_model(forged)
+
+
+@pytest.mark.parametrize("name", sorted(safety.BOUNDED_ARGUMENTS))
+def test_bounded_arguments_name_parameters_the_op_has(name):
+    """The checks read arguments by parameter name: a renamed parameter would go unchecked."""
+    expected = {
+        "einsum": {"equation"}, "linalg.einsum": {"equation"},
+        "dynamic_partition": {"num_partitions"}, "split": {"num_or_size_splits", "num"},
+        "unstack": {"value", "num", "axis"}, "sparse.split": {"num_split"},
+        "nn.ctc_beam_search_decoder": {"top_paths"},
+    }[name]
+    parameters = inspect.signature(safety.allowed_ops()[name]).parameters
+    assert expected <= set(parameters)
+    if "einsum" in name:  # `optimize` goes through **kwargs
+        assert any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def test_a_bounded_op_keeps_its_name_and_runs_like_the_op(tmp_path):
+    with _compat_safe_mode():
+        bounded_split = keras_graft.registry.resolve("tf.split")
+    assert bounded_split is not tf.split and bounded_split.graft_tf_name == "split"
+    assert keras_graft.registry.name_of(bounded_split) == "tf.split"
+    assert [t.numpy().tolist() for t in bounded_split(tf.range(4), 2)] == [[0, 1], [2, 3]]
+    with pytest.raises(keras_graft.errors.TracingBudgetError, match="num_or_size_splits=5000"):
+        bounded_split(tf.range(4), 5000)
+    assert keras_graft.registry.resolve("tf.split") is tf.split  # not while building in code
+
+
+def _compat_safe_mode():
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(True)
+
+
+@keras_graft.op(package="tests_budget")
+def repeated_sin(x, times=1):
+    for _ in range(times):
+        x = tf.math.sin(x)
+    return x
+
+
+def test_a_python_loop_over_a_file_value_stops_at_the_graph_op_budget(tmp_path):
+    x = keras.Input((3,))
+    keras.Model(x, repeated_sin(x, times=3)).save(tmp_path / "model.keras")
+    assert len(keras.models.load_model(tmp_path / "model.keras").layers) == 2
+    forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", set_keyword("times", 10**7))
+    graph_before = inference.scratch_graph().version
+    with pytest.raises(keras_graft.errors.TracingBudgetError,
+                       match=rf"repeated_sin \(layer .*more than {safety.MAX_TRACE_OPS} graph ops"):
+        keras.models.load_model(forged)
+    assert inference.scratch_graph().version - graph_before <= 2 * safety.MAX_TRACE_OPS + 100
+
+
+def test_the_trace_budget_holds_when_tensorflow_swallows_the_refusal():
+    def stubborn(x):
+        try:
+            tf.unstack(x, num=safety.MAX_OP_OUTPUTS + 1)
+        except Exception:  # TF code that catches and goes on
+            pass
+        return tf.math.sin(x)
+
+    x = keras.Input((3,))
+    with pytest.raises(keras_graft.errors.TracingBudgetError, match=r"stubborn.*Unpack op with 4097 outputs"):
+        inference.trace(stubborn, x, display_name="stubborn", audit=False, untrusted=True)
+    assert inference.trace(stubborn, x, display_name="stubborn", audit=False)[0].shape == (None, 3)
+
+
+def test_the_trace_budget_refuses_outputs_in_all_and_ranks_no_tensor_can_have():
+    def many_splits(x):
+        return [tf.split(x, safety.MAX_OP_OUTPUTS, axis=0) for _ in range(5)][0][0]
+
+    def high_rank(x):
+        return tf.reshape(x, [-1] + [1] * safety.MAX_RANK)
+
+    x = keras.Input((3,))
+    for function, message in ((many_splits, "more than 16384 graph op outputs"),
+                              (high_rank, "output of rank 255")):
+        with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
+            inference.trace(function, x, display_name=function.__name__, audit=False, untrusted=True)
+
+
+# -- A file's node calls its layers on Keras tensors only -----------------------
+
+
+def test_a_file_node_that_calls_a_layer_on_a_stored_tensor_is_refused_before_it_runs(tmp_path, capfd):
+    """Keras calls a layer on what its node stores; on a stored tensor the layer ran
+    at load (a file's `tf.fill` of 20000x20000, a `Print` printing)."""
+    x = keras.Input((3,))
+    keras.Model(x, [tf.math.sin(x), tf.print("loaded:", x)]).save(tmp_path / "model.keras")
+    stored = {"class_name": "__tensor__", "config": {"value": [1.0, 2.0, 3.0], "dtype": "float32"}}
+
+    def on_stored(layer_class, where):
+        def edit(config):
+            layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == layer_class)
+            node = layer["inbound_nodes"][0]
+            node[where] = [stored] if where == "args" else {"training": stored}
+        return edit
+
+    with keras_graft.allow("print"):
+        assert len(keras.models.load_model(tmp_path / "model.keras").outputs) == 2
+        for layer_class, where in (("TFOp", "args"), ("TFOp", "kwargs"), ("Print", "args")):
+            forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", on_stored(layer_class, where))
+            with pytest.raises(keras_graft.errors.MalformedModelFileError,
+                               match="is called on EagerTensor .* a model file calls its layers on Keras tensors"):
+                keras.models.load_model(forged)
+    assert "loaded:" not in capfd.readouterr().err
+
+
+def test_a_layer_called_on_something_else_than_keras_tensors_in_code_says_so():
+    x = keras.Input((3,))
+    with pytest.raises(keras_graft.errors.OpTraceError,
+                       match=r"tf.math.add was called on None \(NoneType\), not on Keras tensors. Call it"):
+        keras_graft.Op(tf.math.add)([x, None])
+    printer = tf.print("x:", x)._keras_history[0]
+    with pytest.raises(TypeError, match="called on None, not on a Keras tensor. Print Keras tensors"):
+        printer([None, x])
+    eager = tf.constant([1.0, 2.0])  # outside a load, layers run on tensors as usual
+    np.testing.assert_allclose(keras_graft.Op(tf.math.sin)(eager), np.sin([1.0, 2.0]), rtol=1e-6)

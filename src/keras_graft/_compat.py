@@ -8,8 +8,12 @@ instead of the whole package.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
+import threading
+from collections.abc import Callable
 
 import tensorflow as tf
 from keras.src.backend import AutocastScope, get_keras_mask
@@ -46,6 +50,7 @@ __all__ = [
     "tf_symbol",
     "translate_legacy_configs",
     "unique_layer_name",
+    "watching_op_creation",
 ]
 
 GlobalOpDispatcher = tf.__internal__.dispatch.GlobalOpDispatcher
@@ -150,6 +155,83 @@ def ops_created_between(graph: tf.Graph, first_mark: int, last_mark: int) -> lis
     """The operations of `graph` created after `first_mark` and before `last_mark`."""
     nodes = graph._nodes_by_id
     return [nodes[i] for i in range(first_mark + 1, last_mark) if i in nodes]
+
+
+# The callbacks `watching_op_creation` installed for this thread (and asyncio
+# task), or None: the patched op constructor then does nothing more.
+_op_creation_watcher: contextvars.ContextVar = contextvars.ContextVar(
+    "keras_graft_op_creation_watcher", default=None
+)
+_op_creation_hook_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def watching_op_creation(
+    before: Callable[[str, int], None], after: Callable[[tf.Operation], None]
+):
+    """Calls `before(op_type, output_count)` before, and `after(operation)`
+    after, each graph op is created in this thread, inside the block; an
+    exception `before` raises aborts the creation (TensorFlow builds nothing
+    of the op).
+
+    Every graph op TensorFlow's Python API creates, in any graph (function
+    and loop bodies too: `FuncGraph` defers to `tf.Graph`), goes through
+    `tf.Graph._create_op_internal`, with the op's attributes already known,
+    so the number of outputs (`num_split=...`) is known before TensorFlow
+    allocates them. The constructor is wrapped once per process; outside
+    these blocks the wrapper only reads a context variable.
+    """
+    _install_op_creation_hook()
+    token = _op_creation_watcher.set((before, after))
+    try:
+        yield
+    finally:
+        _op_creation_watcher.reset(token)
+
+
+def _install_op_creation_hook() -> None:
+    from tensorflow.python.framework import ops
+
+    with _op_creation_hook_lock:
+        original = ops.Graph._create_op_internal
+        if getattr(original, "graft_watched", False):
+            return
+
+        def _create_op_internal(self, op_type, inputs, dtypes=None, input_types=None,
+                                name=None, attrs=None, op_def=None, compute_device=True):
+            watcher = _op_creation_watcher.get()
+            if watcher is None:
+                return original(self, op_type, inputs, dtypes, input_types, name, attrs,
+                                op_def, compute_device)
+            before, after = watcher
+            before(op_type, _output_count(self, op_type, attrs, op_def))
+            operation = original(self, op_type, inputs, dtypes, input_types, name, attrs,
+                                 op_def, compute_device)
+            after(operation)
+            return operation
+
+        _create_op_internal.graft_watched = True
+        ops.Graph._create_op_internal = _create_op_internal
+
+
+def _output_count(graph: tf.Graph, op_type: str, attrs, op_def) -> int:
+    """How many outputs an op of `op_type` with these attributes will have:
+    one per output argument, or the number an attribute gives (`num_split`,
+    the length of a type list); an attribute left out counts as its default."""
+    op_def = op_def or graph.op_def_for_type(op_type)
+    attrs = attrs or {}
+    defaults = {attr.name: attr.default_value for attr in op_def.attr}
+    count = 0
+    for argument in op_def.output_arg:
+        if argument.number_attr:
+            value = attrs.get(argument.number_attr, defaults.get(argument.number_attr))
+            count += value.i if value is not None else 1
+        elif argument.type_list_attr:
+            value = attrs.get(argument.type_list_attr, defaults.get(argument.type_list_attr))
+            count += len(value.list.type) if value is not None else 1
+        else:
+            count += 1
+    return count
 
 
 def called_function_names(node_def) -> list[str]:

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from keras_graft import registry
+from keras_graft import registry, safety
 from keras_graft._compat import KerasTensor
 from keras_graft.errors import UnstorableArgumentError, malformed
 
@@ -91,7 +91,7 @@ _VALUE_DTYPES = frozenset(
 MAX_NESTING = 64
 
 # TensorFlow's limit on the rank of a tensor.
-MAX_RANK = 254
+MAX_RANK = safety.MAX_RANK
 
 # The most values a stored constant may hold (64 MB of float32).
 MAX_STORED_ELEMENTS = 1 << 24
@@ -504,10 +504,6 @@ class ArgumentTemplate:
         }
         return cls(config), encoder.tensors
 
-    def constant_keywords(self) -> dict:
-        """The keyword arguments that hold no input."""
-        return {name: value for name, holds, value in self._kwargs if not holds}
-
     def fill(self, inputs) -> tuple[list, dict]:
         """The call's arguments with `inputs` put back where the template holds them."""
         flat_inputs = tree.flatten(inputs)
@@ -538,10 +534,15 @@ class ArgumentTemplate:
             return None
         # Functions are stored by name; a name can be registered again (a
         # notebook cell run twice), so the functions themselves are keyed too.
-        functions = tuple(
-            value for value in nested_values((self._args, self._kwargs)) if callable(value)
+        return text, self.functions()
+
+    def functions(self) -> tuple:
+        """The functions among the stored arguments (`tf.map_fn(fn, ...)`'s `fn`)."""
+        return tuple(
+            value
+            for value in nested_values((self._args, self._kwargs))
+            if callable(value) and not isinstance(value, type)
         )
-        return text, functions
 
     def __eq__(self, other):
         return isinstance(other, ArgumentTemplate) and other.get_config() == self.get_config()

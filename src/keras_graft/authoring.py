@@ -60,7 +60,7 @@ import types
 import keras
 import tensorflow as tf
 
-from keras_graft import _compat, backends
+from keras_graft import _compat, backends, safety
 from keras_graft._compat import AutocastScope, get_keras_mask
 from keras_graft.context import BridgedState, LayerContext, _BuildingScope, _creating_variable
 from keras_graft.hyperparameters import validate_stored
@@ -418,6 +418,7 @@ class FunctionLayer(keras.layers.Layer):
 
     # -- build -----------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        safety.check_called_on_keras_tensors(self.name, args, kwargs)
         for name, value in zip(self._graft_signature.inputs, args):
             leaves = tf.nest.flatten(value)
             if not leaves or not all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") for leaf in leaves):

@@ -32,6 +32,18 @@ class UnsafeOpError(KerasGraftError, ValueError):
     """
 
 
+class TracingBudgetError(KerasGraftError, ValueError):
+    """Tracing an op from a model file would cost more than a file may make it cost.
+
+    Wrong (in a file): `tf.dynamic_partition(x, p, num_partitions=1_000_000)`
+    (a million graph outputs), `tf.einsum(..., optimize="optimal")` (an
+    exhaustive path search), or an op layer whose trace builds more than
+    `keras_graft.safety.MAX_TRACE_OPS` graph ops.
+    Right: at most `keras_graft.safety.MAX_OP_OUTPUTS` outputs per op; a file
+    you trust loads with `keras.models.load_model(path, safe_mode=False)`.
+    """
+
+
 class OpTraceError(KerasGraftError, ValueError):
     """TensorFlow could not build the op on the given Keras tensors.
 

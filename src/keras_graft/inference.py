@@ -23,6 +23,7 @@ result depends on nothing else, and answers repeats without touching the graph.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Hashable
 
 import keras
@@ -30,8 +31,8 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from keras_graft import _compat, safety
-from keras_graft.errors import OpTraceError, UnstorableArgumentError
+from keras_graft import _compat, safety, static_values
+from keras_graft.errors import OpTraceError, TracingBudgetError, UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000
 
@@ -178,7 +179,47 @@ def trace(
     """
     graph = scratch_graph()
     flat = tree.flatten(inputs)
-    symbolic = [_stand_in(t, graph, untrusted) for t in flat]
+    where = _where(display_name, layer_name)
+    _check_keras_tensors(flat, where)
+    with safety.trace_budget(where) if untrusted else contextlib.nullcontext():
+        symbolic = [_stand_in(t, graph, untrusted) for t in flat]
+        outputs, first_mark = _call_on(function, inputs, symbolic, graph, display_name, flat, audit)
+    if audit:
+        created = _compat.ops_created_between(graph, first_mark, _compat.op_id_mark(graph))
+        safety.audit_graph_ops(display_name, graph, created)
+    flat_outputs = tree.flatten(outputs)
+    if untrusted:
+        safety.check_output_count(where, len(flat_outputs))
+    ranks = None
+    if any(_unknown_rank(v) for v in flat_outputs):
+        if not untrusted:
+            _probe_ranks(function, inputs, flat, flat_outputs)
+        elif stored_ranks is not None and len(stored_ranks) == len(flat_outputs):
+            for value, rank in zip(flat_outputs, stored_ranks):
+                if _unknown_rank(value):
+                    value.set_shape([None] * rank)
+        else:
+            raise OpTraceError(_unknown_rank_message(where, loading=True))
+        ranks = [_rank(v) for v in flat_outputs]
+    keras_outputs = tree.map_structure(lambda v: _to_keras_tensor(v, graph, where), outputs)
+    return keras_outputs, ranks
+
+
+def _check_keras_tensors(flat: list, where: str) -> None:
+    """Refuses inputs that are not Keras tensors (`Op(tf.math.add)([x, None])`)."""
+    for value in flat:
+        if not isinstance(value, _compat.KerasTensor):
+            raise OpTraceError(
+                f"{where} was called on {value!r:.60} ({type(value).__name__}), not on Keras "
+                "tensors. Call it on the Keras tensors it computes on (from `keras.Input` "
+                "or other layers)."
+            )
+
+
+def _call_on(function: Callable, inputs, symbolic: list, graph: tf.Graph, display_name: str,
+             flat: list, audit: bool):
+    """`function` on the graph stand-ins `symbolic` of `inputs`, and the op
+    mark before it (when `audit`); TensorFlow's errors explained."""
     first_mark = _compat.op_id_mark(graph) if audit else None
 
     def refuse_variables(next_creator, **kwargs):
@@ -192,7 +233,7 @@ def trace(
     with graph.as_default(), tf.variable_creator_scope(refuse_variables):
         try:
             outputs = function(tree.pack_sequence_as(inputs, symbolic))
-        except (UnstorableArgumentError, safety.UnsafeOpError):
+        except (UnstorableArgumentError, safety.UnsafeOpError, TracingBudgetError):
             raise
         except Exception as error:  # Whatever TF raised on these arguments.
             if isinstance(error, RuntimeError) and "capture an EagerTensor" in str(error):
@@ -206,25 +247,7 @@ def trace(
                 f"TensorFlow could not build {display_name} on Keras tensors "
                 f"{_describe(flat)}: {error}"
             ) from error
-    if audit:
-        created = _compat.ops_created_between(graph, first_mark, _compat.op_id_mark(graph))
-        safety.audit_graph_ops(display_name, graph, created)
-    flat_outputs = tree.flatten(outputs)
-    ranks = None
-    if any(_unknown_rank(v) for v in flat_outputs):
-        if not untrusted:
-            _probe_ranks(function, inputs, flat, flat_outputs)
-        elif stored_ranks is not None and len(stored_ranks) == len(flat_outputs):
-            for value, rank in zip(flat_outputs, stored_ranks):
-                if _unknown_rank(value):
-                    value.set_shape([None] * rank)
-        else:
-            raise OpTraceError(_unknown_rank_message(display_name, layer_name, loading=True))
-        ranks = [_rank(v) for v in flat_outputs]
-    keras_outputs = tree.map_structure(
-        lambda v: _to_keras_tensor(v, graph, display_name, layer_name), outputs
-    )
-    return keras_outputs, ranks
+    return outputs, first_mark
 
 
 class SignatureCache:
@@ -233,11 +256,11 @@ class SignatureCache:
     An entry is kept only when the trace could not have seen more than the
     inputs' shapes and dtypes, and its outputs carry nothing more either:
 
-    - every input is dense and TensorFlow cannot know its value: it stands in
-      the graph as a placeholder or is computed from one's value;
-    - every output is dense, has an unknown dimension, and its value depends
-      on an input's value, not only on shapes and constants (so TensorFlow
-      cannot know it either).
+    - every input is dense and TensorFlow can know nothing of its value, not
+      even part of it (`static_values.is_opaque`): it stands in the graph as
+      a placeholder, or is computed from placeholders' values with no known
+      part (`tf.stack([n[0], 4])` has one: the trace may read the 4);
+    - every output is dense, has an unknown dimension, and is opaque too.
 
     Then the same op on the same signature always gives the same outputs, and
     a repeat is answered with fresh Keras tensors, without tracing, auditing
@@ -251,7 +274,7 @@ class SignatureCache:
     """
 
     def __init__(self, capacity: int = 1024):
-        self.capacity = capacity
+        self.capacity = capacity  # 0 keeps nothing: every op is traced
         self._entries: dict = {}
 
     def key(self, function: Callable, arguments_key: Hashable, inputs, **flags) -> tuple | None:
@@ -296,9 +319,11 @@ class SignatureCache:
             if (
                 not isinstance(value, tf.Tensor)
                 or None not in tuple(tensor.shape)
-                or not _reads_an_input(value)
+                or not static_values.is_opaque(value)
             ):
                 return
+        if self.capacity <= 0:
+            return
         if len(self._entries) >= self.capacity:
             self._entries.pop(next(iter(self._entries)))
         specs = tree.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), outputs)
@@ -316,50 +341,14 @@ signatures = SignatureCache()
 # Ops with more inputs than this are traced each time (their keys would be large).
 _MAX_KEYED_INPUTS = 64
 
-# Op types whose output depends on their inputs' shapes only, never values.
-_SHAPE_READERS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
-
-# How much of an op's graph `_reads_an_input` looks at before giving up.
-_MAX_DEPENDENCY_WALK = 256
-
-
 def _carries_no_value(tensor: _compat.KerasTensor) -> bool:
-    """Whether tracing would see `tensor` as a value TensorFlow cannot know:
-    a placeholder, or something computed from one's value."""
+    """Whether tracing would see `tensor` as a value TensorFlow can know
+    nothing of (`static_values.is_opaque`): a placeholder, or computed from
+    placeholders' values with no known part."""
     cached = getattr(tensor, _SYMBOLIC_ATTR, None)
     if cached is not None and cached[0] is _graph:
-        return isinstance(cached[1], tf.Tensor) and _reads_an_input(cached[1])
+        return isinstance(cached[1], tf.Tensor) and static_values.is_opaque(cached[1])
     return not _is_shape_like(tensor)  # it will get a placeholder
-
-
-# `_reads_an_input`'s verdicts by op name, for one graph at a time.
-_reads_verdicts: tuple = (None, {})
-
-
-def _reads_an_input(value: tf.Tensor) -> bool:
-    """Whether `value` is computed from the value of a placeholder (a Keras
-    tensor's stand-in), not only from shapes and constants: then TensorFlow
-    cannot know its value. False when unsure."""
-    global _reads_verdicts
-    if _reads_verdicts[0] is not value.graph:
-        _reads_verdicts = (value.graph, {})
-    verdicts = _reads_verdicts[1]
-    pending, seen = [value.op], set()
-    found = False
-    while pending and not found:
-        operation = pending.pop()
-        if operation.name in seen or operation.type in _SHAPE_READERS:
-            continue
-        known = verdicts.get(operation.name)
-        found = operation.type == "Placeholder" or known is True
-        if known is False:
-            continue
-        seen.add(operation.name)
-        if len(seen) > _MAX_DEPENDENCY_WALK:
-            break
-        pending.extend(t.op for t in operation.inputs)
-    verdicts[value.op.name] = found
-    return found
 
 
 def _rank(value) -> int | None:
@@ -472,7 +461,7 @@ def _describe(tensors) -> str:
     return ", ".join(f"{t.dtype}{tuple(t.shape)}" for t in tensors) or "(none)"
 
 
-def _to_keras_tensor(value, graph: tf.Graph, display_name: str, layer_name: str | None):
+def _to_keras_tensor(value, graph: tf.Graph, where: str):
     if isinstance(value, tf.RaggedTensor):
         result = _compat.KerasTensor(
             shape=value.shape,
@@ -483,21 +472,21 @@ def _to_keras_tensor(value, graph: tf.Graph, display_name: str, layer_name: str 
         )
     elif isinstance(value, tf.SparseTensor):
         if value.shape.rank is None:
-            raise OpTraceError(_unknown_rank_message(display_name, layer_name))
+            raise OpTraceError(_unknown_rank_message(where))
         result = _compat.KerasTensor(shape=value.shape, dtype=value.dtype.name, sparse=True)
     elif isinstance(value, tf.Tensor):
         if value.shape.rank is None:
-            raise OpTraceError(_unknown_rank_message(display_name, layer_name))
+            raise OpTraceError(_unknown_rank_message(where))
         if value.dtype in (tf.resource, tf.variant):
             raise OpTraceError(
-                f"{display_name} returns a {value.dtype.name} tensor, which Keras "
+                f"{where} returns a {value.dtype.name} tensor, which Keras "
                 "models cannot pass between layers. Wrap the code that produces "
                 "and consumes it in one `@keras_graft.op` function."
             )
         result = _compat.KerasTensor(shape=value.shape, dtype=value.dtype.name)
     else:
         raise OpTraceError(
-            f"{display_name} returned {value!r:.80} ({type(value).__name__}) where "
+            f"{where} returned {value!r:.80} ({type(value).__name__}) where "
             "a Keras model needs tensors. Use the op for its tensor outputs only, "
             "or wrap it in a `@keras_graft.op` function that returns tensors."
         )
@@ -505,10 +494,14 @@ def _to_keras_tensor(value, graph: tf.Graph, display_name: str, layer_name: str 
     return result
 
 
-def _unknown_rank_message(display_name: str, layer_name: str | None, loading: bool = False) -> str:
-    where = display_name
+def _where(display_name: str, layer_name: str | None) -> str:
+    """The op, and its layer when the layer has another name, for messages."""
     if layer_name and layer_name != display_name:
-        where = f"{display_name} (layer {layer_name!r})"
+        return f"{display_name} (layer {layer_name!r})"
+    return display_name
+
+
+def _unknown_rank_message(where: str, loading: bool = False) -> str:
     if loading:
         return (
             f"TensorFlow cannot tell the rank of the output of {where} from the "

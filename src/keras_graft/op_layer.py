@@ -8,6 +8,7 @@ them save to `.keras` and load back in safe mode.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import keras
@@ -54,12 +55,10 @@ class TFOp(keras.layers.Layer):
             kwargs["name"] = _compat.unique_layer_name(registry.display_name(function))
         kwargs["autocast"] = False
         super().__init__(**kwargs)
-        # Made from a file being loaded in safe mode: traced, never run.
+        # Made from a file being loaded in safe mode: traced, never run, and
+        # within a budget (`safety.trace_budget`); `registry.resolve` gave it
+        # (and the functions among its arguments) their argument bounds.
         self.untrusted = _compat.deserializing_untrusted()
-        if self.untrusted and self.op_name.startswith(registry.TF_PREFIX):
-            safety.check_bounded_keywords(
-                self.op_name[len(registry.TF_PREFIX):], arguments.constant_keywords()
-            )
         # Output ranks only running the op told (see `inference.trace`).
         self.output_ranks = None
         # The backend bridge's compiled forms, per input signature.
@@ -82,7 +81,8 @@ class TFOp(keras.layers.Layer):
         # Eager TF tensors: just the op. Keras' layer call (building, masks,
         # autocasting, name scopes) does nothing for an op layer, at a cost
         # larger than most ops'. Graph tracing keeps Keras' path and its
-        # name scopes.
+        # name scopes. A file's node calls a layer on Keras tensors only.
+        safety.check_called_on_keras_tensors(self.name, args, kwargs)
         if (
             _ON_TENSORFLOW
             and len(args) == 1
@@ -155,7 +155,10 @@ class TFOp(keras.layers.Layer):
                 layer_name=self.name,
                 stored_ranks=self.output_ranks,
             )
-            backends.check_static_shapes(self.name, self.call_in_graph, inputs, outputs)
+            # A second trace (on JAX), of a file's op too: within the same budget.
+            where = f"{self.op_name} (layer {self.name!r})"
+            with safety.trace_budget(where) if self.untrusted else contextlib.nullcontext():
+                backends.check_static_shapes(self.name, self.call_in_graph, inputs, outputs)
         # Also for cached outputs: it reads a setting no key holds (JAX's 64-bit mode).
         backends.check_portable(self.name, inputs, outputs)
         if cached is None and key is not None:
@@ -246,16 +249,13 @@ def _stored_ranks(ranks):
     if ranks is None:
         return None
     if not isinstance(ranks, list) or not all(
-        type(r) is int and 0 <= r <= _MAX_RANK for r in ranks
+        type(r) is int and 0 <= r <= safety.MAX_RANK for r in ranks
     ):
         raise malformed(
             f"An op layer's stored `output_ranks` must be a list of ranks from 0 "
-            f"to {_MAX_RANK}; got {ranks!r:.80}"
+            f"to {safety.MAX_RANK}; got {ranks!r:.80}"
         )
     return ranks
 
 
 _ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
-
-# TensorFlow's own limit on tensor ranks.
-_MAX_RANK = 254

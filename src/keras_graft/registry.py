@@ -83,6 +83,9 @@ def _qualified(function: Callable) -> str:
 
 def name_of(function: Callable) -> str | None:
     """The stored name of `function`, or None when it has none."""
+    bounded_name = getattr(function, "graft_tf_name", None)  # `safety.bounded`
+    if bounded_name is not None:
+        return TF_PREFIX + bounded_name
     function = unwrap(function)
     registered = _name_of_registered.get(id(function))
     if registered is not None:
@@ -119,7 +122,12 @@ def check_allowed(stored_name: str) -> None:
 
 
 def resolve(stored_name: str) -> Callable:
-    """The function a stored name stands for, after the safety checks."""
+    """The function a stored name stands for, after the safety checks.
+
+    While Keras deserializes in safe mode (a model file), a TF op comes with
+    the argument bounds `safety.bounded` gives it, wherever it is called:
+    this is where every op and function argument a file names is resolved.
+    """
     if not isinstance(stored_name, str):
         raise TypeError(f"An op name must be a string; got {stored_name!r:.80}.")
     if ">" in stored_name:
@@ -139,14 +147,15 @@ def resolve(stored_name: str) -> Callable:
     check_allowed(stored_name)
     tf_name = stored_name[len(TF_PREFIX):]
     if safety.enforced() and not safety.is_user_allowed(tf_name):
-        return safety.allowed_ops()[tf_name]
-    symbol = _compat.tf_symbol(tf_name)
+        symbol = safety.allowed_ops()[tf_name]
+    else:
+        symbol = _compat.tf_symbol(tf_name)
     if symbol is None:
         raise ValueError(
             f"The model uses `{stored_name}`, which this TensorFlow "
             "version does not export."
         )
-    return symbol
+    return safety.bounded(tf_name, symbol) if _compat.deserializing_untrusted() else symbol
 
 
 def needs_audit(stored_name: str) -> bool:

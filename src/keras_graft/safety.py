@@ -3,7 +3,7 @@
 A keras-graft op layer is stored as the *name* of a function plus constant
 arguments. Loading resolves that name, so the name is the attack surface: a
 forged file could name `io.write_file`, `py_function`, or a function that
-flips a switch of the whole process. Three rules guard it.
+flips a switch of the whole process. Four rules guard it.
 
 1. **The allow-list of names** (`allowed_ops()`), checked before a file's name
    is looked up anywhere. It is built from what a user can reach, not from
@@ -43,6 +43,14 @@ flips a switch of the whole process. Three rules guard it.
    cannot compute large values from a file's constants. An output whose rank
    only running the op would tell is refused on load, not probed.
 
+4. **Tracing a file's op is bounded.** An op a file names checks its
+   arguments on every call (`bounded`, `BOUNDED_ARGUMENTS`): as a layer's own
+   op and as a function argument of another (`tf.ragged.map_flat_values(
+   tf.einsum, ..., optimize="optimal")`), whatever forwards them. While a
+   file's op is traced, a hook on TensorFlow's graph-op constructor
+   (`trace_budget`) refuses, before TensorFlow builds it, an op of more than
+   `MAX_OP_OUTPUTS` outputs or past `MAX_TRACE_OPS` ops per layer.
+
 Rules 1 and 2 also run when an op is wrapped in user code, so a model that
 could not be loaded safely fails where it is built, not after training. With
 `keras.models.load_model(..., safe_mode=False)` (or
@@ -61,6 +69,7 @@ For every thread of the process, and until revoked, say so explicitly with
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -72,7 +81,7 @@ from typing import Callable, Mapping
 import tensorflow as tf
 
 from keras_graft import _compat
-from keras_graft.errors import UnsafeOpError
+from keras_graft.errors import TracingBudgetError, UnsafeOpError, malformed
 
 ALLOWED_NAMESPACES = frozenset(
     {
@@ -194,16 +203,6 @@ DENIED_NAMES: Mapping[str, str] = types.MappingProxyType(
         "debugging.enable_traceback_filtering": _PROCESS_STATE,
         "debugging.disable_traceback_filtering": _PROCESS_STATE,
         "debugging.set_log_device_placement": _PROCESS_STATE,
-    }
-)
-
-# Keyword arguments that make an allowed op's *Python* code search
-# exponentially while it is traced (opt_einsum's "optimal" path for 14
-# operands takes hours); a model file may give them only these values.
-BOUNDED_KEYWORDS: Mapping[str, Mapping[str, tuple]] = types.MappingProxyType(
-    {
-        name: {"optimize": ("greedy", False, None)}
-        for name in ("einsum", "linalg.einsum")
     }
 )
 
@@ -454,16 +453,240 @@ def check_tf_name(tf_name: str) -> None:
     )
 
 
-def check_bounded_keywords(tf_name: str, keywords: dict) -> None:
-    """Refuses keyword values on `BOUNDED_KEYWORDS` that a file may not give."""
-    for keyword, allowed in BOUNDED_KEYWORDS.get(tf_name, {}).items():
-        if keyword in keywords and keywords[keyword] not in allowed:
-            raise UnsafeOpError(
-                f"Refusing `tf.{tf_name}` with {keyword}={keywords[keyword]!r:.40} from a "
-                f"model file: tracing it can search for hours. A file may give "
-                f"{keyword} only {', '.join(map(repr, allowed))}; load a file you trust "
-                "with `keras.models.load_model(path, safe_mode=False)`."
+# The most outputs one graph op traced from a model file may have, and an
+# op layer from a file may return: like the container bound
+# (`arguments.MAX_STORED_ITEMS`), a bound on what one number in a file can
+# make TensorFlow build (`num_partitions=1_000_000` is a graph op of a
+# million outputs: 7 s and 440 MB to create, GBs once Keras wraps them).
+MAX_OP_OUTPUTS = 4096
+
+# The most graph ops, and outputs of all ops, tracing one op layer from a
+# model file may create (in any graph: loop and function bodies too): about
+# 2 s on a 2-core CPU. Single TF ops create at most a few hundred ops; more
+# comes from a Python loop over a file's values.
+MAX_TRACE_OPS = 4096
+MAX_TRACE_OUTPUTS = 4 * MAX_OP_OUTPUTS
+
+# TensorFlow's limit on the rank of a tensor that can run. Graph shapes can
+# be longer (`tf.meshgrid` of 2000 arguments builds rank-2000 tensors, 5 ops
+# per argument and a GB in all): an untrusted trace may not.
+MAX_RANK = 254
+
+
+def _greedy_path_search(arguments: Mapping) -> str | None:
+    optimize = arguments.get("optimize")
+    if optimize in ("greedy", False, None):
+        return None
+    return (
+        f"optimize={optimize!r:.40} makes tracing search for a contraction path "
+        "beyond the greedy one (the exhaustive search takes hours on 14 operands); "
+        "a file may give only 'greedy', False or None"
+    )
+
+
+def _outputs(value) -> int | None:
+    """How many outputs `value` asks for as a count or a list of sizes; None if unknown."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        dims = tuple(shape)
+        return dims[0] if len(dims) == 1 and isinstance(dims[0], int) else None
+    return len(value) if isinstance(value, (list, tuple)) else None
+
+
+def _at_most_outputs(*parameters: str):
+    """A check that the op's count or sizes arguments ask for at most `MAX_OP_OUTPUTS` outputs."""
+
+    def check(arguments: Mapping) -> str | None:
+        for parameter in parameters:
+            count = _outputs(arguments.get(parameter))
+            if count is not None and count > MAX_OP_OUTPUTS:
+                return (
+                    f"{parameter}={count} asks for {count} outputs; a file may make "
+                    f"an op build at most {MAX_OP_OUTPUTS}"
+                )
+        return None
+
+    return check
+
+
+def _unstacked_outputs(arguments: Mapping) -> str | None:
+    """`tf.unstack` makes `num` outputs, or one per element along `axis`."""
+    problem = _at_most_outputs("num")(arguments)
+    if problem or arguments.get("num") is not None:
+        return problem
+    shape = getattr(arguments.get("value"), "shape", None)
+    axis = arguments.get("axis", 0)
+    if shape is None or not isinstance(axis, int) or getattr(shape, "rank", 0) is None:
+        return None
+    dims = tuple(shape)
+    count = dims[axis] if -len(dims) <= axis < len(dims) else None
+    if isinstance(count, int) and count > MAX_OP_OUTPUTS:
+        return (
+            f"the value has {count} elements along axis {axis}, one output each; a "
+            f"file may make an op build at most {MAX_OP_OUTPUTS}"
+        )
+    return None
+
+
+# Arguments a model file may give an op only within bounds: those that make
+# its Python code search exponentially, or choose how many graph outputs it
+# builds, while it is traced. Each check takes the call's arguments by
+# parameter name and returns the problem, or None. They run on every call of
+# the op a file names (`bounded`): as a layer's own op, and as a function
+# passed to another op (`tf.ragged.map_flat_values(tf.einsum, ...,
+# optimize="optimal")`), whatever forwards the arguments. Output counts that
+# no argument names are bounded while tracing (`trace_budget`).
+BOUNDED_ARGUMENTS: Mapping[str, Callable[[Mapping], str | None]] = types.MappingProxyType(
+    {
+        "einsum": _greedy_path_search,
+        "linalg.einsum": _greedy_path_search,
+        "dynamic_partition": _at_most_outputs("num_partitions"),
+        "split": _at_most_outputs("num_or_size_splits", "num"),
+        "unstack": _unstacked_outputs,
+        "sparse.split": _at_most_outputs("num_split"),
+        "nn.ctc_beam_search_decoder": _at_most_outputs("top_paths"),
+    }
+)
+
+
+def bounded(tf_name: str, function: Callable) -> Callable:
+    """`function` (the op `tf.<tf_name>` from a model file), refusing arguments
+    out of `BOUNDED_ARGUMENTS`' bounds on every call; `function` itself for
+    ops without bounds.
+
+    The result carries the op's name (`graft_tf_name`), so it is stored, and
+    keyed in the signature cache, as the op itself.
+
+    >>> import tensorflow as tf
+    >>> split = bounded("split", tf.split)
+    >>> [part.shape.as_list() for part in split(tf.zeros([4]), 2)]
+    [[2], [2]]
+    >>> split(tf.zeros([4]), 10_000)
+    Traceback (most recent call last):
+    ...
+    keras_graft.errors.TracingBudgetError: Refusing `tf.split` from a model file: num_or_size_splits=10000 asks for 10000 outputs; ...
+    """
+    if tf_name not in BOUNDED_ARGUMENTS:
+        return function
+    return _bounded(tf_name, function)
+
+
+@functools.cache
+def _bounded(tf_name: str, function: Callable) -> Callable:
+    signature = inspect.signature(function)
+    check = BOUNDED_ARGUMENTS[tf_name]
+    keywords = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+
+    @functools.wraps(function, updated=())
+    def checked(*args, **kwargs):
+        try:
+            arguments = signature.bind(*args, **kwargs).arguments
+        except TypeError:  # The op raises its own error for these.
+            return function(*args, **kwargs)
+        for name in keywords:
+            arguments.update(arguments.pop(name, {}))
+        problem = check(arguments)
+        if problem:
+            raise TracingBudgetError(
+                f"Refusing `tf.{tf_name}` from a model file: {problem}. Load a file "
+                "you trust with `keras.models.load_model(path, safe_mode=False)`."
             )
+        return function(*args, **kwargs)
+
+    checked.graft_tf_name = tf_name
+    return checked
+
+
+@contextlib.contextmanager
+def trace_budget(where: str):
+    """Refuses, before TensorFlow builds it, each graph op past an untrusted
+    trace's budget: an op of more than `MAX_OP_OUTPUTS` outputs, more than
+    `MAX_TRACE_OPS` ops or `MAX_TRACE_OUTPUTS` outputs in all (in any graph,
+    loop and function bodies too); and right after it is built, an op with
+    an output of rank above `MAX_RANK`.
+
+    `where` names the op layer in the error. Once refused, every later op of
+    the block is too, and the block ends in the refusal even if TensorFlow
+    caught it and raised something else.
+    """
+    ops = outputs_in_all = 0
+    refusal: list[TracingBudgetError] = []
+
+    def refuse(problem: str):
+        refusal.append(TracingBudgetError(
+            f"Refusing {where} from a model file: tracing it would {problem}. A "
+            f"file may make an op layer build at most {MAX_TRACE_OPS} graph ops, "
+            f"{MAX_TRACE_OUTPUTS} outputs in all and {MAX_OP_OUTPUTS} per op; load a "
+            "file you trust with `keras.models.load_model(path, safe_mode=False)`."
+        ))
+        raise refusal[0]
+
+    def before(op_type: str, outputs: int) -> None:
+        nonlocal ops, outputs_in_all
+        if refusal:
+            raise refusal[0]
+        ops, outputs_in_all = ops + 1, outputs_in_all + outputs
+        if outputs > MAX_OP_OUTPUTS:
+            refuse(f"create a {op_type} op with {outputs} outputs")
+        if ops > MAX_TRACE_OPS:
+            refuse(f"create more than {MAX_TRACE_OPS} graph ops")
+        if outputs_in_all > MAX_TRACE_OUTPUTS:
+            refuse(f"create more than {MAX_TRACE_OUTPUTS} graph op outputs")
+
+    def after(operation) -> None:
+        rank = max((t.shape.rank or 0 for t in operation.outputs), default=0)
+        if rank > MAX_RANK:
+            refuse(f"create a {operation.type} op with an output of rank {rank} "
+                   f"(TensorFlow runs tensors of rank {MAX_RANK} at most)")
+
+    try:
+        with _compat.watching_op_creation(before, after):
+            yield
+    except Exception:
+        if refusal:
+            raise refusal[0] from None
+        raise
+    if refusal:
+        raise refusal[0]
+
+
+def check_output_count(where: str, count: int) -> None:
+    """Refuses an op layer from a model file that returns more than `MAX_OP_OUTPUTS` tensors."""
+    if count > MAX_OP_OUTPUTS:
+        raise TracingBudgetError(
+            f"Refusing {where} from a model file: it returns {count} tensors, and a "
+            f"file may make an op layer return at most {MAX_OP_OUTPUTS}; load a file "
+            "you trust with `keras.models.load_model(path, safe_mode=False)`."
+        )
+
+
+def check_called_on_keras_tensors(layer_name: str, args, kwargs) -> None:
+    """Refuses a keras-graft layer call of a model file being loaded whose
+    arguments hold anything but Keras tensors and plain data.
+
+    Keras calls each layer of a file on the arguments its node stores; a
+    node may store a tensor (`{"class_name": "__tensor__", ...}`) in place
+    of a Keras tensor, and a layer called on a real tensor runs: the file's
+    `tf.fill` would allocate gigabytes at load, its `Print` would print.
+    Outside a load (`_compat.deserializing_untrusted()` false) this checks
+    nothing.
+    """
+    if not _compat.deserializing_untrusted():
+        return
+    plain = (type(None), bool, int, float, str)
+    odd = [leaf for leaf in tf.nest.flatten(args) if not isinstance(leaf, _compat.KerasTensor)]
+    odd += [leaf for leaf in tf.nest.flatten(kwargs)
+            if not isinstance(leaf, (_compat.KerasTensor, *plain))]
+    if odd:
+        raise malformed(
+            f"The layer {layer_name!r:.80} is called on {type(odd[0]).__name__} "
+            f"{odd[0]!r:.60} in the model file's node arguments; a model file calls its "
+            "layers on Keras tensors only"
+        )
 
 
 def unsafe_op_types(op_types) -> list[str]:
