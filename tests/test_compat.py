@@ -141,3 +141,10 @@ def test_layer_edges_lists_each_connection_once():
     shared = keras.layers.Dense(2, name="shared")
     model = keras.Model(x, keras.layers.Add(name="add")([shared(x), shared(x)]))
     assert _compat.layer_edges(model) == [["x", "shared"], ["shared", "add"]]
+
+
+def test_tf1_names_are_the_export_table_names_of_the_same_function():
+    assert sorted(_compat.tf1_names(tf.math.floordiv)) == ["floordiv", "math.floordiv"]
+    assert _compat.tf_symbol("compat.v1.floordiv") is tf.math.floordiv
+    assert _compat.tf1_names(tf.shape) == []  # TF 2's shape_v2; TF 1's shape is another function
+    assert _compat.tf1_names(lambda: 0) == []

@@ -13,7 +13,8 @@ import pytest
         "keras_graft.safety", "keras_graft.composite_methods", "keras_graft.higher_order",
         "keras_graft.printing",
         *(f"keras_graft.keras2.{name}" for name in (
-            "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict_child", "references", "report",
+            "constants", "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict_child",
+            "references", "report", "tf1_names",
         )),
         "keras_graft.keras2",
         "keras_graft.backends",

@@ -114,6 +114,16 @@ class Keras2FileError(KerasGraftError, ValueError):
     """
 
 
+class LossyKeras2FileError(Keras2FileError):
+    """A Keras 2 file in which Keras 2 itself dropped part of an op call when it saved.
+
+    For example `tf.einsum("bij,bkj->bik", r, r)`: Keras 2 stores only the
+    equation, never the operands passed through `*inputs`, so no Keras version
+    can rebuild the layer from the file. Its weights still load into the model
+    rebuilt from code: `keras_graft.keras2.files.load_weights(model, "old.h5")`.
+    """
+
+
 class UntranslatableConfigError(KerasGraftError, ValueError):
     """A Keras 2 layer config value that has no Keras 3 equivalent.
 
