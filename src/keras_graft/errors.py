@@ -124,6 +124,16 @@ class LossyKeras2FileError(Keras2FileError):
     """
 
 
+class WeightMatchError(KerasGraftError, ValueError):
+    """A Keras 2 file's weights do not match the layers of a model unambiguously.
+
+    Raised by `keras_graft.keras2.files.load_weights` when names contradict the
+    order of the layers, the file and the model hold different layers with
+    weights, or a layer's weight shapes differ, instead of loading weights into
+    the wrong layers.
+    """
+
+
 class UntranslatableConfigError(KerasGraftError, ValueError):
     """A Keras 2 layer config value that has no Keras 3 equivalent.
 
