@@ -6,10 +6,9 @@ op (nearly all of `tf.*`) fails on its arguments, which is what a Keras 3
 `TFOp` layer node; on real tensors ops never fail, so it never runs and costs
 nothing.
 
-Two Keras 3 behaviours stand in the way and are adjusted here, on
-`KerasTensor` itself, only where Keras would fail anyway:
-- `keras_tensor[...]` with Keras tensors inside the index (`x[:, :n]` with a
-  symbolic `n`) fails in Keras; it goes to `tf.__operators__.getitem` instead.
+Some Keras 3 behaviours stand in the way and are adjusted here, on
+`KerasTensor` itself, only where Keras would fail anyway (Python's operators
+are `keras_graft.operators`):
 - iterating a `KerasTensor` raises `NotImplementedError`, which TF ops such as
   `tf.ones(shape)` do not expect while probing a shape argument; the error is
   raised as a `TypeError` too, so they move on and dispatch.
@@ -75,15 +74,6 @@ def _called_from_tensorflow() -> bool:
             return module.startswith("tensorflow.")
         frame = frame.f_back
     return False
-
-
-_keras_getitem = _compat.KerasTensor.__getitem__
-
-
-def _getitem(tensor, key):
-    if holds_keras_tensor(key):
-        return TFOp.wrap(tf.__operators__.getitem, (tensor, key), {})
-    return _keras_getitem(tensor, key)
 
 
 def _iter(tensor):
@@ -187,9 +177,8 @@ _dispatcher = KerasTensorDispatcher()
 
 def install() -> None:
     """Turns auto-wrapping on (done by `import keras_graft`; idempotent)."""
-    if _compat.KerasTensor.__getitem__ is not _getitem:
+    if _compat.KerasTensor.__tf_tensor__ is not _tf_tensor:
         _dispatcher.register()
-        _compat.KerasTensor.__getitem__ = _getitem
         _compat.KerasTensor.__iter__ = _iter
         _compat.KerasTensor.__tf_tensor__ = _tf_tensor
         if not hasattr(_compat.KerasTensor, "get_shape"):
