@@ -11,7 +11,7 @@ import pytest
     [
         "keras_graft", "keras_graft.errors", "keras_graft.arguments", "keras_graft.hyperparameters", "keras_graft.op_layer", "keras_graft.registry",
         "keras_graft.safety", "keras_graft.composite_methods", "keras_graft.higher_order",
-        "keras_graft.printing", "keras_graft.operators",
+        "keras_graft.printing", "keras_graft.operators", "keras_graft.lambdas",
         *(f"keras_graft.keras2.{name}" for name in (
             "constants", "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict_child",
             "references", "report", "tf1_names", "weights",

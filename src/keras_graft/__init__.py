@@ -12,6 +12,7 @@ from keras_graft import composite_methods as _composite_methods
 from keras_graft import dispatch as _dispatch
 from keras_graft import errors
 from keras_graft import higher_order as _higher_order
+from keras_graft import lambdas as _lambdas
 from keras_graft import operators as _operators
 from keras_graft import printing as _printing
 from keras_graft.authoring import LayerContext, layer, loss, metric
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 _dispatch.install()
 _operators.install()
+_lambdas.install()
 _composite_methods.install()
 _higher_order.install()
 _printing.install()

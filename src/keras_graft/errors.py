@@ -100,6 +100,15 @@ class NoDispatchError(KerasGraftError, ValueError):
         return self._describe()
 
 
+class LambdaLayerWarning(KerasGraftError, UserWarning):
+    """A `keras.layers.Lambda` was built: a model holding it will not load in safe mode.
+
+    Wrong: `keras.layers.Lambda(lambda t: tf.clip_by_value(t, -1.0, 1.0))(x)`.
+    Right: `tf.clip_by_value(x, -1.0, 1.0)`, or a function decorated with
+    `@keras_graft.op` called on `x`.
+    """
+
+
 # -- Files and commands ----------------------------------------------------------
 
 
