@@ -3,12 +3,15 @@
 The map (`keras_graft.keras2.tf1_names`) is derived from TensorFlow: the
 `compat.v1` names of the same function in its export table, and the
 `compat.v1` function a TF 2 op hands all its arguments to and returns the
-result of, with the TF 1 parameters it renames or fills.
+result of, with the TF 1 parameters it renames or fills. The sweep builds
+every TF 2 op of a derived pair with tf_keras, checks Keras 2 recorded the
+TF 1 name, and loads the file in Keras 3 with tf_keras's results.
 """
 
 import json
 import shutil
 
+import _keras2_op_sweep as sweep
 import h5py
 import keras
 import pytest
@@ -60,6 +63,24 @@ def test_an_op_that_computes_on_a_tf1_functions_result_is_no_pair():
     assert MAP["compat.v1.shape"] == "shape"
     assert "compat.v1.strings.substr" not in MAP
     assert "compat.v1.nn.convolution" not in MAP  # `tf.nn.atrous_conv2d` computes around it
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    ops = sorted(set(DELEGATING.values()))
+    return sweep.run(ops, tmp_path_factory.mktemp("tf1_sweep"), forms=["positional"])
+
+
+def test_every_delegating_pair_loads_as_its_tf2_op_with_keras2s_results(cases):
+    problems = [f"{c['op']} {c['call']}: {c['problem']}" for c in cases if c["problem"]]
+    assert problems == []
+    recorded_by_op = {c["op"]: {name for _, name in c.get("op_layers", [])} for c in cases}
+    loaded = [c for c in cases if c["class"] == sweep.FAITHFUL]
+    for case in loaded:
+        names = recorded_by_op[case["op"]]
+        assert any(MAP.get(name) == case["op"] for name in names) or f"{case['op']}" in names, case
+    # Keras 2 records the TF 1 name for most of them (the others it cannot save: functions as arguments, ...)
+    assert sum(any(n.startswith("compat.v1.") for n in recorded_by_op[c["op"]]) for c in loaded) >= 15
 
 
 def forge(source, target, function):

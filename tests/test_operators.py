@@ -112,3 +112,12 @@ def test_the_table_names_tensorflows_operator_functions():
         if name in ("and", "or", "xor"):
             continue
         np.testing.assert_array_equal(otherwise(t, t), getattr(tf.Tensor, f"__{name}__")(t, t))
+
+
+def test_tensorflows_dtype_rules_come_with_its_operators():
+    x = keras.Input(batch_size=2, shape=(3,))
+    rows = tf.shape(x)[0]
+    assert (rows * 3).dtype == "int32" and (rows / 2).dtype == "float64"  # as TF (and Keras 2) made them
+    with pytest.raises(keras_graft.OpTraceError, match="tf.math.multiply"):
+        rows * 2.5
+    assert (tf.cast(rows, tf.float32) * 2.5).dtype == "float32"
