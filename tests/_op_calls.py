@@ -14,8 +14,9 @@ shapes most ops take, the others reach ops that need a particular argument
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import gc
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 

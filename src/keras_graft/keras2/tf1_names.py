@@ -47,8 +47,9 @@ import inspect
 import logging
 import types
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import tensorflow as tf
 
@@ -121,7 +122,7 @@ def _delegation(keras2_name: str) -> Delegation | None:
     return delegations().get(keras2_name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def delegations() -> Mapping[str, Delegation]:
     """{TF 1 name: its `Delegation`} for every allowed TF 2 op that has one."""
     mapping: dict[str, Delegation] = {}
@@ -187,7 +188,7 @@ class _StandInDispatcher(_compat.GlobalOpDispatcher):
         return self.NOT_SUPPORTED
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dispatcher() -> _StandInDispatcher:
     dispatcher = _StandInDispatcher()
     dispatcher.register()
