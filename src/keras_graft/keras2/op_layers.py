@@ -257,7 +257,8 @@ def _resolve(stored_name: str, layer_name: str, keras2_class: str) -> Callable:
         raise UnsafeOpError(
             f"Layer `{layer_name}` (Keras 2 `{keras2_class}`): {error} Keras 2 recorded this "
             "TF 1 name, and no allowed TF 2 op hands its arguments to it and returns its "
-            "result, so keras-graft has no TF 2 op to load it as."
+            "result, so keras-graft has no TF 2 op to load it as. Or rebuild the model from "
+            f"its code in Keras 3 and load the file's weights with `{LOAD_WEIGHTS}(model, path)`."
         ) from None
 
 
