@@ -9,6 +9,9 @@ test session (shared by pytest-xdist workers) and returns the directory.
 `MODELS` are op-heavy models and real architectures; `LAYERS` holds one model
 per built-in layer with non-default arguments, the systematic source of the
 Keras 2 -> 3 config-difference table (`keras_graft.keras2.layer_configs`).
+`FEATURES` are front ends on a 1-D waveform (predicted in one batch), and
+`LOSSY` models Keras 2 saves without part of an op call (their weights also
+alone, with `save_weights` to the `.h5` layout, as `NAME_weights.h5`).
 """
 
 from __future__ import annotations
@@ -147,6 +150,72 @@ def mobilenet_v3(keras, tf):
 
 MODELS = {f.__name__: f for f in (ops, shared_op, nested, sequential, transformer, mobilenet_v3)}
 
+
+def audio_features(keras, tf):
+    """The log-mel patch front end of YAMNet (Plakal and Ellis, 2020), the way its
+    Keras 2 feature code builds it on a 1-D waveform input.
+
+    The waveform is padded to whole patches with shape arithmetic on Keras
+    tensors (`tf.shape`, constant tensors minus Keras tensors, a Keras tensor
+    inside the `tf.pad` list), turned into an STFT magnitude twice (`tf.signal.stft`,
+    and TFLite's way: framing, a Hann window and DFT matmuls with 512x257 NumPy
+    matrices), mapped to 64 mel bands by a 257x64 matrix and framed into
+    patches. Keras 2 stores each constant matrix as nested lists of floats.
+    """
+    import numpy as np
+
+    rate, window, hop, fft_length = 16000, 400, 160, 512
+    patch_window, patch_hop = 96, 48
+    waveform = keras.Input(batch_shape=(None,), dtype="float32")
+    minimum = tf.cast((0.96 + 0.025 - 0.010) * rate, tf.int32)
+    samples = tf.shape(waveform)[-1]
+    padding = tf.maximum(0, minimum - samples)
+    after_first = tf.maximum(samples, minimum) - minimum
+    hop_samples = tf.cast(0.48 * rate, tf.int32)
+    hops = tf.cast(tf.math.ceil(tf.cast(after_first, tf.float32) / tf.cast(hop_samples, tf.float32)), tf.int32)
+    padding += hop_samples * hops - after_first
+    pads = [[0, 0] for _ in range(len(waveform.shape))]
+    pads[-1][-1] = padding
+    padded = tf.pad(waveform, pads, mode="CONSTANT", constant_values=0.0)
+
+    magnitude = tf.abs(tf.signal.stft(padded, frame_length=window, frame_step=hop, fft_length=fft_length))
+    frames = tf.signal.frame(padded, window, hop)
+    hann = np.float32(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(0, 1.0, 1.0 / window)))
+    windowed = frames * tf.reshape(tf.constant(hann), [1, window])
+    dft = np.exp(2j * np.pi / fft_length * np.outer(np.arange(fft_length), np.arange(fft_length)))
+    kept = dft[: fft_length // 2 + 1, :].transpose()
+    half = (fft_length - tf.shape(windowed)[-1]) // 2
+    framed = tf.pad(windowed, [[0, 0], [half, fft_length - tf.shape(windowed)[-1] - half]])
+    real = tf.matmul(framed, np.real(kept).astype("float32"))
+    imaginary = tf.matmul(framed, np.imag(kept).astype("float32"))
+    tflite_magnitude = tf.sqrt(tf.add(real * real, imaginary * imaginary))
+
+    mel_matrix = tf.signal.linear_to_mel_weight_matrix(
+        num_mel_bins=64, num_spectrogram_bins=fft_length // 2 + 1, sample_rate=rate,
+        lower_edge_hertz=125.0, upper_edge_hertz=7500.0,
+    )
+    outputs = []
+    for spectrum in (magnitude, tflite_magnitude):
+        log_mel = tf.math.log(tf.matmul(spectrum, mel_matrix) + 0.001)
+        outputs += [log_mel, tf.signal.frame(log_mel, patch_window, patch_hop, axis=-2)]
+    model = keras.Model(waveform, outputs)
+    return model, [np.sin(np.arange(17000) / 7.0).astype("float32") * 0.3]
+
+
+FEATURES = {f.__name__: f for f in (audio_features,)}
+
+
+def einsum_attention(keras, tf):
+    """Attention scores with `tf.einsum`, which Keras 2 saves without its operands."""
+    x = keras.Input((5, 8))
+    query, key = keras.layers.Dense(8)(x), keras.layers.Dense(8)(x)
+    weights = tf.nn.softmax(tf.einsum("bij,bkj->bik", query, key) / 8 ** 0.5)
+    outputs = keras.layers.Dense(3)(tf.einsum("bik,bkj->bij", weights, x))
+    return keras.Model(x, outputs), [_rng().normal(size=(2, 5, 8)).astype("float32")]
+
+
+LOSSY = {f.__name__: f for f in (einsum_attention,)}
+
 # Models also written as tf_keras `.keras` files (which cannot hold `ops`:
 # tf_keras refuses to serialize its Ellipsis) and as SavedModel directories.
 KERAS_ZIP_MODELS = ("nested", "sequential", "transformer")
@@ -257,7 +326,10 @@ def write_all(directory: Path) -> None:
     import tensorflow as tf
     import tf_keras as keras
 
-    builds = {name: lambda build=build: build(keras, tf) for name, build in MODELS.items()}
+    builds = {
+        name: lambda build=build: build(keras, tf)
+        for name, build in {**MODELS, **FEATURES, **LOSSY}.items()
+    }
     (directory / "layers").mkdir(parents=True, exist_ok=True)
     for name in LAYERS:
         builds[f"layers/{name}"] = lambda name=name: _layer_model(keras, name)
@@ -269,7 +341,10 @@ def write_all(directory: Path) -> None:
             model.save(directory / f"{name}.keras")
         if name in SAVED_MODELS:
             model.save(directory / f"{name}_savedmodel", save_format="tf")
-        outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+        if name in LOSSY:
+            model.save_weights(directory / f"{name}_weights.h5")
+        # One batch: a waveform's samples are its first axis.
+        outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], batch_size=len(inputs[0]), verbose=0)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         np.savez(
             directory / f"{name}.npz",

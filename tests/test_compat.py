@@ -234,3 +234,10 @@ def test_the_functional_loader_bound_passes_models_with_shared_layers():
     shared = keras.layers.Dense(3)
     model = keras.Model(x, shared(shared(shared(x))))
     assert len(keras.Model.from_config(model.get_config()).layers) == 2
+
+
+def test_tf1_names_are_the_export_table_names_of_the_same_function():
+    assert sorted(_compat.tf1_names(tf.math.floordiv)) == ["floordiv", "math.floordiv"]
+    assert _compat.tf_symbol("compat.v1.floordiv") is tf.math.floordiv
+    assert _compat.tf1_names(tf.shape) == []  # TF 2's shape_v2; TF 1's shape is another function
+    assert _compat.tf1_names(lambda: 0) == []

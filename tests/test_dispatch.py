@@ -41,9 +41,39 @@ def test_keras_tensors_have_keras2_get_shape():
     assert x.get_shape() == tf.TensorShape([None, 3, 4])
 
 
-def test_iterating_a_keras_tensor_is_a_type_error_that_says_what_to_do():
-    with pytest.raises(TypeError, match="tf.unstack"):
+def test_iterating_a_keras_tensor_of_unknown_first_dimension_says_what_to_do():
+    with pytest.raises(keras_graft.errors.SymbolicIterationError, match=r"\(None, 3\).*unknown.*tf.unstack"):
         iter(keras.Input((3,)))
+    with pytest.raises(TypeError, match="scalar"):
+        iter(keras.Input(batch_shape=()))
+
+
+def test_unpacking_a_keras_tensor_of_known_first_dimension_is_one_unstack_layer(tmp_path):
+    qkv = keras.Input((5, 3, 4))
+    q, k, v = tf.transpose(qkv, [2, 0, 1, 3])  # Keras 2's multi-head attention idiom
+    assert op_layer(q) is op_layer(v) and op_layer(q).op_name == "tf.unstack"
+    assert q.shape == (None, 5, 4)
+    model = keras.Model(qkv, tf.matmul(q, k, transpose_b=True) + v[..., :1])
+    data = np.random.default_rng(0).normal(size=(2, 5, 3, 4)).astype("float32")
+    real_q, real_k, real_v = tf.unstack(tf.transpose(data, [2, 0, 1, 3]))
+    want = tf.matmul(real_q, real_k, transpose_b=True) + real_v[..., :1]
+    np.testing.assert_allclose(model.predict(data, verbose=0), want, atol=1e-5)
+    model.save(tmp_path / "unpacked.keras")
+    reloaded = keras.models.load_model(tmp_path / "unpacked.keras")  # safe mode
+    np.testing.assert_allclose(reloaded.predict(data, verbose=0), want, atol=1e-5)
+
+
+def test_len_stays_unsupported_as_in_keras_2_and_3():
+    with pytest.raises(TypeError):
+        len(keras.Input(batch_size=2, shape=(3,)))
+
+
+def test_tensorflow_probing_a_shape_argument_does_not_iterate_it():
+    x = keras.Input(batch_size=2, shape=(3,))
+    shape = tf.shape(x)  # known first dimension: (2,)
+    assert tf.ones(shape).shape == (2, 3) and tf.zeros(shape).shape == (2, 3)
+    # No `tf.unstack` layer was made on the way (its name would be taken).
+    assert _compat.unique_layer_name("tf.unstack") == "tf.unstack"
 
 
 def test_plain_keras_indexing_stays_a_keras_op():

@@ -11,9 +11,10 @@ import pytest
     [
         "keras_graft", "keras_graft.errors", "keras_graft.arguments", "keras_graft.hyperparameters", "keras_graft.op_layer", "keras_graft.registry",
         "keras_graft.safety", "keras_graft.composite_methods", "keras_graft.higher_order",
-        "keras_graft.printing", "keras_graft.static_values",
+        "keras_graft.printing", "keras_graft.static_values", "keras_graft.operators", "keras_graft.lambdas",
         *(f"keras_graft.keras2.{name}" for name in (
-            "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict_child", "references", "report",
+            "constants", "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict_child",
+            "references", "report", "tf1_names", "weights",
         )),
         "keras_graft.keras2",
         "keras_graft.backends",

@@ -12,6 +12,8 @@ from keras_graft import _compat, errors
 from keras_graft import composite_methods as _composite_methods
 from keras_graft import dispatch as _dispatch
 from keras_graft import higher_order as _higher_order
+from keras_graft import lambdas as _lambdas
+from keras_graft import operators as _operators
 from keras_graft import printing as _printing
 from keras_graft.authoring import LayerContext, layer, loss, metric
 from keras_graft.errors import (
@@ -31,6 +33,8 @@ from keras_graft.safety import allow, allow_process_wide, revoke_process_wide
 __version__ = "0.1.0"
 
 _dispatch.install()
+_operators.install()
+_lambdas.install()
 _composite_methods.install()
 _higher_order.install()
 _printing.install()

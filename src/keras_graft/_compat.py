@@ -24,7 +24,7 @@ from keras.src.legacy.saving import saving_options as legacy_saving_options
 from keras.src.legacy.saving import saving_utils as legacy_saving_utils
 from keras.src.saving import serialization_lib
 from keras.src.utils import naming
-from tensorflow.python.util import tf_export
+from tensorflow.python.util import tf_decorator, tf_export
 
 __all__ = [
     "AutocastScope",
@@ -47,6 +47,7 @@ __all__ = [
     "registered_gradient",
     "saveable_without_attributes",
     "stop_unresolvable_functional_nodes",
+    "tf1_names",
     "tf_symbol",
     "translate_legacy_configs",
     "unique_layer_name",
@@ -66,6 +67,14 @@ def canonical_tf_name(function) -> str | None:
 def tf_symbol(name: str):
     """The TF API symbol exported under `name` (`"math.top_k"`), or None."""
     return tf_export.get_symbol_from_name(name)
+
+
+def tf1_names(function) -> list[str]:
+    """The names TensorFlow exports `function` under in its TF 1 API (`tf.compat.v1.<name>`).
+
+    `tf.math.floordiv` is also `tf.compat.v1.floordiv` and `tf.compat.v1.math.floordiv`.
+    """
+    return list(tf_export.get_v1_names(tf_decorator.unwrap(function)[1]))
 
 
 def unique_layer_name(base: str) -> str:

@@ -6,13 +6,15 @@ op (nearly all of `tf.*`) fails on its arguments, which is what a Keras 3
 `TFOp` layer node; on real tensors ops never fail, so it never runs and costs
 nothing.
 
-Two Keras 3 behaviours stand in the way and are adjusted here, on
-`KerasTensor` itself, only where Keras would fail anyway:
-- `keras_tensor[...]` with Keras tensors inside the index (`x[:, :n]` with a
-  symbolic `n`) fails in Keras; it goes to `tf.__operators__.getitem` instead.
-- iterating a `KerasTensor` raises `NotImplementedError`, which TF ops such as
-  `tf.ones(shape)` do not expect while probing a shape argument; the error is
-  raised as a `TypeError` too, so they move on and dispatch.
+Some Keras 3 behaviours stand in the way and are adjusted here, on
+`KerasTensor` itself, only where Keras would fail anyway (Python's operators
+are `keras_graft.operators`):
+- iterating a `KerasTensor` raises `NotImplementedError`. In user code, a
+  tensor with a known first dimension iterates as in Keras 2: `q, k, v =
+  tf.transpose(qkv, [2, 0, 1, 3])` is one `tf.unstack` layer along axis 0.
+  Otherwise (an unknown first dimension, or TF ops such as `tf.ones(shape)`
+  probing a shape argument) the error is a `TypeError` too, so TF's probes
+  move on and dispatch.
 - some TF ops read `x.get_shape()` before converting `x` (`tf.image.sobel_edges`);
   Keras 2 tensors had that method, Keras 3 ones get it back.
 - converting a Keras tensor to a TF tensor still fails (with `ValueError`, which
@@ -25,7 +27,7 @@ from __future__ import annotations
 import functools
 import gc
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -77,20 +79,30 @@ def _called_from_tensorflow() -> bool:
     return False
 
 
-_keras_getitem = _compat.KerasTensor.__getitem__
-
-
-def _getitem(tensor, key):
-    if holds_keras_tensor(key):
-        return TFOp.wrap(tf.__operators__.getitem, (tensor, key), {})
-    return _keras_getitem(tensor, key)
-
-
 def _iter(tensor):
-    raise SymbolicIterationError(
-        "Iterating over a symbolic KerasTensor is not supported. Use "
-        "`tf.unstack(x)` (or `keras.ops.unstack`) to split it into tensors."
-    )
+    """Keras 2's iteration: one `tf.unstack` layer along a first dimension of known size."""
+    rows = tensor.shape[0] if tensor.shape else None
+    if rows is None or _called_from_library():
+        shape = tuple(tensor.shape)
+        raise SymbolicIterationError(
+            f"Cannot iterate over a symbolic KerasTensor of shape {shape}: its first "
+            "dimension is unknown, so the number of items is too. Use "
+            "`tf.unstack(x, num=..., axis=...)` along a dimension of known size."
+            if shape else
+            "Cannot iterate over a symbolic KerasTensor of shape (): it is a scalar."
+        )
+    return iter(TFOp.wrap(tf.unstack, (tensor,), {"num": rows, "axis": 0}))
+
+
+# Libraries that iterate a tensor only to probe it (TF's shape arguments) or
+# expect Keras' refusal.
+_PROBING_LIBRARIES = ("tensorflow.", "keras.")
+
+
+def _called_from_library() -> bool:
+    """Whether the code iterating a Keras tensor is TensorFlow's or Keras' own."""
+    module = sys._getframe(2).f_globals.get("__name__", "")
+    return module.startswith(_PROBING_LIBRARIES)
 
 
 def _tf_tensor(tensor, dtype=None, name=None):
@@ -187,9 +199,8 @@ _dispatcher = KerasTensorDispatcher()
 
 def install() -> None:
     """Turns auto-wrapping on (done by `import keras_graft`; idempotent)."""
-    if _compat.KerasTensor.__getitem__ is not _getitem:
+    if _compat.KerasTensor.__tf_tensor__ is not _tf_tensor:
         _dispatcher.register()
-        _compat.KerasTensor.__getitem__ = _getitem
         _compat.KerasTensor.__iter__ = _iter
         _compat.KerasTensor.__tf_tensor__ = _tf_tensor
         if not hasattr(_compat.KerasTensor, "get_shape"):

@@ -112,6 +112,15 @@ class NoDispatchError(KerasGraftError, ValueError):
         return self._describe()
 
 
+class LambdaLayerWarning(KerasGraftError, UserWarning):
+    """A `keras.layers.Lambda` was built: a model holding it will not load in safe mode.
+
+    Wrong: `keras.layers.Lambda(lambda t: tf.clip_by_value(t, -1.0, 1.0))(x)`.
+    Right: `tf.clip_by_value(x, -1.0, 1.0)`, or a function decorated with
+    `@keras_graft.op` called on `x`.
+    """
+
+
 # -- Files and commands ----------------------------------------------------------
 
 
@@ -123,6 +132,26 @@ class Keras2FileError(KerasGraftError, ValueError):
     """A Keras 2 file that cannot become a Keras 3 model, and why.
 
     For example a Keras 2 SavedModel of a subclassed model, which keeps no config.
+    """
+
+
+class LossyKeras2FileError(Keras2FileError):
+    """A Keras 2 file in which Keras 2 itself dropped part of an op call when it saved.
+
+    For example `tf.einsum("bij,bkj->bik", r, r)`: Keras 2 stores only the
+    equation, never the operands passed through `*inputs`, so no Keras version
+    can rebuild the layer from the file. Its weights still load into the model
+    rebuilt from code: `keras_graft.keras2.files.load_weights(model, "old.h5")`.
+    """
+
+
+class WeightMatchError(KerasGraftError, ValueError):
+    """A Keras 2 file's weights do not match the layers of a model unambiguously.
+
+    Raised by `keras_graft.keras2.files.load_weights` when names contradict the
+    order of the layers, the file and the model hold different layers with
+    weights, or a layer's weight shapes differ, instead of loading weights into
+    the wrong layers.
     """
 
 

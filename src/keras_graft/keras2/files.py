@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from keras_graft import _compat
 from keras_graft.errors import Keras2FileError
+from keras_graft.keras2 import weights
 
 H5, TF_KERAS_ZIP, SAVED_MODEL = "h5", "tf_keras .keras", "SavedModel"
 
@@ -57,6 +58,37 @@ def load_model(path, safe_mode: bool = True) -> keras.Model:
     if file_kind == SAVED_MODEL:
         return _load_saved_model(path, safe_mode)
     return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+
+
+def load_weights(model: keras.Model, path) -> dict[str, str]:
+    """Loads the weights of the Keras 2 `.h5` file at `path` into `model`, built from code.
+
+    For a file no Keras can rebuild (`keras_graft.errors.LossyKeras2FileError`:
+    Keras 2 dropped the operands of a `tf.einsum` when it saved), build the
+    model in Keras 3 from the code that made it, then load its weights. Layers
+    are matched by name, then by graph order, and their weight shapes checked
+    (`keras_graft.keras2.weights`); anything ambiguous raises `WeightMatchError`.
+    Returns {model layer name: file layer name} for every layer that got weights.
+
+    Example (`old.h5` saved by Keras 2 from the same code):
+
+        x = keras.Input((4, 8))
+        r = keras.layers.Dense(8)(x)
+        model = keras.Model(x, tf.einsum("bij,bkj->bik", r, r))
+        keras_graft.keras2.files.load_weights(model, "old.h5")
+    """
+    path = Path(path)
+    saved = weights.read_h5_weights(path)
+    layers = [layer for layer in model.layers if weights.legacy_weights(layer)]
+    matched = weights.pairs(
+        [(name, [value.shape for value in values]) for name, values in saved],
+        [(layer.name, [tuple(w.shape) for w in weights.legacy_weights(layer)]) for layer in layers],
+        source=str(path),
+    )
+    for file_index, model_index, _ in matched:
+        for variable, value in zip(weights.legacy_weights(layers[model_index]), saved[file_index][1]):
+            variable.assign(value)
+    return {layers[m].name: saved[f][0] for f, m, _ in matched}
 
 
 def _load_tf_keras_zip(path: Path, safe_mode: bool) -> keras.Model:
