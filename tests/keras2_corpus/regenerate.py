@@ -86,8 +86,8 @@ RELEASES = (
 )
 
 
-def _run(command: list, progress: Progress, task, **options) -> subprocess.CompletedProcess:
-    completed = subprocess.run(command, check=False, capture_output=True, text=True, **options)
+def _run(command: list, progress: Progress) -> subprocess.CompletedProcess:
+    completed = subprocess.run(command, check=False, capture_output=True, text=True)
     if completed.returncode != 0:
         progress.stop()
         sys.exit(f"{' '.join(map(str, command))} failed:\n{completed.stdout[-3000:]}{completed.stderr[-6000:]}")
@@ -104,16 +104,16 @@ def ensure_venv(release: Release, cache: Path, progress: Progress, task) -> Path
         return python
     if not python.exists():
         progress.update(task, description=f"{release.name}: creating {venv}")
-        _run([PYTHON, "-m", "venv", str(venv)], progress, task)
+        _run([PYTHON, "-m", "venv", str(venv)], progress)
     progress.update(task, description=f"{release.name}: pip install {' '.join(release.requirements)} (minutes)")
-    _run([str(python), "-m", "pip", "install", "-q", *release.requirements], progress, task)
+    _run([str(python), "-m", "pip", "install", "-q", *release.requirements], progress)
     marker.write_text(wanted)
     return python
 
 
-def frozen_versions(python: Path, progress: Progress, task) -> dict:
+def frozen_versions(python: Path, progress: Progress) -> dict:
     """The installed versions of `KEY_PACKAGES` (`pip freeze`)."""
-    frozen = _run([str(python), "-m", "pip", "freeze"], progress, task).stdout.splitlines()
+    frozen = _run([str(python), "-m", "pip", "freeze"], progress).stdout.splitlines()
     versions = {}
     for line in frozen:
         name, _, version = line.partition("==")
@@ -133,7 +133,9 @@ def write_release(release: Release, python: Path, yamnet: Path | None, progress:
         command += ["--application", *release.application]
     if yamnet and release.yamnet:
         command += ["--yamnet", str(yamnet)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=release.environment)
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=release.environment
+    )
     for line in child.stdout:
         progress.update(task, description=f"{release.name}: {line.strip()}")
     stderr = child.stderr.read()
@@ -212,7 +214,7 @@ def main(argv=None) -> None:
         for release in releases:
             task = progress.add_task(release.name)
             python = ensure_venv(release, args.cache, progress, task)
-            versions = frozen_versions(python, progress, task)
+            versions = frozen_versions(python, progress)
             summary = write_release(release, python, args.yamnet, progress, task)
             manifest["releases"][release.name] = {
                 "requirements": list(release.requirements),
