@@ -457,9 +457,11 @@ def main(argv=None) -> None:
         unwritable += refused
         models[name] = record
     package = keras.Model.__module__.split(".")[0]  # "keras" (2.12-2.15) or "tf_keras"
+    site_packages = Path(importlib.import_module(package).__file__).parent.parent
     summary = {
         "keras_package": package,
-        "keras_path": str(Path(inspect.getfile(keras.Model)).parent),
+        # Where this release keeps its engine, under site-packages (keras/engine, keras/src/engine...).
+        "keras_path": str(Path(inspect.getfile(keras.Model)).parent.relative_to(site_packages)),
         "keras_version": importlib.import_module(package).__version__,
         "tensorflow_version": tf.__version__,
         "python": sys.version.split()[0],
