@@ -121,6 +121,15 @@ class UntranslatableConfigError(KerasGraftError, ValueError):
     """
 
 
+class UntranslatedCompileWarning(KerasGraftError, UserWarning):
+    """A Keras 2 file's training setup (loss, metrics, optimizer, its state) that
+    has no Keras 3 translation: the model loads uncompiled, or with a fresh optimizer.
+
+    For example a registered custom loss whose module was not imported: import it
+    first (`custom_objects=`, or `--import MODULE` for the keras-graft command).
+    """
+
+
 class ConversionError(KerasGraftError, ValueError):
     """`keras-graft convert`: the source file cannot be read or the target cannot be written."""
 
