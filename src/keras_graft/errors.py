@@ -103,6 +103,23 @@ class NoDispatchError(KerasGraftError, ValueError):
 # -- Files and commands ----------------------------------------------------------
 
 
+class UnregisteredNameError(KerasGraftError, ValueError):
+    """A model file names a custom object (a `@keras_graft.layer`, `@keras_graft.op`,
+    `@keras_graft.loss`/`metric`, a registered Keras class or function) that no
+    imported module has registered.
+
+    Wrong: loading a model that uses `parts>custom_matmul` in a fresh process.
+    Right: `import my_project.parts` first (`--import my_project.parts` for the
+    keras-graft command, or `custom_objects=`). `name` is the registered name,
+    `module` the defining module where the file records it (else None).
+    """
+
+    def __init__(self, message: str = "", *, name: str = "", module: str | None = None):
+        super().__init__(message)
+        self.name = name
+        self.module = module
+
+
 class ModelFileError(KerasGraftError, ValueError):
     """`keras-graft inspect`: the file does not exist or does not load in safe mode (and why)."""
 
