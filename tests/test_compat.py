@@ -141,3 +141,46 @@ def test_layer_edges_lists_each_connection_once():
     shared = keras.layers.Dense(2, name="shared")
     model = keras.Model(x, keras.layers.Add(name="add")([shared(x), shared(x)]))
     assert _compat.layer_edges(model) == [["x", "shared"], ["shared", "add"]]
+
+
+def test_legacy_h5_model_reads_an_hdf5_model_whatever_its_suffix(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.save(tmp_path / "m.h5")
+    (tmp_path / "m.h5").rename(tmp_path / "m.keras")  # keras 2.12 named HDF5 files so
+    loaded = _compat.legacy_h5_model(tmp_path / "m.keras", None, safe_mode=True)
+    assert [w.shape for w in loaded.weights] == [w.shape for w in model.weights]
+    assert not loaded.compiled
+
+
+def test_decode_legacy_json_reads_keras_tagged_values():
+    assert _compat.decode_legacy_json(b'{"shape": {"class_name": "__tuple__", "items": [1, 2]}}') == {"shape": (1, 2)}
+
+
+def test_route_load_model_replaces_every_export_and_passes_keras_own(tmp_path, monkeypatch):
+    from keras.src.saving import saving_api
+
+    calls = []
+
+    def load(filepath, custom_objects, compile, safe_mode, keras_load):
+        calls.append((filepath, compile, keras_load))
+        return "routed"
+
+    for module in (keras.models, keras.saving, saving_api):
+        monkeypatch.setattr(module, "load_model", module.load_model)  # restored after the test
+    _compat.route_load_model(load)
+    assert keras.models.load_model("x.keras", compile=False) == "routed"
+    assert keras.saving.load_model is keras.models.load_model is saving_api.load_model
+    assert calls == [("x.keras", False, _compat.keras_load_model)]
+    assert _compat.keras_load_model.__module__ == "keras.src.saving.saving_api"
+
+
+def test_legacy_model_from_config_finds_custom_objects():
+    class Doubling(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 2], "name": "x"}},
+        {"class_name": "Doubling", "config": {"name": "d"}}]}}
+    model = _compat.legacy_model_from_config(config, True, {"Doubling": Doubling})
+    assert isinstance(model.layers[-1], Doubling)

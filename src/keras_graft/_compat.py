@@ -14,9 +14,10 @@ from keras.src.backend import AutocastScope, get_keras_mask
 from keras.src.backend.common import global_state
 from keras.src.backend.common.keras_tensor import KerasTensor
 from keras.src.legacy.saving import json_utils as legacy_json_utils
+from keras.src.legacy.saving import legacy_h5_format
 from keras.src.legacy.saving import saving_options as legacy_saving_options
 from keras.src.legacy.saving import saving_utils as legacy_saving_utils
-from keras.src.saving import serialization_lib
+from keras.src.saving import saving_api, serialization_lib
 from keras.src.utils import naming
 from tensorflow.python.util import tf_export
 
@@ -33,8 +34,12 @@ __all__ = [
     "ops_created_between",
     "in_keras_safe_mode",
     "deserializing_untrusted",
+    "decode_legacy_json",
     "keras2_root_metadata",
+    "keras_load_model",
+    "legacy_h5_model",
     "legacy_model_from_config",
+    "route_load_model",
     "layer_edges",
     "producing_operation",
     "saveable_without_attributes",
@@ -223,12 +228,58 @@ def translate_legacy_configs(load) -> None:
     legacy_saving_utils.model_from_config = model_from_config
 
 
-def legacy_model_from_config(config: dict, safe_mode: bool):
+def legacy_model_from_config(config: dict, safe_mode: bool, custom_objects: dict | None = None):
     """A model from a legacy (Keras 2) config, as Keras' `.h5` loader builds it."""
     with serialization_lib.SafeModeScope(safe_mode), legacy_saving_options.keras_option_scope(
         use_legacy_config=True
     ):
-        return legacy_saving_utils.model_from_config(config)
+        return legacy_saving_utils.model_from_config(config, custom_objects=custom_objects)
+
+
+def legacy_h5_model(path, custom_objects: dict | None, safe_mode: bool):
+    """The uncompiled model of an HDF5 model file, whatever its suffix, read by
+    Keras' `.h5` loader (which `keras.models.load_model` picks by suffix)."""
+    return legacy_h5_format.load_model_from_hdf5(
+        str(path), custom_objects=custom_objects, compile=False, safe_mode=safe_mode
+    )
+
+
+def decode_legacy_json(text):
+    """A JSON attribute of a legacy model file (`training_config`), decoded as Keras does."""
+    return legacy_json_utils.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
+
+
+# Keras' own `load_model`, kept before `route_load_model` replaces it.
+keras_load_model = saving_api.load_model
+
+
+def route_load_model(load) -> None:
+    """Makes `keras.models.load_model` (and `keras.saving.load_model`) call
+    `load(filepath, custom_objects, compile, safe_mode, keras_load)`, with
+    Keras' own function as `keras_load`. Idempotent.
+
+    Keras exports one function under several modules; each module that holds
+    it gets the new one. Code that imported the function by name earlier
+    (`from keras.models import load_model`) keeps Keras' own.
+    """
+    import functools
+    import sys
+
+    import keras
+
+    @functools.wraps(keras_load_model)
+    def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+        return load(filepath, custom_objects, compile, safe_mode, keras_load_model)
+
+    load_model.graft_load = load
+    modules = [keras.models, keras.saving, saving_api] + [
+        module for name, module in list(sys.modules.items())
+        if name.startswith("keras") and module is not None
+    ]
+    for module in modules:
+        current = getattr(module, "load_model", None)
+        if current is keras_load_model or getattr(current, "graft_load", None) is not None:
+            module.load_model = load_model
 
 
 def keras2_root_metadata(data: bytes) -> dict:
