@@ -37,6 +37,7 @@ __all__ = [
     "decode_legacy_json",
     "keras2_root_metadata",
     "keras_load_model",
+    "keras3_only_optimizer_variables",
     "legacy_h5_model",
     "legacy_model_from_config",
     "route_load_model",
@@ -247,6 +248,25 @@ def legacy_h5_model(path, custom_objects: dict | None, safe_mode: bool):
 def decode_legacy_json(text):
     """A JSON attribute of a legacy model file (`training_config`), decoded as Keras does."""
     return legacy_json_utils.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
+
+
+def keras3_only_optimizer_variables(optimizer) -> dict:
+    """The variables of a built Keras 3 optimizer that the same Keras 2 optimizer
+    kept out of its saved state, by kind.
+
+    - `"u_product"`: Nadam's running product of momentum factors (Keras 2
+      held it in an untracked `tf.Variable`, recomputed from the iterations);
+    - `"placeholders"`: Adafactor's unused scalar `r` and `c` for each variable
+      of rank < 2 (Keras 2's were untracked too; always 0).
+    """
+    extra = {}
+    if getattr(optimizer, "_u_product", None) is not None:
+        extra["u_product"] = [optimizer._u_product]
+    factored = [*getattr(optimizer, "_r", []), *getattr(optimizer, "_c", [])]
+    placeholders = [v for v in factored if v is not None and len(v.shape) == 0]
+    if placeholders:
+        extra["placeholders"] = placeholders
+    return extra
 
 
 # Keras' own `load_model`, kept before `route_load_model` replaces it.

@@ -42,6 +42,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_graft import _compat
 from keras_graft.errors import UntranslatedCompileWarning
 
 # Keras 2 optimizer keys without a Keras 3 counterpart that change nothing:
@@ -53,6 +54,14 @@ REDUCTIONS = {"auto": "sum_over_batch_size", "sum_over_batch_size": "sum_over_ba
               "sum": "sum", "none": "none"}
 # compile() arguments a `compile_config` may hold besides the objects.
 PLAIN_ARGUMENTS = ("loss_weights", "run_eagerly", "steps_per_execution", "jit_compile")
+# Names of Keras 2 loss and metric functions that Keras 3 dropped, and the
+# function (its `__name__` in Keras 2, the same function in Keras 3) they named.
+# Every public function name of tf_keras's `losses` and `metrics` is either
+# known to Keras 3 or listed here (tests/test_keras2_training.py checks it).
+KERAS2_FUNCTION_NAMES = {
+    "kullback_leibler_divergence": "kl_divergence", "kld": "kl_divergence", "KLD": "kl_divergence",
+    "logcosh": "log_cosh",
+}
 
 
 class Untranslatable(Exception):
@@ -73,24 +82,31 @@ def _registered(name: str, custom_objects: dict):
 
 
 def _function(name: str, custom_objects: dict, kind: str):
-    """The loss or metric function Keras 2 stored by name."""
+    """The loss or metric function Keras 2 stored by name (for a metric Keras 3
+    keeps only as a class, `"cosine_similarity"`, an instance of that class)."""
     found = _registered(name, custom_objects)
     if found is not None:
         return found
-    builtin = getattr(keras.metrics, name, None) if kind == "metric" else None
-    if inspect.isfunction(builtin):
-        return builtin
-    try:
-        found = keras.losses.get(name)
-    except ValueError:
-        found = None
-    if found is None:
-        raise Untranslatable(
-            f"the {kind} `{name}` is neither a Keras function nor registered in this process: "
-            "import the module that defines it first (`custom_objects=` for "
-            "`keras_graft.keras2.files.load_model`, `--import MODULE` for the keras-graft command)"
-        )
-    return found
+    canonical = KERAS2_FUNCTION_NAMES.get(name, name)
+    if kind == "metric":
+        if inspect.isfunction(getattr(keras.metrics, canonical, None)):
+            return getattr(keras.metrics, canonical)
+        if _known_to_keras3(canonical, kind):
+            return keras.metrics.get(canonical)
+    if inspect.isfunction(getattr(keras.losses, canonical, None)):
+        return getattr(keras.losses, canonical)
+    raise Untranslatable(
+        f"the {kind} `{name}` is neither a Keras function nor registered in this process: "
+        "import the module that defines it first (`custom_objects=` for "
+        "`keras_graft.keras2.files.load_model`, `--import MODULE` for the keras-graft command)"
+    )
+
+
+def _named(metric, name: str | None):
+    """A metric function or object under the name Keras 2 gave it."""
+    if isinstance(metric, keras.metrics.Metric):
+        return metric if name in (None, metric.name) else type(metric).from_config({**metric.get_config(), "name": name})
+    return keras.metrics.MeanMetricWrapper(metric, name=name)
 
 
 def _known_to_keras3(name: str, kind: str) -> bool:
@@ -109,7 +125,11 @@ def _object(config: Any, custom_objects: dict, kind: str):
         # `"accuracy"` from the outputs, as Keras 2 did.
         if _registered(config, custom_objects) is None and _known_to_keras3(config, kind):
             return config
-        return _function(config, custom_objects, kind)
+        function = _function(config, custom_objects, kind)
+        if kind == "metric" and getattr(function, "__name__", None) != config:
+            # Keras 3 would name it after the function; Keras 2 named it as written.
+            return _named(function, config)
+        return function
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise Untranslatable(f"the {kind} config {config!r:.120} is not one Keras 2 writes")
     class_name, inner = config["class_name"], config.get("config")
@@ -118,6 +138,9 @@ def _object(config: Any, custom_objects: dict, kind: str):
     if not isinstance(inner, dict):
         raise Untranslatable(f"the {kind} `{class_name}` has no config")
     inner = dict(inner)
+    if kind == "loss":
+        # Keras 2's loss classes stored the function they wrap; Keras 3's know it.
+        inner.pop("fn", None)
     if "reduction" in inner:
         if inner["reduction"] not in REDUCTIONS:
             raise Untranslatable(f"the {kind} `{class_name}` has reduction {inner['reduction']!r}, which Keras 3 lacks")
@@ -125,6 +148,8 @@ def _object(config: Any, custom_objects: dict, kind: str):
     if class_name == "MeanMetricWrapper" and isinstance(inner.get("fn"), str):
         # Keras 3's own keeps `fn` a string, which it then calls.
         function = _function(inner["fn"], custom_objects, "metric")
+        if isinstance(function, keras.metrics.Metric):
+            return _named(function, inner.get("name"))
         return keras.metrics.MeanMetricWrapper(function, name=inner.get("name"), dtype=inner.get("dtype"))
     registered = _registered(class_name, custom_objects)
     if isinstance(registered, type):
@@ -148,10 +173,11 @@ def _nested(config: Any, custom_objects: dict, kind: str):
 
 
 def _schedule(config: dict):
+    inner = config.get("config")
+    if isinstance(inner, dict) and inner.get("name") is None:
+        inner = {key: value for key, value in inner.items() if key != "name"}  # Keras 3 wants a string
     try:
-        return keras.optimizers.schedules.deserialize(
-            {"class_name": config.get("class_name"), "config": config.get("config")}
-        )
+        return keras.optimizers.schedules.deserialize({"class_name": config.get("class_name"), "config": inner})
     except (TypeError, ValueError) as error:
         raise Untranslatable(
             f"the learning rate schedule `{config.get('class_name')}` does not load in Keras 3 ({error})"
@@ -204,24 +230,48 @@ def compile_arguments(setup: dict, custom_objects: dict | None = None) -> tuple[
     return {key: value for key, value in arguments.items() if value is not None}, []
 
 
-def _per_output(value, outputs: int):
-    # `.h5` files list metrics per output even for one output.
-    if outputs == 1 and isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
-        return value[0]
-    return value
+def _per_output(metrics, output_names: list[str]):
+    """Metric configs as Keras 3 names them: per output only for several outputs,
+    and without the output's name Keras 2 put before each compiled metric's."""
+    if not isinstance(metrics, list) or not all(isinstance(m, list) for m in metrics):
+        return metrics
+    if len(output_names) == 1 and len(metrics) == 1:
+        return metrics[0]  # `.h5` files list metrics per output even for one
+    if len(metrics) != len(output_names):
+        return metrics
+    return [[_without_prefix(metric, f"{output}_") for metric in per_output]
+            for output, per_output in zip(output_names, metrics)]
 
 
-def _slots(optimizer) -> list:
-    """The Keras 3 optimizer's variables in Keras 2's order: the learning rate left out."""
+def _without_prefix(metric, prefix: str):
+    if isinstance(metric, dict) and isinstance(metric.get("config"), dict):
+        name = metric["config"].get("name")
+        if isinstance(name, str) and name.startswith(prefix):
+            return {**metric, "config": {**metric["config"], "name": name.removeprefix(prefix)}}
+    return metric
+
+
+def _slots(optimizer) -> tuple[list, dict]:
+    """The Keras 3 optimizer's variables in Keras 2's saved order (the learning
+    rate, a Keras 2 hyperparameter, left out), and those Keras 2 did not save."""
     learning_rate = optimizer.learning_rate
-    return [variable for variable in optimizer.variables if variable is not learning_rate]
+    unsaved = _compat.keras3_only_optimizer_variables(optimizer)
+    left_out = {id(v) for variables in unsaved.values() for v in variables}
+    saved = [v for v in optimizer.variables if v is not learning_rate and id(v) not in left_out]
+    return saved, unsaved
+
+
+def _nadam_u_product(optimizer, iterations: int) -> float:
+    # What Keras 2's Nadam and Keras 3's both compute, one factor per step.
+    beta_1 = float(optimizer.beta_1)
+    return float(np.prod([beta_1 * (1.0 - 0.5 * 0.96 ** step) for step in range(1, iterations + 1)]))
 
 
 def restore_state(model: keras.Model, state: list[np.ndarray]) -> str | None:
     """Assigns Keras 2's optimizer state to `model.optimizer`; why not, when it cannot."""
     optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
-    slots = _slots(optimizer)
+    slots, unsaved = _slots(optimizer)
     saved = [tuple(np.shape(value)) for value in state]
     expected = [tuple(variable.shape) for variable in slots]
     if saved != expected:
@@ -231,6 +281,8 @@ def restore_state(model: keras.Model, state: list[np.ndarray]) -> str | None:
         )
     for variable, value in zip(slots, state):
         variable.assign(value)
+    for variable in unsaved.get("u_product", []):
+        variable.assign(_nadam_u_product(optimizer, int(optimizer.iterations)))
     return None
 
 
@@ -240,6 +292,9 @@ def restore(model: keras.Model, setup: dict | None, state: list | None, source,
     where the file has it; warns (`UntranslatedCompileWarning`) about what it cannot."""
     if not setup:
         return
+    setup = dict(setup)
+    for key in ("metrics", "weighted_metrics"):
+        setup[key] = _per_output(setup.get(key), list(model.output_names))
     arguments, problems = compile_arguments(setup, custom_objects)
     if problems:
         warnings.warn(UntranslatedCompileWarning(
@@ -247,9 +302,6 @@ def restore(model: keras.Model, setup: dict | None, state: list | None, source,
             "compile it yourself to train it."
         ), stacklevel=3)
         return
-    for key in ("metrics", "weighted_metrics"):
-        if key in arguments:
-            arguments[key] = _per_output(arguments[key], len(model.outputs))
     model.compile(**arguments)
     if state:
         problem = restore_state(model, state)
