@@ -132,6 +132,17 @@ def _check_list(text: str) -> tuple[str, ...]:
     return checks
 
 
+def _import_hint(error: BaseException) -> str:
+    """What to add to the command line when `error` comes from an unregistered name."""
+    from keras_graft.errors import UnregisteredNameError
+
+    while error is not None and not isinstance(error, UnregisteredNameError):
+        error = error.__cause__
+    if error is None:
+        return ""
+    return f" Use `--import {error.module or 'MODULE'}` (the module that defines it)."
+
+
 def _inspect(arguments) -> int:
     from rich.console import Console
 
@@ -151,9 +162,7 @@ def _inspect(arguments) -> int:
     try:
         model, keras2 = loading.load(arguments.model)
     except loading.ModelFileError as error:
-        hint = ("" if "is not registered" not in str(error) else
-                " Name the module that defines it with --import MODULE.")
-        print(f"keras-graft inspect: {error}{hint}", file=sys.stderr)
+        print(f"keras-graft inspect: {error}{_import_hint(error)}", file=sys.stderr)
         return 2
     report = inspection.inspect(model, console=errors)
     report.source, report.keras2 = arguments.model, keras2
@@ -204,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = convert.convert(arguments.source, arguments.target, check=not arguments.no_check)
         except convert.ConversionError as error:
-            print(f"keras-graft convert: {error}", file=sys.stderr)
+            print(f"keras-graft convert: {error}{_import_hint(error)}", file=sys.stderr)
             return 2
         return 0 if result.passed or not result.checked else 1
     if arguments.command == "inspect":
