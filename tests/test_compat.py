@@ -184,3 +184,21 @@ def test_legacy_model_from_config_finds_custom_objects():
         {"class_name": "Doubling", "config": {"name": "d"}}]}}
     model = _compat.legacy_model_from_config(config, True, {"Doubling": Doubling})
     assert isinstance(model.layers[-1], Doubling)
+
+
+def test_pure_callback_sequential_calls_back_once_per_element_under_vmap():
+    import jax
+    import numpy as np
+
+    calls = []
+
+    def double(x):
+        calls.append(x.shape)
+        return np.asarray(x) * 2
+
+    def run(x):
+        return _compat.pure_callback_sequential(double, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    batch = np.arange(6, dtype="float32").reshape(3, 2)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(run))(batch), batch * 2)
+    assert calls == [(2,)] * 3

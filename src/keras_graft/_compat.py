@@ -1,4 +1,5 @@
-"""Every TensorFlow and Keras internal keras-graft relies on, in one place.
+"""Every TensorFlow and Keras internal keras-graft relies on, in one place,
+and every difference between the versions it supports (README, "Tested with").
 
 These names are not public API and move between releases. Keeping them here
 means a version bump breaks one small, tested module (`tests/test_compat.py`)
@@ -7,6 +8,7 @@ instead of the whole package.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import tensorflow as tf
@@ -43,6 +45,7 @@ __all__ = [
     "route_load_model",
     "layer_edges",
     "producing_operation",
+    "pure_callback_sequential",
     "saveable_without_attributes",
     "registered_gradient",
     "tf_symbol",
@@ -310,3 +313,24 @@ def keras2_root_metadata(data: bytes) -> dict:
     metadata = saved_metadata_pb2.SavedMetadata()
     metadata.ParseFromString(data)
     return legacy_json_utils.decode(metadata.nodes[0].metadata)
+
+
+def pure_callback_sequential(callback, result_shapes, *args):
+    """`jax.pure_callback(callback, result_shapes, *args)`, which `jax.vmap`
+    maps over by calling `callback` once per element.
+
+    jax 0.4.35 and later ask for that with `vmap_method="sequential"` (and
+    refuse to map a callback without it); jax 0.4.34, the newest jax that
+    TensorFlow 2.16's ml_dtypes pin allows, has no `vmap_method` and maps
+    sequentially by default.
+    """
+    import jax
+
+    if "vmap_method" in _parameters(jax.pure_callback):
+        return jax.pure_callback(callback, result_shapes, *args, vmap_method="sequential")
+    return jax.pure_callback(callback, result_shapes, *args)
+
+
+@functools.cache
+def _parameters(function) -> frozenset[str]:
+    return frozenset(inspect.signature(function).parameters)
