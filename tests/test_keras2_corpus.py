@@ -16,9 +16,9 @@ One case per file in `manifest.json`:
   state, the same `evaluate`, and one more training step gives what that
   step gave in Keras 2.
 
-Files with `Lambda` layers are converted with `trust_lambdas=True` (the
-explicit trust of issue 15) and loading them without it must be refused in
-a way that names that option. Files that need the user's own code (a
+Files with `Lambda` layers are converted with `trust_file_code=True` (the
+explicit trust of `--trust-file-code`) and loading them without it must be
+refused in a way that names that option. Files that need the user's own code (a
 registered layer or loss, a named function) get their module,
 `corpus_objects`, imported first, as a user would (`--import`).
 
@@ -161,7 +161,7 @@ def test_loads_and_predicts_as_keras2_did(entry):
     user_modules(entry)
     if entry["lambdas"]:
         # Loading runs no bytecode: refused, saying how to migrate the file.
-        with pytest.raises(Exception, match=r"trust.lambdas"):
+        with pytest.raises(Exception, match=r"trust.file.code"):
             load(entry)
         return
     assert_same_predictions(call(load(entry), arrays(entry, "input_")), arrays(entry, "output_"), "loaded")
@@ -171,8 +171,9 @@ def test_loads_and_predicts_as_keras2_did(entry):
 def test_converts_and_the_converted_file_reloads_in_safe_mode(entry, tmp_path, reload_child):
     imports = user_modules(entry)
     target = tmp_path / "converted.keras"
-    options = {"trust_lambdas": True} if entry["lambdas"] else {}
-    convert.convert(CORPUS / entry["path"], target, check=False, console=Console(file=io.StringIO()), **options)
+    options = {"trust_file_code": True} if entry["lambdas"] else {}
+    convert.convert(CORPUS / entry["path"], target, check=False, console=Console(file=io.StringIO()),
+                    imports=imports, **options)
     reloaded = reload_child.predict(target, arrays(entry, "input_"), imports, tmp_path)
     assert_same_predictions(reloaded, arrays(entry, "output_"), "converted, reloaded in safe mode in a fresh process,")
 

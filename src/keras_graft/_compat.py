@@ -40,7 +40,7 @@ __all__ = [
     "keras2_root_metadata",
     "keras_load_model",
     "keras3_only_optimizer_variables",
-    "legacy_h5_model",
+    "load_legacy_h5_weights",
     "legacy_model_from_config",
     "route_load_model",
     "layer_edges",
@@ -240,12 +240,10 @@ def legacy_model_from_config(config: dict, safe_mode: bool, custom_objects: dict
         return legacy_saving_utils.model_from_config(config, custom_objects=custom_objects)
 
 
-def legacy_h5_model(path, custom_objects: dict | None, safe_mode: bool):
-    """The uncompiled model of an HDF5 model file, whatever its suffix, read by
-    Keras' `.h5` loader (which `keras.models.load_model` picks by suffix)."""
-    return legacy_h5_format.load_model_from_hdf5(
-        str(path), custom_objects=custom_objects, compile=False, safe_mode=safe_mode
-    )
+def load_legacy_h5_weights(group, model) -> None:
+    """Loads the `model_weights` group of an `.h5` model file into `model`, as
+    Keras' `.h5` loader does: layer by layer in order, the layers with weights."""
+    legacy_h5_format.load_weights_from_hdf5_group(group, model)
 
 
 def decode_legacy_json(text):

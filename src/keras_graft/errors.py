@@ -131,6 +131,18 @@ class Keras2FileError(KerasGraftError, ValueError):
     """
 
 
+class LambdaLayerError(KerasGraftError, ValueError):
+    """A Keras 2 `Lambda` layer: Python bytecode in the file, which loading never runs.
+
+    Wrong: `keras.models.load_model("old.h5")` of a model with a `Lambda`.
+    Right, for a file you trust: `keras-graft convert old.h5 new.keras
+    --trust-file-code`, which runs each function once, in a separate process,
+    and stores the TF ops it calls. Also raised when a trusted Lambda cannot
+    be migrated (bytecode of another Python version, a function that does
+    not reduce to TF ops), naming the layer and the fix.
+    """
+
+
 class UntranslatableConfigError(KerasGraftError, ValueError):
     """A Keras 2 layer config value that has no Keras 3 equivalent.
 

@@ -34,6 +34,8 @@ import copy
 import io
 import json
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -43,7 +45,7 @@ import tensorflow as tf
 
 from keras_graft import _compat, unregistered
 from keras_graft.errors import Keras2FileError
-from keras_graft.keras2 import compile_configs, zip_weights
+from keras_graft.keras2 import compile_configs, lambdas, zip_weights
 
 H5, TF_KERAS_ZIP, SAVED_MODEL = "h5", "tf_keras .keras", "SavedModel"
 
@@ -73,7 +75,8 @@ def kind(path: Path) -> str | None:
 
 
 def load_model(path, custom_objects: dict | None = None, compile: bool = True,
-               safe_mode: bool = True) -> keras.Model:
+               safe_mode: bool = True, *, trust_file_code: bool = False,
+               imports: tuple[str, ...] = ()) -> keras.Model:
     """The Keras 2 model file (or SavedModel directory) at `path` as a Keras 3 model.
 
     `custom_objects` maps names the file uses (a custom layer's class name, a
@@ -81,19 +84,121 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True,
     objects registered with `keras.saving.register_keras_serializable` (or
     keras-graft's decorators) are found once their module is imported.
     With `compile`, a compiled file comes back compiled.
+
+    `Lambda` layers hold Python bytecode, which loading never runs: such a file
+    is refused, unless you trust it (`trust_file_code=True`): then each
+    Lambda's function runs once, in a separate process that first imports
+    `imports` (your modules: named functions come from them, never from the
+    file), and the op layers it produced replace the layer
+    (`keras_graft.keras2.lambdas`).
     """
     path = Path(path)
-    loader = _LOADERS.get(kind(path))
-    custom_objects = dict(custom_objects or {})
-    if loader is None:
+    if kind(path) is None:
         return keras.models.load_model(path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    custom_objects = dict(custom_objects or {})
+    rewrite = None
+    if trust_file_code:
+        rewrite = lambda config: lambdas.migrated(config, path, imports)  # noqa: E731
+    model, stored = _build(path, custom_objects, safe_mode, rewrite)
+    if compile:
+        compile_configs.restore(model, stored.setup, stored.state, path, custom_objects)
+    return model
+
+
+def build_model(path, custom_objects: dict | None = None, safe_mode: bool = True,
+                rewrite=None) -> keras.Model:
+    """The uncompiled model of a Keras 2 file, its weights loaded; `rewrite(config)`
+    may change the model config (as stored) before it is built."""
+    return _build(Path(path), dict(custom_objects or {}), safe_mode, rewrite)[0]
+
+
+def _build(path: Path, custom_objects: dict, safe_mode: bool, rewrite):
+    stored = _READERS[kind(path)](path)
+    config = stored.config if rewrite is None else rewrite(stored.config)
     try:
-        return loader(path, custom_objects, compile, safe_mode)
+        # Keras' legacy loader edits the configs it reads; the weights need them as stored.
+        model = _compat.legacy_model_from_config(copy.deepcopy(config), safe_mode, custom_objects)
     except (TypeError, ValueError) as error:
-        explained = unregistered.explain(error, stored_config(path))
+        explained = unregistered.explain(error, stored.config)
         if explained is None or explained is error:
             raise
         raise explained from error
+    stored.load_weights(model)
+    return model, stored
+
+
+@dataclass
+class _Stored:
+    """What a Keras 2 file holds: the model config, the training setup and
+    optimizer state (None where the file has none), and how its weights load."""
+
+    config: dict
+    setup: dict | None
+    state: list | None
+    load_weights: Callable[[keras.Model], None]
+
+
+def _read_h5(path: Path) -> _Stored:
+    with h5py.File(path, "r") as file:
+        config, setup = file.attrs.get("model_config"), file.attrs.get("training_config")
+        if config is None:
+            raise Keras2FileError(f"{path} is an HDF5 file without a model config: save the model, not only its weights.")
+        state = None
+        if "optimizer_weights" in file:
+            group = file["optimizer_weights"]
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+            state = [np.asarray(group[name]) for name in names]
+
+    def load_weights(model):
+        with h5py.File(path, "r") as file:
+            _compat.load_legacy_h5_weights(file["model_weights"], model)
+
+    setup = _compat.decode_legacy_json(setup) if setup is not None else None
+    return _Stored(_compat.decode_legacy_json(config), setup, state, load_weights)
+
+
+def _read_tf_keras_zip(path: Path) -> _Stored:
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        weights = archive.read("model.weights.h5")
+    with h5py.File(io.BytesIO(weights), "r") as stored:
+        state = None
+        if "optimizer" in stored and "vars" in stored["optimizer"]:
+            variables = stored["optimizer"]["vars"]
+            state = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+
+    def load_weights(model):
+        with h5py.File(io.BytesIO(weights), "r") as stored:
+            zip_weights.load(model, config, stored, path)
+
+    return _Stored(config, config.get("compile_config"), state, load_weights)
+
+
+def _read_saved_model(path: Path) -> _Stored:
+    metadata_path = path / "keras_metadata.pb"
+    if not metadata_path.exists():
+        raise Keras2FileError(
+            f"{path} is a SavedModel without Keras metadata (not written by "
+            "Keras 2's `model.save`): it holds no Keras model. Use "
+            "`keras.layers.TFSMLayer` to call it for inference."
+        )
+    root = _compat.keras2_root_metadata(metadata_path.read_bytes())
+    if root.get("class_name") not in ("Functional", "Sequential", "Model") or "layers" not in (
+        root.get("config") or {}
+    ):
+        raise Keras2FileError(
+            f"{path} holds a subclassed Keras 2 model ({root.get('class_name')}): its "
+            "SavedModel keeps the traced functions but no config Keras 3 could rebuild "
+            "it from. Rebuild the model class in Keras 3 and load the weights, or use "
+            "`keras.layers.TFSMLayer` for inference only."
+        )
+    checkpoint = _Checkpoint(path)
+    optimizer = checkpoint.child(checkpoint.root, "optimizer")
+    state = checkpoint.listed(optimizer, "_variables") if optimizer is not None else None
+    return _Stored(
+        {"class_name": root["class_name"], "config": root["config"]}, root.get("training_config"), state,
+        lambda model: _assign(model, checkpoint.listed(checkpoint.root, "variables"), path),
+    )
 
 
 def stored_config(path) -> dict | None:
@@ -118,69 +223,7 @@ def stored_config(path) -> dict | None:
     return None
 
 
-def _load_h5(path: Path, custom_objects: dict, compile: bool, safe_mode: bool) -> keras.Model:
-    model = _compat.legacy_h5_model(path, custom_objects, safe_mode)
-    if compile:
-        with h5py.File(path, "r") as file:
-            setup = file.attrs.get("training_config")
-            setup = _compat.decode_legacy_json(setup) if setup is not None else None
-            state = None
-            if "optimizer_weights" in file:
-                group = file["optimizer_weights"]
-                names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
-                state = [np.asarray(group[name]) for name in names]
-        compile_configs.restore(model, setup, state, path, custom_objects)
-    return model
-
-
-def _load_tf_keras_zip(path: Path, custom_objects: dict, compile: bool, safe_mode: bool) -> keras.Model:
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
-        weights = archive.read("model.weights.h5")
-    # Keras' legacy loader edits the configs it reads; the weights need them as stored.
-    model = _compat.legacy_model_from_config(copy.deepcopy(config), safe_mode, custom_objects)
-    with h5py.File(io.BytesIO(weights), "r") as stored:
-        zip_weights.load(model, config, stored, path)
-        state = None
-        if "optimizer" in stored and "vars" in stored["optimizer"]:
-            variables = stored["optimizer"]["vars"]
-            state = [np.asarray(variables[str(i)]) for i in range(len(variables))]
-    if compile:
-        compile_configs.restore(model, config.get("compile_config"), state, path, custom_objects)
-    return model
-
-
-def _load_saved_model(path: Path, custom_objects: dict, compile: bool, safe_mode: bool) -> keras.Model:
-    metadata_path = path / "keras_metadata.pb"
-    if not metadata_path.exists():
-        raise Keras2FileError(
-            f"{path} is a SavedModel without Keras metadata (not written by "
-            "Keras 2's `model.save`): it holds no Keras model. Use "
-            "`keras.layers.TFSMLayer` to call it for inference."
-        )
-    root = _compat.keras2_root_metadata(metadata_path.read_bytes())
-    if root.get("class_name") not in ("Functional", "Sequential", "Model") or "layers" not in (
-        root.get("config") or {}
-    ):
-        raise Keras2FileError(
-            f"{path} holds a subclassed Keras 2 model ({root.get('class_name')}): its "
-            "SavedModel keeps the traced functions but no config Keras 3 could rebuild "
-            "it from. Rebuild the model class in Keras 3 and load the weights, or use "
-            "`keras.layers.TFSMLayer` for inference only."
-        )
-    model = _compat.legacy_model_from_config(
-        {"class_name": root["class_name"], "config": root["config"]}, safe_mode, custom_objects
-    )
-    checkpoint = _Checkpoint(path)
-    _assign(model, checkpoint.listed(checkpoint.root, "variables"), path)
-    if compile:
-        optimizer = checkpoint.child(checkpoint.root, "optimizer")
-        state = checkpoint.listed(optimizer, "_variables") if optimizer is not None else None
-        compile_configs.restore(model, root.get("training_config"), state, path, custom_objects)
-    return model
-
-
-_LOADERS = {H5: _load_h5, TF_KERAS_ZIP: _load_tf_keras_zip, SAVED_MODEL: _load_saved_model}
+_READERS = {H5: _read_h5, TF_KERAS_ZIP: _read_tf_keras_zip, SAVED_MODEL: _read_saved_model}
 
 
 class _Checkpoint:

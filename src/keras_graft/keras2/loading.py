@@ -8,13 +8,15 @@
   setup; Keras 3's own files go to Keras as before.
 - Keras 3 reads Keras 2 configs with its legacy loader, which deserializes
   every model and layer config through one function; `load` takes its
-  place, so each Keras 2 config is
-first rewritten into its Keras 3 form: layer names Keras 3 refuses are
-renamed (`names`), op layers become keras-graft `TFOp` layers (`op_layers`),
-calls with tensors among their kwargs take Keras 3's node form (`nodes`), and layer configs Keras 3 reads differently are translated (`layer_configs`).
-Configs without Keras 2 specifics pass through unchanged. The rewrite runs
-inside the loader's safe-mode scope, so keras-graft's allow-list and audit
-apply as to any keras-graft model file.
+  place, so each Keras 2 config is first rewritten into its Keras 3 form:
+  layer names Keras 3 refuses are renamed (`names`), op layers become
+  keras-graft `TFOp` layers (`op_layers`), `Lambda` layers are refused in
+  safe mode, saying how to migrate them (`lambdas`), calls with tensors
+  among their kwargs take Keras 3's node form (`nodes`), and layer configs
+  Keras 3 reads differently are translated (`layer_configs`). Configs
+  without Keras 2 specifics pass through unchanged. The rewrite runs inside
+  the loader's safe-mode scope, so keras-graft's allow-list and audit apply
+  as to any keras-graft model file.
 
 >>> import keras_graft
 >>> translate({"class_name": "DepthwiseConv2D", "config": {"groups": 1}})[0]
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from keras_graft import _compat, unregistered
-from keras_graft.keras2 import files, layer_configs, names, nodes, op_layers
+from keras_graft.keras2 import files, lambdas, layer_configs, names, nodes, op_layers
 
 FUNCTIONAL_CLASSES = ("Functional", "Model")
 MODEL_CLASSES = (*FUNCTIONAL_CLASSES, "Sequential")
@@ -47,6 +49,10 @@ def translate(config) -> tuple[dict, list[Callable]]:
     inner = config["config"]
     if config.get("class_name") in MODEL_CLASSES and isinstance(inner.get("layers"), list):
         layers = [_as_legacy(layer) for layer in inner["layers"]]
+        if _compat.in_keras_safe_mode():
+            for layer in layers:
+                if isinstance(layer, dict) and layer.get("class_name") == lambdas.LAMBDA:
+                    raise lambdas.refusal(layer)
         inner = {**inner, "layers": layers}
         if config["class_name"] in FUNCTIONAL_CLASSES:
             inner = names.translate_functional(inner)
