@@ -293,8 +293,10 @@ def restore(model: keras.Model, setup: dict | None, state: list | None, source,
     if not setup:
         return
     setup = dict(setup)
+    # A Sequential model has no `output_names`: one output, whose name is unused.
+    output_names = list(getattr(model, "output_names", None) or [layer.name for layer in model.layers[-1:]])
     for key in ("metrics", "weighted_metrics"):
-        setup[key] = _per_output(setup.get(key), list(model.output_names))
+        setup[key] = _per_output(setup.get(key), output_names)
     arguments, problems = compile_arguments(setup, custom_objects)
     if problems:
         warnings.warn(UntranslatedCompileWarning(
