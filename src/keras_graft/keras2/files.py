@@ -31,6 +31,7 @@ True
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 import zipfile
@@ -96,9 +97,7 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True,
     if kind(path) is None:
         return keras.models.load_model(path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
     custom_objects = dict(custom_objects or {})
-    rewrite = None
-    if trust_file_code:
-        rewrite = lambda config: lambdas.migrated(config, path, imports)  # noqa: E731
+    rewrite = functools.partial(lambdas.migrated, source=path, imports=imports) if trust_file_code else None
     model, stored = _build(path, custom_objects, safe_mode, rewrite)
     if compile:
         compile_configs.restore(model, stored.setup, stored.state, path, custom_objects)

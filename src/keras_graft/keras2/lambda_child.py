@@ -223,7 +223,7 @@ def _trace(path: str, layer) -> dict:
         raise Refusal(path, f"its function uses a name the file does not hold ({error}): it was a global "
                             "of the script that built the model; import a module that defines it "
                             "(`--import MODULE`) or rebuild the layer in code") from error
-    except Exception as error:  # noqa: BLE001  (the user's function: whatever it raised)
+    except Exception as error:  # the user's function: whatever it raised
         raise Refusal(path, f"its function does not run on Keras tensors ({type(error).__name__}: "
                             f"{error}): rewrite it with TF ops, or as an `@keras_graft.op` function") from error
     leaves = keras.tree.flatten(outputs)
