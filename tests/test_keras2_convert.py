@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras as keras_module
 import numpy as np
@@ -109,3 +110,22 @@ def test_a_forged_file_is_refused_with_exit_2(keras2_files, tmp_path, capsys):
     assert cli.main(["convert", str(forged), str(tmp_path / "out.keras")]) == 2
     assert "Refusing op `tf.io.write_file`" in capsys.readouterr().err
     assert not (tmp_path / "out.keras").exists()
+
+
+def test_convert_import_converts_a_file_with_a_registered_custom_layer(tmp_path):
+    """In a fresh process, as a user runs it: without `--import` it says to add it; with it,
+    the checking processes (tf_keras on the original, Keras 3 on the result) import it too."""
+    corpus = Path(__file__).resolve().parent / "keras2_corpus"
+    source, target = corpus / "files" / "keras2.15" / "custom_layer.h5", tmp_path / "custom_layer.keras"
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "keras_graft", "convert", str(source), str(target), *extra],
+                              capture_output=True, text=True, env=ENV, cwd=corpus, timeout=300, check=False)
+
+    without = run("--no-check")
+    assert without.returncode == 2 and "ScaledDense" in without.stderr
+    assert "Use `--import MODULE` (the module that defines it)" in without.stderr, without.stderr  # .h5 names no module
+    assert not target.exists()
+    imported = run("--import", "corpus_objects")
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert "Check passed" in imported.stdout and "tf_keras (Keras 2)" in imported.stdout
