@@ -155,3 +155,45 @@ def test_group_names_that_fit_two_classes_are_refused():
     assert zip_weights.group_key("lambda_1", {"dense"}) is None
     with pytest.raises(files.Keras2FileError, match="several classes"):
         zip_weights.group_key("block_1", {"block", "block_1"})
+
+
+class UnregisteredScaledDense(keras.layers.Layer):
+    """The corpus's `keras_graft_corpus>ScaledDense`, defined here and registered nowhere."""
+
+    def __init__(self, units, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.scale = units, scale
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), self.units))
+        self.bias = self.add_weight(name="bias", shape=(self.units,))
+
+    def call(self, inputs):
+        return keras.ops.matmul(inputs, self.kernel) * self.scale + self.bias
+
+
+def unregistered_scaled_mse(y_true, y_pred):
+    return 2.0 * keras.ops.mean(keras.ops.square(y_pred - y_true), axis=-1)
+
+
+CORPUS_15 = Path(__file__).resolve().parent / "keras2_corpus" / "files" / "keras2.15"
+
+
+@pytest.mark.parametrize("file_name", ["custom_layer.h5", "custom_layer.keras"])
+def test_custom_objects_give_the_class_of_a_registered_name(file_name, monkeypatch):
+    # As in a process that has not imported `corpus_objects` (Keras prefers a registered class).
+    monkeypatch.delitem(keras.saving.get_custom_objects(), "keras_graft_corpus>ScaledDense", raising=False)
+    model = files.load_model(CORPUS_15 / file_name,
+                             custom_objects={"keras_graft_corpus>ScaledDense": UnregisteredScaledDense})
+    assert sum(isinstance(layer, UnregisteredScaledDense) for layer in model.layers) == 2
+    stored = np.load(CORPUS_15 / "custom_layer.npz")
+    np.testing.assert_allclose(model(stored["input_0"]), stored["output_0"], atol=1e-5)
+
+
+@pytest.mark.parametrize("file_name", ["compiled_custom_loss.h5", "compiled_custom_loss.keras",
+                                       "compiled_custom_loss_savedmodel"])
+def test_custom_objects_give_a_compiled_files_loss_by_its_name(file_name, monkeypatch):
+    monkeypatch.delitem(keras.saving.get_custom_objects(), "keras_graft_corpus>scaled_mse", raising=False)
+    model = files.load_model(CORPUS_15 / file_name, custom_objects={"scaled_mse": unregistered_scaled_mse})
+    assert model.compiled and model.loss is unregistered_scaled_mse
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)

@@ -69,8 +69,10 @@ class Untranslatable(Exception):
 
 
 def _registered(name: str, custom_objects: dict):
-    if name in custom_objects:
-        return custom_objects[name]
+    # The user's `custom_objects` may name a registered `package>name` by its bare name.
+    for key in (name, name.rpartition(">")[2]):
+        if key in custom_objects:
+            return custom_objects[key]
     registered = keras.saving.get_custom_objects()
     if name in registered:
         return registered[name]
