@@ -44,7 +44,6 @@ import types
 from pathlib import Path
 
 TRACED_CLASS = "KerasGraftTracedLambda"
-MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 # A Keras 2 `Lambda` received `tf.Tensor`s, whose Python operators are TF's
 # ops; on Keras tensors they are Keras' own. While a function is traced they

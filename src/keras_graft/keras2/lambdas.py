@@ -38,11 +38,13 @@ from pathlib import Path
 
 from keras_graft import child_imports
 from keras_graft.errors import LambdaLayerError
-from keras_graft.keras2 import lambda_child, references, report
+from keras_graft.keras2 import references, report
 
 LAMBDA = "Lambda"
-MODEL_CLASSES = lambda_child.MODEL_CLASSES
 FUNCTIONAL_CLASSES = ("Functional", "Model")
+MODEL_CLASSES = (*FUNCTIONAL_CLASSES, "Sequential")
+# A script, run by path: it imports keras-graft's loading, which imports this module.
+CHILD_SCRIPT = Path(__file__).with_name("lambda_child.py")
 CHILD_SECONDS = 300
 CHILD_MEMORY_BYTES = 8 << 30  # address space: TensorFlow reserves much more than it touches
 
@@ -101,7 +103,7 @@ def traced(source: Path, imports) -> dict:
         env.pop("TF_USE_LEGACY_KERAS", None)
         try:
             completed = subprocess.run(
-                [sys.executable, lambda_child.__file__, str(request), str(reply)], cwd=workdir, env=env,
+                [sys.executable, str(CHILD_SCRIPT), str(request), str(reply)], cwd=workdir, env=env,
                 capture_output=True, text=True, timeout=CHILD_SECONDS, preexec_fn=_limits, check=False)
         except subprocess.TimeoutExpired as error:
             raise LambdaLayerError(
