@@ -17,16 +17,12 @@ same input; the targets are stored per head.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-DONE = "done"
 BATCH, FEATURES, CLASSES = 8, 4, 3
 
 # Loss names as Keras 2 accepts them in `compile(loss=...)`, with the kind of head.
@@ -202,17 +198,9 @@ def write_all(directory: Path) -> None:
 
 def generate(directory: Path) -> Path:
     """Writes the compiled Keras 2 files into `directory` once (other processes wait)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (directory / DONE).exists():
-            env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-            completed = subprocess.run([sys.executable, __file__, str(directory)],
-                                       capture_output=True, text=True, env=env, timeout=900, check=False)
-            if completed.returncode != 0:
-                raise RuntimeError(f"tf_keras could not write the compiled files:\n{completed.stderr[-4000:]}")
-            (directory / DONE).touch()
-    return directory
+    import _keras2_models
+
+    return _keras2_models.generate(directory, __file__, "the compiled files")
 
 
 if __name__ == "__main__":
