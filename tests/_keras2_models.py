@@ -364,19 +364,18 @@ def read_arrays(path: Path) -> tuple[list, list]:
     return inputs, outputs
 
 
-def generate(directory: Path) -> Path:
-    """Writes the Keras 2 files into `directory` once (other processes wait)."""
+def generate(directory: Path, script: str = __file__, what: str = "the Keras 2 files") -> Path:
+    """Runs the tf_keras `script` (this one: every model above) once to write `what` into
+    `directory`; other processes wait for it."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (directory / DONE).exists():
             env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-            completed = subprocess.run(
-                [sys.executable, __file__, str(directory)],
-                capture_output=True, text=True, env=env, timeout=900,
-            )
+            completed = subprocess.run([sys.executable, script, str(directory)],
+                                       capture_output=True, text=True, env=env, timeout=900, check=False)
             if completed.returncode != 0:
-                raise RuntimeError(f"tf_keras could not write the Keras 2 files:\n{completed.stderr[-4000:]}")
+                raise RuntimeError(f"tf_keras could not write {what}:\n{completed.stderr[-4000:]}")
             (directory / DONE).touch()
     return directory
 

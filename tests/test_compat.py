@@ -192,6 +192,53 @@ def test_op_creation_is_watched_only_in_the_thread_that_asked():
     assert seen == [] and other_graph.get_operations()
 
 
+def test_load_legacy_h5_weights_loads_an_h5_files_weights_in_layer_order(tmp_path):
+    import h5py
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3), keras.layers.ReLU(), keras.layers.Dense(1)])
+    model.save(tmp_path / "m.h5")
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    with h5py.File(tmp_path / "m.h5", "r") as file:
+        _compat.load_legacy_h5_weights(file["model_weights"], other)
+    for got, want in zip(other.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_decode_legacy_json_reads_keras_tagged_values():
+    assert _compat.decode_legacy_json(b'{"shape": {"class_name": "__tuple__", "items": [1, 2]}}') == {"shape": (1, 2)}
+
+
+def test_route_load_model_replaces_every_export_and_passes_keras_own(tmp_path, monkeypatch):
+    from keras.src.saving import saving_api
+
+    calls = []
+
+    def load(filepath, custom_objects, compile, safe_mode, keras_load):
+        calls.append((filepath, compile, keras_load))
+        return "routed"
+
+    for module in (keras.models, keras.saving, saving_api):
+        monkeypatch.setattr(module, "load_model", module.load_model)  # restored after the test
+    _compat.route_load_model(load)
+    assert keras.models.load_model("x.keras", compile=False) == "routed"
+    assert keras.saving.load_model is keras.models.load_model is saving_api.load_model
+    assert calls == [("x.keras", False, _compat.keras_load_model)]
+    assert _compat.keras_load_model.__module__ == "keras.src.saving.saving_api"
+
+
+def test_legacy_model_from_config_finds_custom_objects():
+    class Doubling(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 2], "name": "x"}},
+        {"class_name": "Doubling", "config": {"name": "d"}}]}}
+    model = _compat.legacy_model_from_config(config, True, {"Doubling": Doubling})
+    assert isinstance(model.layers[-1], Doubling)
+
+
 def test_pure_callback_sequential_calls_back_once_per_element_under_vmap():
     import jax
     import numpy as np

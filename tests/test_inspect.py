@@ -15,7 +15,7 @@ from rich.console import Console
 
 import keras_graft
 from keras_graft import _compat, safety
-from keras_graft.inspection import CHECKS, checks, equivalents, inspect
+from keras_graft.inspection import CHECKS, LAMBDA_UNSAFE, checks, equivalents, inspect
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -135,6 +135,22 @@ def test_safe_names_the_allow_a_layer_needs():
     (layer,) = inspect(model, checks_to_run=("safe",)).layers
     assert layer.op == "tf.print"
     assert layer.checks["safe"] == checks.Verdict("allow", "keras_graft.allow('print')")
+
+
+def test_lambda_layers_are_listed_as_not_loading_in_safe_mode_with_the_reason():
+    x = keras.Input((4,))
+    inner_x = keras.Input((4,))
+    inner = keras.Model(inner_x, keras.layers.Lambda(lambda t: t * 2.0, name="double")(inner_x), name="inner")
+    y = keras.layers.Lambda(keras.ops.abs, name="absolute")(tf.clip_by_value(inner(x), -1.0, 1.0))
+    report = inspect(keras.Model(x, y))
+    by_name = {layer.name: layer for layer in report.layers}
+    assert set(by_name) == {"double", "absolute", "tf.clip_by_value"}
+    for name in ("double", "absolute"):
+        assert by_name[name].kind == "Lambda" and set(by_name[name].checks) == {"safe"}
+        assert by_name[name].checks["safe"].status == "no"
+        assert by_name[name].checks["safe"].detail == LAMBDA_UNSAFE
+        assert by_name[name].outputs == [{"shape": [None, 4], "dtype": "float32"}]
+    assert report.failures(["safe"]) == [f"{name}: safe (no, {LAMBDA_UNSAFE})" for name in ("double", "absolute")]
 
 
 def test_slow_checks_run_once_per_op_and_signature(monkeypatch):

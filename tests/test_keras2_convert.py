@@ -1,9 +1,12 @@
 """`keras-graft convert OLD NEW.keras`, end to end on Keras 2 files written by tf_keras."""
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import h5py
 import keras as keras_module
 import numpy as np
 import pytest
@@ -71,7 +74,7 @@ def test_a_prediction_mismatch_exits_1(keras2_files, tmp_path, monkeypatch, caps
 
 
 def test_without_tf_keras_the_check_compares_with_keras3s_reading(keras2_files, tmp_path, monkeypatch):
-    def no_tf_keras(keras, model_path, inputs, workdir):
+    def no_tf_keras(keras, model_path, inputs, workdir, imports=()):
         if keras == predict.KERAS2:
             raise predict.PredictionError("No module named 'tf_keras'")
         model = keras_module.models.load_model(model_path)  # in this process, to save time
@@ -109,3 +112,37 @@ def test_a_forged_file_is_refused_with_exit_2(keras2_files, tmp_path, capsys):
     assert cli.main(["convert", str(forged), str(tmp_path / "out.keras")]) == 2
     assert "Refusing op `tf.io.write_file`" in capsys.readouterr().err
     assert not (tmp_path / "out.keras").exists()
+
+
+def test_convert_import_converts_a_file_with_a_registered_custom_layer(tmp_path):
+    """In a fresh process, as a user runs it: without `--import` it says to add it; with it,
+    the checking processes (tf_keras on the original, Keras 3 on the result) import it too."""
+    corpus = Path(__file__).resolve().parent / "keras2_corpus"
+    source, target = corpus / "files" / "keras2.15" / "custom_layer.h5", tmp_path / "custom_layer.keras"
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "keras_graft", "convert", str(source), str(target), *extra],
+                              capture_output=True, text=True, env=ENV, cwd=corpus, timeout=300, check=False)
+
+    without = run("--no-check")
+    assert without.returncode == 2 and "ScaledDense" in without.stderr
+    assert "Use `--import MODULE` (the module that defines it)" in without.stderr, without.stderr  # .h5 names no module
+    assert not target.exists()
+    imported = run("--import", "corpus_objects")
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert "Check passed" in imported.stdout and "tf_keras (Keras 2)" in imported.stdout
+
+
+def test_convert_says_which_part_of_the_training_setup_it_dropped(tmp_path):
+    corpus = Path(__file__).resolve().parent / "keras2_corpus"
+    source = tmp_path / "compiled.h5"
+    source.write_bytes((corpus / "files" / "tf_keras2.21" / "compiled_mse.h5").read_bytes())
+    with h5py.File(source, "r+") as file:
+        setup = json.loads(file.attrs["training_config"])
+        file.attrs["training_config"] = json.dumps({**setup, "loss": "my_project>focal_loss"})
+    console = Console(record=True, width=200)
+    result = convert.convert(source, tmp_path / "compiled.keras", check=False, console=console)
+    (note,) = [n for n in result.notes if n.keras2_class == "training setup"]
+    assert "dropped" in note.change and "`my_project>focal_loss`" in note.change
+    assert "my_project>focal_loss" in console.export_text()
+    assert not keras_module.models.load_model(tmp_path / "compiled.keras").compiled

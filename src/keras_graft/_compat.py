@@ -20,9 +20,10 @@ from keras.src.backend import AutocastScope, get_keras_mask
 from keras.src.backend.common import global_state
 from keras.src.backend.common.keras_tensor import KerasTensor
 from keras.src.legacy.saving import json_utils as legacy_json_utils
+from keras.src.legacy.saving import legacy_h5_format
 from keras.src.legacy.saving import saving_options as legacy_saving_options
 from keras.src.legacy.saving import saving_utils as legacy_saving_utils
-from keras.src.saving import serialization_lib
+from keras.src.saving import saving_api, serialization_lib
 from keras.src.utils import naming
 from tensorflow.python.util import tf_decorator, tf_export
 
@@ -33,18 +34,23 @@ __all__ = [
     "call_signature",
     "called_function_names",
     "canonical_tf_name",
+    "decode_legacy_json",
     "deserializing_untrusted",
     "get_keras_mask",
     "in_keras_safe_mode",
     "keras2_root_metadata",
+    "keras3_only_optimizer_variables",
+    "keras_load_model",
     "layer_edges",
     "legacy_model_from_config",
+    "load_legacy_h5_weights",
     "op_id_mark",
     "op_types_called",
     "ops_created_between",
     "producing_operation",
     "pure_callback_sequential",
     "registered_gradient",
+    "route_load_model",
     "saveable_without_attributes",
     "stop_unresolvable_functional_nodes",
     "tf1_names",
@@ -318,12 +324,75 @@ def translate_legacy_configs(load) -> None:
     legacy_saving_utils.model_from_config = model_from_config
 
 
-def legacy_model_from_config(config: dict, safe_mode: bool):
+def legacy_model_from_config(config: dict, safe_mode: bool, custom_objects: dict | None = None):
     """A model from a legacy (Keras 2) config, as Keras' `.h5` loader builds it."""
     with serialization_lib.SafeModeScope(safe_mode), legacy_saving_options.keras_option_scope(
         use_legacy_config=True
     ):
-        return legacy_saving_utils.model_from_config(config)
+        return legacy_saving_utils.model_from_config(config, custom_objects=custom_objects)
+
+
+def load_legacy_h5_weights(group, model) -> None:
+    """Loads the `model_weights` group of an `.h5` model file into `model`, as
+    Keras' `.h5` loader does: layer by layer in order, the layers with weights."""
+    legacy_h5_format.load_weights_from_hdf5_group(group, model)
+
+
+def decode_legacy_json(text):
+    """A JSON attribute of a legacy model file (`training_config`), decoded as Keras does."""
+    return legacy_json_utils.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
+
+
+def keras3_only_optimizer_variables(optimizer) -> dict:
+    """The variables of a built Keras 3 optimizer that the same Keras 2 optimizer
+    kept out of its saved state, by kind.
+
+    - `"u_product"`: Nadam's running product of momentum factors (Keras 2
+      held it in an untracked `tf.Variable`, recomputed from the iterations);
+    - `"placeholders"`: Adafactor's unused scalar `r` and `c` for each variable
+      of rank < 2 (Keras 2's were untracked too; always 0).
+    """
+    extra = {}
+    if getattr(optimizer, "_u_product", None) is not None:
+        extra["u_product"] = [optimizer._u_product]
+    factored = [*getattr(optimizer, "_r", []), *getattr(optimizer, "_c", [])]
+    placeholders = [v for v in factored if v is not None and len(v.shape) == 0]
+    if placeholders:
+        extra["placeholders"] = placeholders
+    return extra
+
+
+# Keras' own `load_model`, kept before `route_load_model` replaces it.
+keras_load_model = saving_api.load_model
+
+
+def route_load_model(load) -> None:
+    """Makes `keras.models.load_model` (and `keras.saving.load_model`) call
+    `load(filepath, custom_objects, compile, safe_mode, keras_load)`, with
+    Keras' own function as `keras_load`. Idempotent.
+
+    Keras exports one function under several modules; each module that holds
+    it gets the new one. Code that imported the function by name earlier
+    (`from keras.models import load_model`) keeps Keras' own.
+    """
+    import functools
+    import sys
+
+    import keras
+
+    @functools.wraps(keras_load_model)
+    def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+        return load(filepath, custom_objects, compile, safe_mode, keras_load_model)
+
+    load_model.graft_load = load
+    modules = [keras.models, keras.saving, saving_api] + [
+        module for name, module in list(sys.modules.items())
+        if name.startswith("keras") and module is not None
+    ]
+    for module in modules:
+        current = getattr(module, "load_model", None)
+        if current is keras_load_model or getattr(current, "graft_load", None) is not None:
+            module.load_model = load_model
 
 
 def keras2_root_metadata(data: bytes) -> dict:

@@ -50,6 +50,17 @@ def _parser() -> argparse.ArgumentParser:
         "--no-check", action="store_true",
         help="skip checking that the converted model predicts as the original on random inputs",
     )
+    convert.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import this module first, here and in the checking processes (repeatable): the one "
+             "defining the file's registered layers, losses or Lambda functions, e.g. my_project.layers",
+    )
+    convert.add_argument(
+        "--trust-file-code", action="store_true",
+        help="the file is trusted: its code may run. Each Keras 2 Lambda's function runs once, in a "
+             "separate process, and the TF ops it calls replace it (without this flag a Lambda is "
+             "refused and no code from the file runs)",
+    )
 
     inspect = commands.add_parser(
         "inspect", help="report where each TF op layer of a model works: XLA, TFLite, gradients, "
@@ -132,6 +143,30 @@ def _check_list(text: str) -> tuple[str, ...]:
     return checks
 
 
+def _imported(modules: list[str], command: str) -> bool:
+    """Imports the user's `--import` modules; False (and says why) when one fails."""
+    sys.path.insert(0, os.getcwd())  # as `python -m` does: modules next to the user
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # the user's module: whatever it raised
+            print(f"keras-graft {command}: --import {module} failed: {type(error).__name__}: {error}",
+                  file=sys.stderr)
+            return False
+    return True
+
+
+def _import_hint(error: BaseException) -> str:
+    """What to add to the command line when `error` comes from an unregistered name."""
+    from keras_graft.errors import UnregisteredNameError
+
+    while error is not None and not isinstance(error, UnregisteredNameError):
+        error = error.__cause__
+    if error is None:
+        return ""
+    return f" Use `--import {error.module or 'MODULE'}` (the module that defines it)."
+
+
 def _inspect(arguments) -> int:
     from rich.console import Console
 
@@ -140,20 +175,12 @@ def _inspect(arguments) -> int:
     from keras_graft.terminal import wide_console
 
     errors = Console(stderr=True)
-    sys.path.insert(0, os.getcwd())  # as `python -m` does: modules next to the user
-    for module in arguments.imports:
-        try:
-            importlib.import_module(module)
-        except Exception as error:  # the user's module: whatever it raised
-            print(f"keras-graft inspect: --import {module} failed: {type(error).__name__}: {error}",
-                  file=sys.stderr)
-            return 2
+    if not _imported(arguments.imports, "inspect"):
+        return 2
     try:
         model, keras2 = loading.load(arguments.model)
     except loading.ModelFileError as error:
-        hint = ("" if "is not registered" not in str(error) else
-                " Name the module that defines it with --import MODULE.")
-        print(f"keras-graft inspect: {error}{hint}", file=sys.stderr)
+        print(f"keras-graft inspect: {error}{_import_hint(error)}", file=sys.stderr)
         return 2
     report = inspection.inspect(model, console=errors)
     report.source, report.keras2 = arguments.model, keras2
@@ -201,10 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command == "convert":
         from keras_graft.keras2 import convert
 
+        if not _imported(arguments.imports, "convert"):
+            return 2
         try:
-            result = convert.convert(arguments.source, arguments.target, check=not arguments.no_check)
+            result = convert.convert(arguments.source, arguments.target, check=not arguments.no_check,
+                                     trust_file_code=arguments.trust_file_code, imports=arguments.imports)
         except convert.ConversionError as error:
-            print(f"keras-graft convert: {error}", file=sys.stderr)
+            print(f"keras-graft convert: {error}{_import_hint(error)}", file=sys.stderr)
             return 2
         return 0 if result.passed or not result.checked else 1
     if arguments.command == "inspect":

@@ -124,6 +124,23 @@ class LambdaLayerWarning(KerasGraftError, UserWarning):
 # -- Files and commands ----------------------------------------------------------
 
 
+class UnregisteredNameError(KerasGraftError, ValueError):
+    """A model file names a custom object (a `@keras_graft.layer`, `@keras_graft.op`,
+    `@keras_graft.loss`/`metric`, a registered Keras class or function) that no
+    imported module has registered.
+
+    Wrong: loading a model that uses `parts>custom_matmul` in a fresh process.
+    Right: `import my_project.parts` first (`--import my_project.parts` for the
+    keras-graft command, or `custom_objects=`). `name` is the registered name,
+    `module` the defining module where the file records it (else None).
+    """
+
+    def __init__(self, message: str = "", *, name: str = "", module: str | None = None):
+        super().__init__(message)
+        self.name = name
+        self.module = module
+
+
 class ModelFileError(KerasGraftError, ValueError):
     """`keras-graft inspect`: the file does not exist or does not load in safe mode (and why)."""
 
@@ -155,10 +172,31 @@ class WeightMatchError(KerasGraftError, ValueError):
     """
 
 
+class LambdaLayerError(KerasGraftError, ValueError):
+    """A Keras 2 `Lambda` layer: Python bytecode in the file, which loading never runs.
+
+    Wrong: `keras.models.load_model("old.h5")` of a model with a `Lambda`.
+    Right, for a file you trust: `keras-graft convert old.h5 new.keras
+    --trust-file-code`, which runs each function once, in a separate process,
+    and stores the TF ops it calls. Also raised when a trusted Lambda cannot
+    be migrated (bytecode of another Python version, a function that does
+    not reduce to TF ops), naming the layer and the fix.
+    """
+
+
 class UntranslatableConfigError(KerasGraftError, ValueError):
     """A Keras 2 layer config value that has no Keras 3 equivalent.
 
     For example `BatchNormalization(virtual_batch_size=8)` (ghost batch normalization).
+    """
+
+
+class UntranslatedCompileWarning(KerasGraftError, UserWarning):
+    """A Keras 2 file's training setup (loss, metrics, optimizer, its state) that
+    has no Keras 3 translation: the model loads uncompiled, or with a fresh optimizer.
+
+    For example a registered custom loss whose module was not imported: import it
+    first (`custom_objects=`, or `--import MODULE` for the keras-graft command).
     """
 
 

@@ -171,6 +171,9 @@ class TFOp(keras.layers.Layer):
         config = super().get_config()
         config.pop("dtype", None)
         config.update({"op": self.op_name, "arguments": self.arguments.get_config()})
+        module = registry.defining_module(self.op_name)
+        if module is not None:  # named when a loading process lacks it
+            config["op_module"] = module
         if self.output_ranks is not None:
             config["output_ranks"] = self.output_ranks
         return config
@@ -178,7 +181,7 @@ class TFOp(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        function = registry.resolve(config.pop("op"))
+        function = registry.resolve(config.pop("op"), config.pop("op_module", None))
         config.pop("dtype", None)
         output_ranks = _stored_ranks(config.pop("output_ranks", None))
         layer = cls(function, ArgumentTemplate(config.pop("arguments")), **config)
@@ -229,7 +232,7 @@ class Op(TFOp):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        function = registry.resolve(config.pop("op"))
+        function = registry.resolve(config.pop("op"), config.pop("op_module", None))
         args, kwargs = ArgumentTemplate(config.pop("arguments")).fill(None)
         if not args or args[0] is not None:
             raise malformed("An Op layer's stored arguments must start with its inputs")

@@ -12,6 +12,7 @@ import functools
 from typing import Callable
 
 from keras_graft import _compat, safety
+from keras_graft.unregistered import unregistered
 
 TF_PREFIX = "tf."
 
@@ -121,23 +122,28 @@ def check_allowed(stored_name: str) -> None:
         safety.check_tf_name(stored_name[len(TF_PREFIX):])
 
 
-def resolve(stored_name: str) -> Callable:
+def defining_module(stored_name: str) -> str | None:
+    """The module that defines the registered op `stored_name` (None for TF ops)."""
+    function = _registered.get(stored_name)
+    return getattr(function, "__module__", None) if function is not None else None
+
+
+def resolve(stored_name: str, module: str | None = None) -> Callable:
     """The function a stored name stands for, after the safety checks.
 
     While Keras deserializes in safe mode (a model file), a TF op comes with
     the argument bounds `safety.bounded` gives it, wherever it is called:
     this is where every op and function argument a file names is resolved.
+    `module`, the defining module a model file recorded for a registered op,
+    is only named in the error when the op is not registered.
     """
     if not isinstance(stored_name, str):
         raise TypeError(f"An op name must be a string; got {stored_name!r:.80}.")
     if ">" in stored_name:
         function = _registered.get(stored_name)
         if function is None:
-            raise ValueError(
-                f"The model uses the op {stored_name!r}, which is not registered. "
-                "Import the module that defines it (decorated with "
-                "`@keras_graft.op`) before loading the model."
-            )
+            user_module = module if isinstance(module, str) and module != "__main__" else None
+            raise unregistered(stored_name, user_module, "@keras_graft.op")
         return function
     if not stored_name.startswith(TF_PREFIX):
         raise safety.UnsafeOpError(

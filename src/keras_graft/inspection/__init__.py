@@ -5,7 +5,9 @@ For every layer that runs TF ops (auto-wrapped ops, `keras_graft.Op`,
 compiles it, whether TFLite converts it with builtin ops only or needs Select
 TF ops, whether every op on its float paths has a gradient, how the JAX and
 torch backends run it, whether it loads from a file in safe mode, and the
-`keras.ops` equivalent where one exists (`equivalents`).
+`keras.ops` equivalent where one exists (`equivalents`). A `keras.layers.Lambda`
+is listed too, with `safe: no` and why: its function is Python bytecode in
+the file, which safe mode refuses.
 
 >>> import keras, tensorflow as tf, keras_graft
 >>> x = keras.Input((4,))
@@ -26,7 +28,12 @@ from keras_graft.inspection import checks
 from keras_graft.inspection.equivalents import keras_ops_equivalent
 from keras_graft.inspection.report import CHECKS, LayerReport, Report
 
-__all__ = ["CHECKS", "LayerReport", "Report", "inspect", "op_layers"]
+__all__ = ["CHECKS", "LayerReport", "Report", "inspect", "lambda_layers", "op_layers"]
+
+LAMBDA_UNSAFE = (
+    "a Lambda: its function is stored as Python bytecode, which safe mode refuses to run; "
+    "call its TF ops directly instead (each becomes an op layer)"
+)
 
 _CHECK_FUNCTIONS = {
     "xla": checks.xla,
@@ -49,6 +56,17 @@ def op_layers(model) -> list:
     return found
 
 
+def lambda_layers(model) -> list:
+    """The `keras.layers.Lambda` layers of `model`, nested models included, in model order."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Lambda):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(lambda_layers(layer))
+    return found
+
+
 def inspect(model, *, checks_to_run=CHECKS, console: Console | None = None) -> Report:
     """Runs the deployment checks on each op layer of `model`.
 
@@ -67,7 +85,22 @@ def inspect(model, *, checks_to_run=CHECKS, console: Console | None = None) -> R
         for layer in layers:
             progress.update(task, description=layer.name)
             report.layers.append(_inspect_layer(layer, checks_to_run, progress, task))
+    report.layers += [_lambda_report(layer, checks_to_run) for layer in lambda_layers(model)]
     return report
+
+
+def _lambda_report(layer, checks_to_run) -> LayerReport:
+    """A `Lambda` is no op layer to check; what matters is that its file will not load."""
+    function = getattr(layer, "function", None)
+    return LayerReport(
+        name=layer.name,
+        op=getattr(function, "__name__", "<function>"),
+        kind="Lambda",
+        op_types=[],
+        inputs=[_tensor(t) for t in keras.tree.flatten(layer.input)],
+        outputs=[_tensor(t) for t in keras.tree.flatten(layer.output)],
+        checks={"safe": checks.Verdict("no", LAMBDA_UNSAFE)} if "safe" in checks_to_run else {},
+    )
 
 
 def _inspect_layer(layer, checks_to_run, progress, task) -> LayerReport:

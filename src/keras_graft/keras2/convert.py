@@ -15,6 +15,7 @@ inputs.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keras_graft.errors import ConversionError
+from keras_graft.errors import ConversionError, UntranslatedCompileWarning
 from keras_graft.keras2 import files, predict, report
 from keras_graft.terminal import wide_console
 
@@ -66,18 +67,35 @@ def random_inputs(inputs, seed: int = 0) -> list[np.ndarray]:
     return arrays
 
 
-def load(source: Path) -> keras.Model:
-    """The Keras 2 model at `source`, read by Keras 3 with keras-graft's translations."""
+def load(source: Path, trust_file_code: bool = False, imports=()) -> keras.Model:
+    """The Keras 2 model at `source`, read by Keras 3 with keras-graft's translations.
+
+    What its training setup loses in Keras 3 is noted in the report.
+    """
     if not source.exists():
         raise ConversionError(f"{source} does not exist.")
     try:
-        return files.load_model(source)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UntranslatedCompileWarning)
+            model = files.load_model(source, trust_file_code=trust_file_code, imports=tuple(imports))
     except Exception as error:
         raise ConversionError(f"{source} could not be loaded: {type(error).__name__}: {error}") from error
+    for warning in caught:
+        if issubclass(warning.category, UntranslatedCompileWarning):
+            report.note("(model)", "training setup", f"dropped: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return model
 
 
-def convert(source, target, *, check: bool = True, console: Console | None = None) -> Result:
+def convert(source, target, *, check: bool = True, trust_file_code: bool = False, imports=(),
+            console: Console | None = None) -> Result:
     """Converts `source` to the `.keras` file `target`; returns what happened.
+
+    `trust_file_code`: the file's code may run (each Keras 2 `Lambda`'s
+    function, once, in a separate process). `imports`: the user's modules the
+    file needs (registered layers and losses, named functions), imported in
+    the checking processes too; import them in this process first.
 
     Raises `ConversionError` when `source` cannot be loaded or `target` is not
     a `.keras` path.
@@ -91,23 +109,23 @@ def convert(source, target, *, check: bool = True, console: Console | None = Non
     with Progress(*columns, console=console, transient=True) as progress:
         step = progress.add_task(f"Loading {source.name}")
         with report.recording() as result.notes:
-            model = load(source)
+            model = load(source, trust_file_code, imports)
         progress.update(step, description=f"Writing {target.name} ({len(model.layers)} layers)")
         target.parent.mkdir(parents=True, exist_ok=True)
         model.save(target)
         if check:
-            _check(model, source, target, result, progress, step)
+            _check(model, source, target, result, progress, step, imports)
     _print_report(console, model, source, target, result)
     return result
 
 
-def _check(model, source: Path, target: Path, result: Result, progress, step) -> None:
+def _check(model, source: Path, target: Path, result: Result, progress, step, imports) -> None:
     inputs = random_inputs(model.inputs)
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
         progress.update(step, description=f"Predicting with the original {source.name}")
         try:
-            expected = predict.in_fresh_process(predict.KERAS2, source, inputs, workdir)
+            expected = predict.in_fresh_process(predict.KERAS2, source, inputs, workdir, imports)
             result.reference = "tf_keras (Keras 2) on the original file"
         except predict.PredictionError:
             expected = _as_list(model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0))
@@ -116,7 +134,7 @@ def _check(model, source: Path, target: Path, result: Result, progress, step) ->
                 "or could not read it: `pip install tf_keras` to compare with Keras 2 itself)"
             )
         progress.update(step, description=f"Reloading {target.name} in safe mode in a fresh process")
-        actual = predict.in_fresh_process(predict.KERAS3, target, inputs, workdir)
+        actual = predict.in_fresh_process(predict.KERAS3, target, inputs, workdir, imports)
     result.checked = True
     result.max_difference = max(
         (float(np.max(np.abs(np.asarray(a, "float64") - np.asarray(e, "float64")), initial=0.0))

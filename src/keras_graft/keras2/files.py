@@ -1,63 +1,107 @@
 """Keras 2 model files of every kind, loaded as trainable Keras 3 models.
 
-- `.h5`: Keras 3's own loader, through the translations of
-  `keras_graft.keras2.loading` (so `keras.models.load_model` works too).
-- `.keras` written by tf_keras (its `metadata.json` says Keras 2): Keras 3's
-  new-format loader cannot locate tf_keras classes, but the config inside is
+What a file is, is read from its content, never from its name: keras 2.12
+saved `model.save("m.keras")` in the `.h5` format (its zip format was off
+unless `save_format="keras_v3"`), so a `.keras` file may be HDF5.
+
+- HDF5 (`.h5`, or a keras 2.12 `.keras`): Keras 3's legacy loader, through
+  the translations of `keras_graft.keras2.loading`.
+- `.keras` zip written by Keras 2 (its `metadata.json` says `2.x`): Keras 3's
+  new-format loader cannot locate Keras 2 classes, but the config inside is
   Keras 2's legacy config, which goes through the same translations; the
-  weights file has Keras 3's layout.
+  weights are matched to the layers by structure (`zip_weights`).
 - Keras 2 SavedModel directories: Keras 3 only offers an inference-only
   `TFSMLayer`. When `keras_metadata.pb` holds the model's config (functional
   and Sequential models), it is rebuilt from it, and its variables are read
   from the checkpoint, in the order Keras 2 saved them (`model.variables`).
   Subclassed models keep no config: they are refused, saying so.
 
->>> kind(Path("model.h5"))
-'h5'
+A compiled file comes back compiled (`compile_configs`): its loss, metrics
+and optimizer translated, and the optimizer state where the file has it
+(`.h5`: `optimizer_weights/`; `.keras`: `optimizer/vars/` in
+`model.weights.h5`; SavedModel: the checkpoint's `optimizer/_variables/`).
+
+After `import keras_graft`, `keras.models.load_model` sends every Keras 2
+file here.
+
+>>> kind(Path("missing.h5")) is None
+True
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import io
 import json
-import tempfile
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_graft import _compat
+from keras_graft import _compat, unregistered
 from keras_graft.errors import Keras2FileError
-from keras_graft.keras2 import weights
+from keras_graft.keras2 import compile_configs, lambdas, weights, zip_weights
 
 H5, TF_KERAS_ZIP, SAVED_MODEL = "h5", "tf_keras .keras", "SavedModel"
 
 
+def _keras_version(path: Path) -> str:
+    with h5py.File(path, "r") as file:
+        version = file.attrs.get("keras_version", "")
+    return version.decode() if isinstance(version, bytes) else str(version)
+
 
 def kind(path: Path) -> str | None:
-    """Which kind of Keras 2 file `path` is, or None when it is none of them."""
+    """Which kind of Keras 2 file `path` is (read from its content), or None
+    when it is none of them (a Keras 3 file, or no model file at all)."""
+    path = Path(path)
     if path.is_dir():
         return SAVED_MODEL if (path / "saved_model.pb").exists() else None
-    if path.suffix in (".h5", ".hdf5"):
-        return H5
+    if not path.is_file():
+        return None
+    if h5py.is_hdf5(path):
+        return None if _keras_version(path).startswith("3.") else H5
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             if "metadata.json" in archive.namelist():
                 version = json.loads(archive.read("metadata.json")).get("keras_version", "")
-                return TF_KERAS_ZIP if version.startswith("2.") else None
+                return TF_KERAS_ZIP if str(version).startswith("2.") else None
     return None
 
 
-def load_model(path, safe_mode: bool = True) -> keras.Model:
-    """The Keras 2 model file (or SavedModel directory) at `path` as a Keras 3 model."""
+def load_model(path, custom_objects: dict | None = None, compile: bool = True,
+               safe_mode: bool = True, *, trust_file_code: bool = False,
+               imports: tuple[str, ...] = ()) -> keras.Model:
+    """The Keras 2 model file (or SavedModel directory) at `path` as a Keras 3 model.
+
+    `custom_objects` maps names the file uses (a custom layer's class name, a
+    loss function's name) to your objects, as in `keras.models.load_model`;
+    objects registered with `keras.saving.register_keras_serializable` (or
+    keras-graft's decorators) are found once their module is imported.
+    With `compile`, a compiled file comes back compiled.
+
+    `Lambda` layers hold Python bytecode, which loading never runs: such a file
+    is refused, unless you trust it (`trust_file_code=True`): then each
+    Lambda's function runs once, in a separate process that first imports
+    `imports` (your modules: named functions come from them, never from the
+    file), and the op layers it produced replace the layer
+    (`keras_graft.keras2.lambdas`).
+    """
     path = Path(path)
-    file_kind = kind(path)
-    if file_kind == TF_KERAS_ZIP:
-        return _load_tf_keras_zip(path, safe_mode)
-    if file_kind == SAVED_MODEL:
-        return _load_saved_model(path, safe_mode)
-    return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+    if kind(path) is None:
+        return keras.models.load_model(path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    custom_objects = dict(custom_objects or {})
+    rewrite = functools.partial(lambdas.migrated, source=path, imports=imports) if trust_file_code else None
+    model, stored = _build(path, custom_objects, safe_mode, rewrite)
+    if compile:
+        compile_configs.restore(model, stored.setup, stored.state, path, custom_objects)
+    return model
 
 
 def load_weights(model: keras.Model, path) -> dict[str, str]:
@@ -91,15 +135,76 @@ def load_weights(model: keras.Model, path) -> dict[str, str]:
     return {layers[m].name: saved[f][0] for f, m, _ in matched}
 
 
-def _load_tf_keras_zip(path: Path, safe_mode: bool) -> keras.Model:
-    with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as workdir:
-        model = _compat.legacy_model_from_config(json.loads(archive.read("config.json")), safe_mode)
-        archive.extract("model.weights.h5", workdir)
-        model.load_weights(Path(workdir) / "model.weights.h5")
-    return model
+def build_model(path, custom_objects: dict | None = None, safe_mode: bool = True,
+                rewrite=None) -> keras.Model:
+    """The uncompiled model of a Keras 2 file, its weights loaded; `rewrite(config)`
+    may change the model config (as stored) before it is built."""
+    return _build(Path(path), dict(custom_objects or {}), safe_mode, rewrite)[0]
 
 
-def _load_saved_model(path: Path, safe_mode: bool) -> keras.Model:
+def _build(path: Path, custom_objects: dict, safe_mode: bool, rewrite):
+    stored = _READERS[kind(path)](path)
+    config = stored.config if rewrite is None else rewrite(stored.config)
+    try:
+        # Keras' legacy loader edits the configs it reads; the weights need them as stored.
+        model = _compat.legacy_model_from_config(copy.deepcopy(config), safe_mode, custom_objects)
+    except (TypeError, ValueError) as error:
+        explained = unregistered.explain(error, stored.config)
+        if explained is None or explained is error:
+            raise
+        raise explained from error
+    stored.load_weights(model)
+    return model, stored
+
+
+@dataclass
+class _Stored:
+    """What a Keras 2 file holds: the model config, the training setup and
+    optimizer state (None where the file has none), and how its weights load."""
+
+    config: dict
+    setup: dict | None
+    state: list | None
+    load_weights: Callable[[keras.Model], None]
+
+
+def _read_h5(path: Path) -> _Stored:
+    with h5py.File(path, "r") as file:
+        config, setup = file.attrs.get("model_config"), file.attrs.get("training_config")
+        if config is None:
+            raise Keras2FileError(f"{path} is an HDF5 file without a model config: save the model, not only its weights.")
+        state = None
+        if "optimizer_weights" in file:
+            group = file["optimizer_weights"]
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+            state = [np.asarray(group[name]) for name in names]
+
+    def load_weights(model):
+        with h5py.File(path, "r") as file:
+            _compat.load_legacy_h5_weights(file["model_weights"], model)
+
+    setup = _compat.decode_legacy_json(setup) if setup is not None else None
+    return _Stored(_compat.decode_legacy_json(config), setup, state, load_weights)
+
+
+def _read_tf_keras_zip(path: Path) -> _Stored:
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        weights = archive.read("model.weights.h5")
+    with h5py.File(io.BytesIO(weights), "r") as stored:
+        state = None
+        if "optimizer" in stored and "vars" in stored["optimizer"]:
+            variables = stored["optimizer"]["vars"]
+            state = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+
+    def load_weights(model):
+        with h5py.File(io.BytesIO(weights), "r") as stored:
+            zip_weights.load(model, config, stored, path)
+
+    return _Stored(config, config.get("compile_config"), state, load_weights)
+
+
+def _read_saved_model(path: Path) -> _Stored:
     metadata_path = path / "keras_metadata.pb"
     if not metadata_path.exists():
         raise Keras2FileError(
@@ -117,34 +222,72 @@ def _load_saved_model(path: Path, safe_mode: bool) -> keras.Model:
             "it from. Rebuild the model class in Keras 3 and load the weights, or use "
             "`keras.layers.TFSMLayer` for inference only."
         )
-    model = _compat.legacy_model_from_config(
-        {"class_name": root["class_name"], "config": root["config"]}, safe_mode
+    checkpoint = _Checkpoint(path)
+    optimizer = checkpoint.child(checkpoint.root, "optimizer")
+    state = checkpoint.listed(optimizer, "_variables") if optimizer is not None else None
+    return _Stored(
+        {"class_name": root["class_name"], "config": root["config"]}, root.get("training_config"), state,
+        lambda model: _assign(model, checkpoint.listed(checkpoint.root, "variables"), path),
     )
-    _assign(model, _saved_variables(path), path)
-    return model
 
 
-def _saved_variables(path: Path) -> list[np.ndarray]:
-    """The model's variables in Keras 2's `model.variables` order.
+def stored_config(path) -> dict | None:
+    """The model config a model file holds (of any Keras), or None when none is found."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            metadata = path / "keras_metadata.pb"
+            if metadata.exists():
+                return _compat.keras2_root_metadata(metadata.read_bytes())
+            config = path / "config.json"
+            return json.loads(config.read_text()) if config.exists() else None
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as file:
+                config = file.attrs.get("model_config")
+            return _compat.decode_legacy_json(config) if config is not None else None
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError):
+        return None
+    return None
 
-    Keras 2 tracks that list as the root's `variables`; a variable reachable
-    by a shorter path is stored under that path, found through the object graph.
+
+_READERS = {H5: _read_h5, TF_KERAS_ZIP: _read_tf_keras_zip, SAVED_MODEL: _read_saved_model}
+
+
+class _Checkpoint:
+    """The variables of a SavedModel's checkpoint, found through its object graph.
+
+    Keras 2 tracks the model's variables as the root's `variables` list, and an
+    optimizer's as its `_variables` list (`[iteration, slots...]`); a variable
+    reachable by a shorter path is stored under that path, so each is found by
+    its node in the graph, not by its key.
     """
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-    listed = next((c.node_id for c in graph.nodes[0].children if c.local_name == "variables"), None)
-    if listed is None:
-        return []
-    children = sorted(graph.nodes[listed].children, key=lambda c: int(c.local_name))
-    values = []
-    for child in children:
-        attributes = graph.nodes[child.node_id].attributes
-        key = next(a.checkpoint_key for a in attributes if a.name == "VARIABLE_VALUE")
-        values.append(reader.get_tensor(key))
-    return values
+    def __init__(self, path: Path):
+        from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+        self.reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+        self.graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        self.graph.ParseFromString(self.reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        self.root = 0
+
+    def child(self, node: int, name: str) -> int | None:
+        return next((c.node_id for c in self.graph.nodes[node].children if c.local_name == name), None)
+
+    def listed(self, node: int, name: str) -> list[np.ndarray]:
+        """The values of the variables in the list attribute `name` of `node`, in order."""
+        listed = self.child(node, name)
+        if listed is None:
+            return []
+        children = sorted(self.graph.nodes[listed].children, key=lambda c: int(c.local_name))
+        values = []
+        for child in children:
+            attributes = self.graph.nodes[child.node_id].attributes
+            key = next(a.checkpoint_key for a in attributes if a.name == "VARIABLE_VALUE")
+            values.append(self.reader.get_tensor(key))
+        return values
 
 
 def _layer_ordered_weights(model: keras.Model) -> list:

@@ -1,14 +1,22 @@
-"""The hook that lets `keras.models.load_model` read Keras 2 files.
+"""The hooks that let `keras.models.load_model` read Keras 2 files.
 
-Keras 3 reads Keras 2 `.h5` files with its legacy loader, which deserializes
-every model and layer config through one function. `install()` (run by
-`import keras_graft`) puts `load` in its place, so each Keras 2 config is
-first rewritten into its Keras 3 form: layer names Keras 3 refuses are
-renamed (`names`), op layers become keras-graft `TFOp` layers (`op_layers`),
-calls with tensors among their kwargs take Keras 3's node form (`nodes`), and layer configs Keras 3 reads differently are translated (`layer_configs`).
-Configs without Keras 2 specifics pass through unchanged. The rewrite runs
-inside the loader's safe-mode scope, so keras-graft's allow-list and audit
-apply as to any keras-graft model file.
+`install()` (run by `import keras_graft`) sets two:
+
+- `keras.models.load_model` sends every Keras 2 file (HDF5 whatever its
+  suffix, a Keras 2 `.keras` zip, a SavedModel directory) to
+  `keras_graft.keras2.files.load_model`, which also restores its training
+  setup; Keras 3's own files go to Keras as before.
+- Keras 3 reads Keras 2 configs with its legacy loader, which deserializes
+  every model and layer config through one function; `load` takes its
+  place, so each Keras 2 config is first rewritten into its Keras 3 form:
+  layer names Keras 3 refuses are renamed (`names`), op layers become
+  keras-graft `TFOp` layers (`op_layers`), `Lambda` layers are refused in
+  safe mode, saying how to migrate them (`lambdas`), calls with tensors
+  among their kwargs take Keras 3's node form (`nodes`), and layer configs
+  Keras 3 reads differently are translated (`layer_configs`). Configs
+  without Keras 2 specifics pass through unchanged. The rewrite runs inside
+  the loader's safe-mode scope, so keras-graft's allow-list and audit apply
+  as to any keras-graft model file.
 
 >>> import keras_graft
 >>> translate({"class_name": "DepthwiseConv2D", "config": {"groups": 1}})[0]
@@ -17,10 +25,12 @@ apply as to any keras-graft model file.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable
 
-from keras_graft import _compat
-from keras_graft.keras2 import layer_configs, names, nodes, op_layers
+from keras_graft import _compat, unregistered
+from keras_graft.keras2 import files, lambdas, layer_configs, names, nodes, op_layers
 
 FUNCTIONAL_CLASSES = ("Functional", "Model")
 MODEL_CLASSES = (*FUNCTIONAL_CLASSES, "Sequential")
@@ -29,6 +39,7 @@ MODEL_CLASSES = (*FUNCTIONAL_CLASSES, "Sequential")
 # a layer that has them with its new-format loader, past this hook, where
 # Keras 2 configs fail; without them it reads the layer as a legacy config.
 NEW_FORMAT_KEYS = ("module", "registered_name")
+REGISTERED_SEPARATOR = ">"
 
 
 def translate(config) -> tuple[dict, list[Callable]]:
@@ -38,6 +49,10 @@ def translate(config) -> tuple[dict, list[Callable]]:
     inner = config["config"]
     if config.get("class_name") in MODEL_CLASSES and isinstance(inner.get("layers"), list):
         layers = [_as_legacy(layer) for layer in inner["layers"]]
+        if _compat.in_keras_safe_mode():
+            for layer in layers:
+                if isinstance(layer, dict) and layer.get("class_name") == lambdas.LAMBDA:
+                    raise lambdas.refusal(layer)
         inner = {**inner, "layers": layers}
         if config["class_name"] in FUNCTIONAL_CLASSES:
             inner = names.translate_functional(inner)
@@ -47,9 +62,19 @@ def translate(config) -> tuple[dict, list[Callable]]:
 
 
 def _as_legacy(layer):
+    """A nested layer config without the new-format keys, in the legacy form.
+
+    keras 2.14+ writes a registered layer as `class_name: "ScaledDense"` with
+    `registered_name: "package>ScaledDense"`; the legacy form (keras 2.13, `.h5`)
+    names it by its registered name in `class_name`, which is kept.
+    """
     if not isinstance(layer, dict):
         return layer
-    return {key: value for key, value in layer.items() if key not in NEW_FORMAT_KEYS}
+    legacy = {key: value for key, value in layer.items() if key not in NEW_FORMAT_KEYS}
+    registered = layer.get("registered_name")
+    if isinstance(registered, str) and REGISTERED_SEPARATOR in registered:
+        legacy["class_name"] = registered
+    return legacy
 
 
 def load(config, custom_objects, keras_load: Callable):
@@ -61,6 +86,24 @@ def load(config, custom_objects, keras_load: Callable):
     return loaded
 
 
+def load_model(filepath, custom_objects, compile, safe_mode, keras_load: Callable):
+    """`keras.models.load_model`: a Keras 2 file through `files.load_model`, any
+    other through Keras (`keras_load`), and a name nothing registered explained
+    (`keras_graft.unregistered`)."""
+    local = isinstance(filepath, (str, os.PathLike)) and "://" not in str(filepath)
+    if local and files.kind(Path(filepath)) is not None:
+        return files.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    try:
+        return keras_load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    except (TypeError, ValueError) as error:
+        explained = unregistered.explain(error, files.stored_config(filepath) if local else None)
+        if explained is None or explained is error:
+            raise
+        raise explained from error
+
+
 def install() -> None:
-    """Makes Keras' legacy loader go through `load` (idempotent)."""
+    """Makes Keras' legacy loader go through `load`, and `keras.models.load_model`
+    through `load_model` (idempotent)."""
     _compat.translate_legacy_configs(load)
+    _compat.route_load_model(load_model)

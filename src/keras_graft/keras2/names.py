@@ -27,17 +27,33 @@ def _note(new: str, layer: dict, old: str) -> None:
     report.note(new, layer.get("class_name", "?"), f"renamed from `{old}` (Keras 3 refuses `/` in names)")
 
 
+def _functional_new_names(layer_names) -> dict[str, str]:
+    taken = {name for name in layer_names if FORBIDDEN not in name}
+    return {
+        name: references.unused_name(legal_name(name), taken)
+        for name in sorted(layer_names)
+        if FORBIDDEN in name
+    }
+
+
+def new_names(model_config: dict) -> dict[str, str]:
+    """{old name: new name} for each layer of a Keras 2 model config that is renamed."""
+    layers = model_config["config"]["layers"]
+    if model_config.get("class_name") == "Sequential":
+        return {
+            layer["config"]["name"]: legal_name(layer["config"]["name"])
+            for layer in layers
+            if FORBIDDEN in layer["config"].get("name", "")
+        }
+    return _functional_new_names({layer["name"] for layer in layers})
+
+
 def translate_functional(config: dict) -> dict:
     """A functional model config with its layers' names made legal in Keras 3."""
     layer_names = {layer["name"] for layer in config["layers"]}
     if not any(FORBIDDEN in name for name in layer_names):
         return config
-    taken = {name for name in layer_names if FORBIDDEN not in name}
-    new_name = {
-        name: references.unused_name(legal_name(name), taken)
-        for name in sorted(layer_names)
-        if FORBIDDEN in name
-    }
+    new_name = _functional_new_names(layer_names)
 
     def new_place(layer, node):
         return (new_name[layer], node) if layer in new_name else None

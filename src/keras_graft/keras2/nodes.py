@@ -3,9 +3,11 @@
 Three differences:
 
 - Keras 2 counted the calls of a nested model from 1 (its node 0 linked its
-  own inputs to its outputs); Keras 3 counts them from 0 in inbound nodes
-  (and still from 1 in `output_layers`, which it corrects itself). Inbound
-  references to nested models are shifted down by one.
+  own inputs to its outputs); Keras 3 counts them from 0. In inbound nodes
+  every reference to such a model is shifted down by one. In
+  `input_layers`/`output_layers` Keras 3 subtracts one itself, but only for
+  its functional models: a reference to a Sequential model that counted
+  from one (one built on an `Input`) is shifted here.
 - Keras 2 stored a single input or output as a list of one, and still
   returned a tensor, not a list; Keras 3 would return a list of one, which a
   nested model then passes on to the next layer. A list of one is unwrapped.
@@ -16,6 +18,12 @@ as they are, so the layer receives a list instead of a tensor. Such nodes are
 rewritten into Keras 3's own node form (`{"args": ..., "kwargs": ...}` with
 `__keras_tensor__` references), which Keras 3 resolves itself.
 
+>>> sequential = {"class_name": "Sequential", "name": "squash", "inbound_nodes": [[["x", 0, 0, {}]]],
+...               "config": {"layers": [{"class_name": "InputLayer", "config": {}}]}}
+>>> config = {"layers": [{"class_name": "InputLayer", "name": "x", "inbound_nodes": []}, sequential],
+...           "input_layers": [["x", 0, 0]], "output_layers": [["squash", 1, 0]]}
+>>> translate_functional(config)["output_layers"]
+['squash', 0, 0]
 >>> node = [["q", 0, 0, {"value": ["v", 0, 0]}]]
 >>> translate_node(node, {"q", "v"})["kwargs"]["value"]["config"]["keras_history"]
 ['v', 0, 0]
@@ -32,9 +40,19 @@ def translate_functional(config: dict) -> dict:
     """A functional model config whose nodes Keras 3 can call."""
     layer_names = {layer["name"] for layer in config["layers"]}
     nested = {layer["name"] for layer in config["layers"] if _counts_from_one(layer)}
+    nested_sequential = {
+        layer["name"] for layer in config["layers"]
+        if layer["name"] in nested and layer.get("class_name") == "Sequential"
+    }
 
     def new_place(layer, node):
         return (layer, node - 1) if layer in nested and node > 0 else None
+
+    def new_end_place(layer, node):
+        return (layer, node - 1) if layer in nested_sequential and node > 0 else None
+
+    def ends(key):
+        return _unwrapped(references.rename(config[key], layer_names, new_end_place), layer_names)
 
     layers = []
     for layer in config["layers"]:
@@ -45,8 +63,8 @@ def translate_functional(config: dict) -> dict:
     return {
         **config,
         "layers": layers,
-        "input_layers": _unwrapped(config["input_layers"], layer_names),
-        "output_layers": _unwrapped(config["output_layers"], layer_names),
+        "input_layers": ends("input_layers"),
+        "output_layers": ends("output_layers"),
     }
 
 

@@ -9,6 +9,7 @@ process never imports Keras 3.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_graft import child_imports
 from keras_graft.errors import PredictionError
 from keras_graft.keras2 import predict_child
 from keras_graft.keras2.predict_child import KERAS2, KERAS3, ordered, save_arrays
@@ -23,12 +25,16 @@ from keras_graft.keras2.predict_child import KERAS2, KERAS3, ordered, save_array
 __all__ = ["KERAS2", "KERAS3", "PredictionError", "in_fresh_process"]
 
 
-def in_fresh_process(keras: str, model_path: Path, inputs: list, workdir: Path) -> list:
-    """`keras` ("keras2" or "keras3") loads `model_path` in a new process and predicts `inputs`."""
+def in_fresh_process(keras: str, model_path: Path, inputs: list, workdir: Path, imports=()) -> list:
+    """`keras` ("keras2" or "keras3") loads `model_path` in a new process and predicts `inputs`.
+
+    The process first imports the user's modules `imports` (imported here).
+    """
     inputs_path, outputs_path = workdir / f"{keras}_inputs.npz", workdir / f"{keras}_outputs.npz"
     save_arrays(inputs_path, "input_", inputs)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     env["TF_USE_LEGACY_KERAS"] = "1" if keras == KERAS2 else "0"
+    env[predict_child.IMPORTS_VARIABLE] = json.dumps(child_imports.request(imports))
     completed = subprocess.run(
         [sys.executable, predict_child.__file__, keras, str(model_path), str(inputs_path),
          str(outputs_path)],

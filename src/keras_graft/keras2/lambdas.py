@@ -1,0 +1,168 @@
+"""Keras 2 `Lambda` layers: never run on load; migrated to op layers when the file is trusted.
+
+Keras 2 stored a `Lambda`'s function in the model config:
+
+    {"class_name": "Lambda", "config": {"function": [CODE, DEFAULTS, CLOSURE],
+     "function_type": "lambda", "module": "__main__", "arguments": {"k": 3}, ...}}
+
+`CODE` is the base64 of the marshalled code object, for *every* Python
+function, named or not (Keras 2 tested `isinstance(f, types.LambdaType)`,
+which every function is); `function_type: "function"` with the name only
+was written for other callables. `module` is where the function was
+defined (`__main__` for a script), and the code object's name is the
+function's. Bytecode runs only on the Python version that wrote it.
+
+Loading a Keras 2 file in safe mode (the default) refuses a `Lambda`, naming
+it and the way to migrate it (`refusal`). With `trust_file_code=True`
+(`keras-graft convert --trust-file-code`) `migrated` runs each function once,
+in a fresh process (`lambda_child.py`, within a time and memory limit), on
+Keras tensors with auto-wrapping on; each `Lambda` becomes a nested
+functional model of the op layers its function produced (named as the
+Lambda, called where it was called), and the converted file holds no
+bytecode: it loads in safe mode, on every backend. The reply is only a model
+config, which goes through the same safe-mode checks as any file.
+
+>>> str(refusal({"name": "scale", "config": {"function_type": "lambda"}}))[:58]
+'Layer `scale` is a Keras 2 `Lambda`: its function is Pyth'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from keras_graft import child_imports
+from keras_graft.errors import LambdaLayerError
+from keras_graft.keras2 import references, report
+
+LAMBDA = "Lambda"
+FUNCTIONAL_CLASSES = ("Functional", "Model")
+MODEL_CLASSES = (*FUNCTIONAL_CLASSES, "Sequential")
+# A script, run by path: it imports keras-graft's loading, which imports this module.
+CHILD_SCRIPT = Path(__file__).with_name("lambda_child.py")
+CHILD_SECONDS = 300
+CHILD_MEMORY_BYTES = 8 << 30  # address space: TensorFlow reserves much more than it touches
+
+TRUST_HINT = (
+    "To migrate it, convert the file trusting its code: `keras-graft convert OLD NEW.keras "
+    "--trust-file-code` (in Python `convert(..., trust_file_code=True)` or "
+    "`keras_graft.keras2.files.load_model(..., trust_file_code=True)`). That runs each "
+    "Lambda's function once, in a separate process, and puts the TF ops it calls in its "
+    "place: the converted file holds no bytecode and loads in safe mode. Only for a file "
+    "you trust: its code runs. Or rebuild the layer in code with the TF ops it calls."
+)
+
+
+def refusal(layer: dict) -> LambdaLayerError:
+    """The error for loading a `Lambda` without trusting the file."""
+    inner = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+    name = layer.get("name") or inner.get("name")
+    kind = "bytecode" if inner.get("function_type") == "lambda" else "code"
+    return LambdaLayerError(
+        f"Layer `{name}` is a Keras 2 `Lambda`: its function is Python {kind} stored in the "
+        f"file, which loading never runs. {TRUST_HINT}"
+    )
+
+
+def _layers(config: dict) -> list:
+    inner = config.get("config") if isinstance(config, dict) else None
+    return inner.get("layers", []) if isinstance(inner, dict) and isinstance(inner.get("layers"), list) else []
+
+
+def _name(layer: dict) -> str:
+    return layer.get("name") or layer.get("config", {}).get("name")
+
+
+def lambda_paths(config: dict, prefix: tuple = ()) -> list[str]:
+    """The path through nested models of every `Lambda` in a model config."""
+    found = []
+    for layer in _layers(config):
+        if layer.get("class_name") == LAMBDA:
+            found.append("/".join((*prefix, _name(layer))))
+        elif layer.get("class_name") in MODEL_CLASSES:
+            found += lambda_paths(layer, (*prefix, _name(layer)))
+    return found
+
+
+def _limits():  # in the child, before it starts
+    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def traced(source: Path, imports) -> dict:
+    """Runs `lambda_child.py` on `source`: the config of each Lambda's op layers, by path."""
+    with tempfile.TemporaryDirectory() as workdir:
+        request, reply = Path(workdir) / "request.json", Path(workdir) / "reply.json"
+        request.write_text(json.dumps({"source": str(Path(source).resolve()), **child_imports.request(imports)}))
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+        env.pop("TF_USE_LEGACY_KERAS", None)
+        try:
+            completed = subprocess.run(
+                [sys.executable, str(CHILD_SCRIPT), str(request), str(reply)], cwd=workdir, env=env,
+                capture_output=True, text=True, timeout=CHILD_SECONDS, preexec_fn=_limits, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise LambdaLayerError(
+                f"Running the Lambda functions of {source} took more than {CHILD_SECONDS} s: the "
+                "process was stopped.") from error
+        if completed.returncode != 0 or not reply.exists():
+            last = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise LambdaLayerError(
+                f"The process running the Lambda functions of {source} failed (exit "
+                f"{completed.returncode}: {last}). A crash there often means bytecode written by "
+                "another Python version: convert with the Python that saved the file.")
+        answer = json.loads(reply.read_text())
+    if "error" in answer:
+        layer, message = answer["error"].get("layer"), answer["error"].get("message")
+        where = f"Layer `{layer}` (a Keras 2 `Lambda`) cannot be migrated: " if layer else ""
+        raise LambdaLayerError(f"{where}{message}")
+    return {path: entry["config"] for path, entry in answer["lambdas"].items()}
+
+
+def _spliced(config: dict, submodels: dict, prefix: tuple = ()) -> dict:
+    """`config` with each Lambda replaced by its functional model of op layers."""
+    inner = config["config"]
+    layer_names = {_name(layer) for layer in inner["layers"]}
+    replaced, layers = set(), []
+    for layer in inner["layers"]:
+        path = "/".join((*prefix, _name(layer)))
+        if layer.get("class_name") == LAMBDA:
+            submodel = submodels[path]
+            ops = [op["config"]["op"] for op in submodel["layers"] if "op" in op.get("config", {})]
+            report.note(_name(layer), LAMBDA, f"its function, run once (trusted): {len(ops)} op layers "
+                                              f"({', '.join(ops[:4])}{'...' if len(ops) > 4 else ''})")
+            layer = {key: value for key, value in layer.items() if key not in ("module", "registered_name")}
+            layers.append({**layer, "class_name": "Functional",
+                           "config": {**submodel, "name": _name(layer)}})
+            replaced.add(_name(layer))
+        elif layer.get("class_name") in MODEL_CLASSES:
+            layers.append(_spliced(layer, submodels, (*prefix, _name(layer))))
+        else:
+            layers.append(layer)
+    if config.get("class_name") not in FUNCTIONAL_CLASSES or not replaced:
+        return {**config, "config": {**inner, "layers": layers}}
+
+    # Keras 2 numbered a nested model's calls from 1 (its node 0 was its own).
+    def new_place(layer, node):
+        return (layer, node + 1) if layer in replaced else None
+
+    layers = [{**layer, "inbound_nodes": references.rename(layer.get("inbound_nodes", []), layer_names, new_place)}
+              for layer in layers]
+    ends = {key: references.rename(inner[key], layer_names, new_place) for key in ("input_layers", "output_layers")}
+    return {**config, "config": {**inner, "layers": layers, **ends}}
+
+
+def migrated(config: dict, source: Path, imports=()) -> dict:
+    """`config` with its Lambdas made op layers (runs their functions: trusted files only)."""
+    paths = lambda_paths(config)
+    if not paths:
+        return config
+    submodels = traced(source, imports)
+    missing = sorted(set(paths) - set(submodels))
+    if missing:
+        raise LambdaLayerError(f"The process running the Lambda functions of {source} traced none for {missing}.")
+    return _spliced(config, submodels)
