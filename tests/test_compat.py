@@ -141,3 +141,13 @@ def test_layer_edges_lists_each_connection_once():
     shared = keras.layers.Dense(2, name="shared")
     model = keras.Model(x, keras.layers.Add(name="add")([shared(x), shared(x)]))
     assert _compat.layer_edges(model) == [["x", "shared"], ["shared", "add"]]
+
+
+def test_concrete_functions_called_flat_give_the_public_call_with_captures():
+    offset = tf.constant([10.0, 20.0])  # captured by the traced function
+    concrete = tf.function(lambda x, y: [x * y + offset, x - y]).get_concrete_function(
+        tf.TensorSpec((2,)), tf.TensorSpec((2,)))
+    x, y = tf.constant([1.0, 2.0]), tf.constant([3.0, 4.0])
+    flat = _compat.call_concrete_flat(concrete, [x, y])
+    assert [t.numpy().tolist() for t in flat] == [[13.0, 28.0], [-2.0, -2.0]]
+    assert [t.numpy().tolist() for t in concrete(x, y)] == [[13.0, 28.0], [-2.0, -2.0]]

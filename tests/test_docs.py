@@ -16,7 +16,7 @@ import pytest
             "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict_child", "references", "report",
         )),
         "keras_graft.keras2",
-        "keras_graft.backends",
+        "keras_graft.backends", "keras_graft.backends.tracing",
         *(f"keras_graft.inspection.{name}" for name in ("checks", "equivalents", "export", "html", "loading", "report")),
         "keras_graft.inspection",
     ],

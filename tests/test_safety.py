@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 import _hostile
+import _op_arguments
 import keras_graft
 from keras_graft import _compat, inference, safety
 
@@ -337,20 +338,6 @@ def _reached_through_attributes(name):
     return value
 
 
-def _candidate_arguments(graph):
-    with graph.as_default():
-        floats = tf.compat.v1.placeholder(tf.float32, (4, 4, 3))
-        return [
-            (floats,),
-            (tf.compat.v1.placeholder(tf.string, (4,)),),
-            (tf.compat.v1.sparse_placeholder(tf.float32, (4, 3)),),
-            (tf.compat.v1.placeholder(tf.int32, (4,)),),
-            (floats, floats),
-            (floats, 2),
-            (tf.compat.v1.placeholder(tf.uint8, (4, 4, 3)),),
-        ]
-
-
 def test_every_admitted_name_is_a_public_tensor_op_that_only_builds_graph_ops(tmp_path, monkeypatch):
     """Each name on the allow-list is reachable as `tf.<name>`, and calling it
     (on graph placeholders, every way it accepts) adds audit-clean ops to the
@@ -358,7 +345,7 @@ def test_every_admitted_name_is_a_public_tensor_op_that_only_builds_graph_ops(tm
     monkeypatch.chdir(tmp_path)
     state_before = _hostile._state()
     graph = tf.Graph()
-    candidates = _candidate_arguments(graph)
+    candidates = _op_arguments.placeholders(graph)
     built = []
     for name, function in sorted(safety.allowed_ops().items()):
         assert _reached_through_attributes(name) is function, name
