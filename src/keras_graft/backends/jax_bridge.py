@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
+from keras_graft import _compat
 from keras_graft.backends import xla_compile_error
 from keras_graft.backends.tracing import Traced, no_gradient_error, random_op_error
 from keras_graft.errors import OpTraceError
@@ -124,7 +125,7 @@ def _callback(concrete: Callable, output_specs) -> Callable:
 
     def run(*xs):
         concrete()  # Traced while JAX traces: a missing gradient raises here.
-        return jax.pure_callback(in_tensorflow, result_shapes, *xs, vmap_method="sequential")
+        return _compat.pure_callback_sequential(in_tensorflow, result_shapes, *xs)
 
     return run
 
