@@ -44,14 +44,30 @@ def test_chain_trains_as_on_tensorflow(sweep, backend, chain, mode):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_every_sampled_op_trains_as_on_tensorflow(sweep, backend):
+def test_every_sampled_op_trains_as_on_tensorflow_or_raises_where_it_does(sweep, backend):
+    raising = {case["id"] for case in sweep["manifest"]["cases"] if "tf_error" in case}
     findings = {case: f for (case, _), f in sweep[backend].items() if case.startswith("op ")}
     assert len(findings) == len(_gradient_sweep.SAMPLE_OPS)
-    assert {case: f for case, f in findings.items() if f["status"] != "match"} == {}
+    assert {case: f for case, f in findings.items()
+            if f["status"] != ("raised" if case in raising else "match")} == {}
+
+
+def test_the_sample_holds_ops_inspect_finds_no_gradient_for_both_where_tf_raises_and_trains(sweep):
+    cases = {case["id"]: case for case in sweep["manifest"]["cases"]}
+    assert "tf_error" in cases["op image.adjust_contrast"]
+    assert cases["op image.adjust_contrast"]["inspect_gradient"].startswith("no")
+    assert "tf_error" not in cases["op math.reduce_logsumexp"]
+    assert cases["op math.reduce_logsumexp"]["inspect_gradient"].startswith("no")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_no_gradient_is_missing_silently(sweep, backend):
-    """Where TensorFlow has no gradient, the backend says so, naming the layer."""
-    finding = sweep[backend][("chain unique", "built")]
-    assert "tf.unique" in finding["detail"]
+    """Where TensorFlow's step raises for a missing gradient, the backend
+    raises too (or refuses the model), naming the layer."""
+    raising = [case for case in sweep["manifest"]["cases"] if "tf_error" in case]
+    assert {case["id"] for case in raising} >= {"chain unique", "op image.adjust_contrast"}
+    for case in raising:
+        for (found_case, mode), finding in sweep[backend].items():
+            if found_case == case["id"]:
+                assert finding["status"] in ("raised", "refused"), (mode, finding)
+                assert any(layer in finding["detail"] for layer in case["layers"]), finding
