@@ -379,8 +379,12 @@ def _reference_case(directory: Path, case: dict) -> dict | str:
         except LookupError as error:  # TF has no gradient for an op on the path.
             case["tf_error"] = f"{type(error).__name__}: {error}"
             updates = []
-        except tf.errors.OpError as error:  # No kernel here (`tf.math.approx_min_k`)...
-            return f"TensorFlow cannot run it here ({type(error).__name__})"
+        except (tf.errors.OpError, ValueError, TypeError) as error:
+            # No kernel here (`tf.math.approx_min_k`), or the op refuses the
+            # recipe's values once it runs (a truth value of an array).
+            if case["kind"] == "chain":
+                raise
+            return f"TensorFlow cannot run it on this recipe ({type(error).__name__})"
         if all(np.isfinite(u).all() for u in updates):
             break
     else:
