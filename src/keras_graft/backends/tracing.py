@@ -53,7 +53,10 @@ class Traced:
     def vjp(self, wanted: list[int]) -> Callable:
         """A TF function of (inputs..., cotangents of the differentiable
         outputs...) giving the gradients of the inputs `wanted`, zeros where
-        an input does not reach the outputs. Running the function again inside
+        an input does not reach the outputs. Each gradient is dense and shaped
+        like its input: TF gives `tf.gather`'s as `IndexedSlices`, and
+        `tf.nn.isotonic_regression`'s in the shape of its internal reshape,
+        which neither bridge can hand over. Running the function again inside
         it costs little: what the gradient does not read is pruned."""
         count, outputs_wanted = len(self.specs), self.differentiable_outputs()
 
@@ -63,12 +66,14 @@ class Traced:
                 for i in wanted:
                     tape.watch(inputs[i])
                 outputs = self.function(*inputs)
-            return tape.gradient(
+            gradients = tape.gradient(
                 [outputs[i] for i in outputs_wanted],
                 [inputs[i] for i in wanted],
                 output_gradients=list(cotangents),
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
+            return [tf.reshape(tf.convert_to_tensor(g), tf.shape(inputs[i]))
+                    for g, i in zip(gradients, wanted)]
 
         return vjp
 
