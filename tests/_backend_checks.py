@@ -142,7 +142,11 @@ def check_refusals(directory) -> dict:
         "ragged": lambda: tf.ragged.range(keras.Input(batch_shape=(3,), dtype="int32")),
         "int64": lambda: tf.math.argmax(keras.Input((4,)), axis=-1),
         "value_dependent_shape": lambda: tf.unique(keras.Input(batch_shape=(5,))).y,
+        # Keras marks `x * 4.0` sparse; it is not, and builds.
+        "keras_marked_sparse": lambda: tf.math.round(keras.Input((4,)) * 4.0),
     }
+    if keras.backend.backend() == "jax":  # torch has no sparse Keras inputs at all
+        cases["sparse"] = lambda: tf.math.round(keras.Input((4,), sparse=True))
     findings = {}
     for name, build in cases.items():
         try:
@@ -179,7 +183,7 @@ def check_unsupported_differentiation(directory) -> dict:
     """What differentiation cannot go through TF ops says so."""
     x = keras.Input((4,))
     model = keras.Model(x, tf.math.softplus(x))
-    findings = {}
+    findings = {"layer": model.layers[-1].name}
     if keras.backend.backend() == "torch":
         import torch
 
@@ -188,7 +192,10 @@ def check_unsupported_differentiation(directory) -> dict:
             lambda: torch.autograd.grad(model(source).sum(), source, create_graph=True))
         output = model(source).sum()
         output.backward(retain_graph=True)
+        first = source.grad.clone()
         findings["second_backward"] = _error_of(lambda: output.backward())
+        findings["second_backward_adds_the_same_gradient"] = bool(
+            torch.allclose(source.grad, 2 * first))
     else:
         import jax
         import jax.numpy as jnp
@@ -202,16 +209,100 @@ def check_unsupported_differentiation(directory) -> dict:
     return findings
 
 
-def check_state_under_distribution(directory) -> dict:
-    """JAX: a Keras distribution cannot combine ctx.state updates: refused."""
+@keras_graft.layer(package="backend_checks")
+def tanh_matmul(ctx, x, units=8):
+    kernel = ctx.weight("kernel", (x.shape[-1], units), initializer="glorot_uniform")
+    return tf.math.tanh(tf.matmul(x, kernel))
+
+
+def distributed_model() -> keras.Model:
+    """TF ops on JAX's XLA path, one on its callback path, and a
+    `@keras_graft.layer` weight, between Dense layers."""
+    keras.utils.set_random_seed(1)
+    x = keras.Input((16,))
+    hidden = tf.clip_by_value(tf.math.softplus(keras.layers.Dense(32, name="first")(x)), 0.0, 3.0)
+    image = tf.image.resize(tf.reshape(hidden, [-1, 4, 8, 1]), [6, 8], method="bicubic")
+    hidden = tanh_matmul(units=8, name="tanh_matmul")(tf.reshape(image, [-1, 48]))
+    model = keras.Model(x, keras.layers.Dense(1, name="head")(hidden))
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    return model
+
+
+def _distributions():
     import jax
 
-    model = keras.models.load_model(os.path.join(directory, "model.keras"))
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+    devices = jax.devices()
+    mesh = keras.distribution.DeviceMesh((1, len(devices)), ("batch", "model"), devices=devices)
+    layouts = keras.distribution.LayoutMap(mesh)
+    layouts["first/kernel"] = (None, "model")
+    layouts["first/bias"] = ("model",)
+    layouts["tanh_matmul/kernel"] = (None, "model")
+    return {
+        "data_parallel": keras.distribution.DataParallel(devices=devices),
+        "model_parallel": keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch"),
+    }
+
+
+def check_keras_distribution(directory) -> dict:
+    """JAX over 2 CPU devices (`XLA_FLAGS`): the same training steps under
+    DataParallel and ModelParallel as on one device; ctx.state refused."""
+    import jax
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(32, 16)).astype("float32")
+    targets = rng.normal(size=(32, 1)).astype("float32")
+    single = distributed_model()
+    initial = single.get_weights()
+    single.fit(features, targets, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    expected = single.get_weights()
+    scale = max(float(np.abs(a - b).max()) for a, b in zip(expected, initial))
+    findings = {"devices": len(jax.devices())}
+    for name, distribution in _distributions().items():
+        keras.distribution.set_distribution(distribution)
+        try:
+            model = distributed_model()
+            model.set_weights(initial)
+            model.fit(features, targets, batch_size=8, epochs=1, shuffle=False, verbose=0)
+            found = model.get_weights()
+            findings[name] = {
+                "error_of_update": max(float(np.abs(a - b).max()) for a, b in zip(found, expected)) / scale,
+                "devices_holding_weights": sorted({
+                    len(w.value.sharding.device_set) for w in model.trainable_weights}),
+                "sharded": sorted(w.path for w in model.trainable_weights
+                                  if not w.value.sharding.is_fully_replicated),
+            }
+            findings[f"state_at_build_{name}"] = _error_of(
+                lambda: scaled_matmul(units=2)(keras.Input((4,))))
+        finally:
+            keras.distribution.set_distribution(None)
+    # A model built before the distribution was set: refused where it is called.
+    loaded = keras.models.load_model(os.path.join(directory, "model.keras"))
+    keras.distribution.set_distribution(_distributions()["data_parallel"])
     try:
-        return {"error": _error_of(lambda: model.predict(data(), verbose=0))}
+        findings["state_at_call"] = _error_of(lambda: loaded.predict(data(), verbose=0))
     finally:
         keras.distribution.set_distribution(None)
+    return findings
+
+
+def check_random_ops(directory) -> dict:
+    """A gradient through TF's random ops: from the forward pass's own draws
+    (torch), or refused naming the layer (JAX, which would draw again)."""
+    x = keras.Input((64,))
+    dropped = tf.nn.dropout(x, rate=0.5)
+    model = keras.Model(x, dropped)
+    values = np.ones((2, 64), "float32")
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return {"error": _error_of(lambda: jax.grad(lambda v: model(v).sum())(values))}
+    import torch
+
+    source = torch.tensor(values, requires_grad=True)
+    output = model(source)
+    output.sum().backward()
+    return {"gradient_is_the_forward_mask": bool(torch.equal(source.grad, output.detach())),
+            "kept": int((output != 0).sum())}
 
 
 def check_torch_compile(directory) -> dict:
@@ -248,8 +339,9 @@ CHECKS = {
     "refusals": check_refusals,
     "torch_memory_layout": check_torch_memory_layout,
     "unsupported_differentiation": check_unsupported_differentiation,
-    "state_under_distribution": check_state_under_distribution,
+    "keras_distribution": check_keras_distribution,
     "torch_compile": check_torch_compile,
+    "random_ops": check_random_ops,
 }
 
 

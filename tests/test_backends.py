@@ -15,11 +15,11 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
-def run_checks(backend, directory, *checks):
+def run_checks(backend, directory, *checks, env=None):
     completed = subprocess.run(
         [sys.executable, str(HERE / "_backend_checks.py"), str(directory), *checks],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     if checks == ("save_reference",):
@@ -36,9 +36,9 @@ def reference(tmp_path_factory):
 
 CHECKS = {
     "jax": ["load_predict_fit", "gradients", "refusals", "lowering", "unsupported_differentiation",
-            "state_under_distribution"],
+            "random_ops"],
     "torch": ["load_predict_fit", "gradients", "refusals", "torch_memory_layout",
-              "unsupported_differentiation", "torch_compile"],
+              "unsupported_differentiation", "torch_compile", "random_ops"],
 }
 
 
@@ -75,6 +75,7 @@ def test_gradients_match_tensorflow_on_both_paths(found, backend):
         ("jax", "ragged", "ragged tensor"),
         ("jax", "int64", "JAX_ENABLE_X64=1"),
         ("jax", "value_dependent_shape", "depends on the input values"),
+        ("jax", "sparse", "sparse tensor"),
         ("torch", "string", "string tensor"),
         ("torch", "ragged", "ragged tensor"),
     ],
@@ -82,6 +83,18 @@ def test_gradients_match_tensorflow_on_both_paths(found, backend):
 def test_what_a_backend_cannot_run_is_refused_at_build(found, backend, case, reason):
     message = found[backend]["refusals"][case]
     assert f"cannot run on the {backend} backend" in message and reason in message
+
+
+@pytest.mark.parametrize("backend", CHECKS)
+def test_results_keras_marks_sparse_but_are_dense_build(found, backend):
+    assert found[backend]["refusals"]["keras_marked_sparse"] == "built"
+
+
+def test_gradients_through_random_ops_use_the_forward_draws_or_are_refused(found):
+    torch_result = found["torch"]["random_ops"]
+    assert torch_result["gradient_is_the_forward_mask"] and 0 < torch_result["kept"] < 128
+    error = found["jax"]["random_ops"]["error"]
+    assert error.startswith("BridgeGradientError: tf.nn.dropout: its TF ops draw random numbers")
 
 
 def test_torch_runs_int64_and_value_dependent_shapes(found):
@@ -105,14 +118,36 @@ def test_jax_differentiation_limits_are_stated_in_the_errors(found):
     assert "Batching rule for 'call_tf' not implemented" in limits["vmap_xla"]
 
 
-def test_torch_double_and_second_backward_are_refused_with_the_reason(found):
+def test_torch_double_backward_is_refused_with_the_reason_and_a_second_backward_works(found):
     limits = found["torch"]["unsupported_differentiation"]
+    assert limits["double_backward"].startswith(f"BridgeGradientError: {limits['layer']}: ")
     assert "gradients of gradients (double backward" in limits["double_backward"]
-    assert "a second backward pass through TensorFlow ops" in limits["second_backward"]
+    assert limits["second_backward"] == "no error"
+    assert limits["second_backward_adds_the_same_gradient"]
 
 
-def test_state_under_a_keras_distribution_is_refused_with_the_reason(found):
-    error = found["jax"]["state_under_distribution"]["error"]
+@pytest.fixture(scope="module")
+def distributed(reference):
+    """JAX's findings over 2 CPU devices."""
+    return run_checks("jax", reference, "keras_distribution",
+                      env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})["keras_distribution"]
+
+
+@pytest.mark.parametrize("distribution", ["data_parallel", "model_parallel"])
+def test_keras_distributions_on_two_devices_train_as_one_device(distributed, distribution):
+    assert distributed["devices"] == 2
+    result = distributed[distribution]
+    assert result["error_of_update"] < 1e-4
+    assert result["devices_holding_weights"] == [2]
+    if distribution == "model_parallel":  # a @keras_graft.layer weight among the sharded ones
+        assert result["sharded"] == ["first/bias", "first/kernel", "tanh_matmul/kernel"]
+
+
+@pytest.mark.parametrize("when", ["state_at_build_data_parallel", "state_at_build_model_parallel",
+                                  "state_at_call"])
+def test_state_under_a_keras_distribution_is_refused_with_the_reason(distributed, when):
+    error = distributed[when]
+    assert error.startswith("DistributedStateError: ") and "scaled" in error
     assert "ctx.state updates combine across replicas only under tf.distribute" in error
 
 

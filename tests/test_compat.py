@@ -239,6 +239,16 @@ def test_legacy_model_from_config_finds_custom_objects():
     assert isinstance(model.layers[-1], Doubling)
 
 
+def test_concrete_functions_called_flat_give_the_public_call_with_captures():
+    offset = tf.constant([10.0, 20.0])  # captured by the traced function
+    concrete = tf.function(lambda x, y: [x * y + offset, x - y]).get_concrete_function(
+        tf.TensorSpec((2,)), tf.TensorSpec((2,)))
+    x, y = tf.constant([1.0, 2.0]), tf.constant([3.0, 4.0])
+    flat = _compat.call_concrete_flat(concrete, [x, y])
+    assert [t.numpy().tolist() for t in flat] == [[13.0, 28.0], [-2.0, -2.0]]
+    assert [t.numpy().tolist() for t in concrete(x, y)] == [[13.0, 28.0], [-2.0, -2.0]]
+
+
 def test_pure_callback_sequential_calls_back_once_per_element_under_vmap():
     import jax
     import numpy as np

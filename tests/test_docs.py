@@ -17,7 +17,7 @@ import pytest
             "references", "report", "tf1_names", "weights",
         )),
         "keras_graft.keras2",
-        "keras_graft.backends",
+        "keras_graft.backends", "keras_graft.backends.tracing",
         *(f"keras_graft.inspection.{name}" for name in ("checks", "equivalents", "export", "html", "loading", "report")),
         "keras_graft.inspection",
     ],

@@ -63,6 +63,7 @@ import tensorflow as tf
 from keras_graft import _compat, backends, safety
 from keras_graft._compat import AutocastScope, get_keras_mask
 from keras_graft.context import BridgedState, LayerContext, _BuildingScope, _creating_variable
+from keras_graft.errors import DistributedStateError
 from keras_graft.hyperparameters import validate_stored
 
 __all__ = ["FunctionLayer", "layer", "loss", "metric"]
@@ -531,6 +532,7 @@ class FunctionLayer(keras.layers.Layer):
             ctx = LayerContext(self, training=False,
                                masks=dict(zip(names, input_masks)), building=True)
             outputs = self._graft_cast_outputs(function(ctx, *inputs, **hyperparameters))
+        self._graft_refuse_distributed_state()
         # The call that built the layer asks Keras for its output spec next,
         # which would trace the function again on the same inputs; unless the
         # function tells building from calling.
@@ -612,18 +614,26 @@ class FunctionLayer(keras.layers.Layer):
             lambda spec: _compat.KerasTensor(shape=tuple(spec.shape), dtype=spec.dtype.name), outputs
         )
 
+    def _graft_refuse_distributed_state(self):
+        """ctx.state under a Keras distribution (JAX, torch): refused, where
+        the layer is built (or called, when the distribution came later)."""
+        if (
+            backends.backend() != "tensorflow"
+            and keras.distribution.distribution() is not None
+            and any(spec["kind"] == "state" for spec, _ in self._graft_registry.values())
+        ):
+            raise DistributedStateError(
+                f"{self.name}: ctx.state updates combine across replicas only "
+                "under tf.distribute (the tensorflow backend); a Keras "
+                f"distribution on {backends.backend()} would apply them once for the "
+                "whole global batch. Train this model on the tensorflow backend, or "
+                "without a distribution."
+            )
+
     def _graft_call_bridged(self, inputs, training, masks):
         """The call on the JAX or torch backend: the function runs in
         TensorFlow on the variables' values, and state comes back as values."""
-        if keras.distribution.distribution() is not None and any(
-            spec["kind"] == "state" for spec, _ in self._graft_registry.values()
-        ):
-            raise ValueError(
-                f"{self.name}: ctx.state updates combine across replicas only "
-                "under tf.distribute (the tensorflow backend); with a Keras "
-                f"distribution on {backends.backend()} they would not. Train "
-                "this model on the tensorflow backend, or without a distribution."
-            )
+        self._graft_refuse_distributed_state()
         names = list(self._graft_registry)
         variables = [self._graft_registry[n][1] for n in names]
         is_state = [self._graft_registry[n][0]["kind"] == "state" for n in names]
@@ -642,9 +652,10 @@ class FunctionLayer(keras.layers.Layer):
             return outputs, new_state, list(ctx._losses)
 
         cache = self._graft_bridge_caches.setdefault(training, {})
+        values = [backends.snapshot(v.value) if state else v.value
+                  for v, state in zip(variables, is_state)]
         outputs, new_state, losses = backends.run(
-            in_tensorflow, (list(inputs), present_masks, [v.value for v in variables]),
-            cache=cache, name=self.name,
+            in_tensorflow, (list(inputs), present_masks, values), cache=cache, name=self.name,
         )
         for variable, value in zip(
             (v for v, state in zip(variables, is_state) if state), new_state
@@ -807,10 +818,11 @@ def _make_objective(function, package=None, name=None, *, kind):
     def objective(y_true, y_pred, *args, **kwargs):
         if backends.backend() == "tensorflow":
             return function(y_true, y_pred, *args, **kwargs)
-        # On JAX and torch the TF ops run through the backend's bridge.
+        # On JAX and torch the TF ops run through the backend's bridge, whose
+        # compiled forms hold the extra arguments of the call they were made for.
         return backends.run(
             lambda pair: function(*pair, *args, **kwargs), [y_true, y_pred],
-            cache=bridge_cache, name=fname,
+            cache=bridge_cache if not (args or kwargs) else {}, name=fname,
         )
 
     _register(objective, package, name, kind)

@@ -6,6 +6,11 @@ per process), in interleaved rounds: forward per op, forward of a whole
 model, and a training step. Run by `bench.py` as
 `KERAS_BACKEND=jax python -m keras_graft.backend_bench QUICK`, which prints
 one JSON line.
+
+Where the time of one workload goes, as cProfile sees it (the functions
+that cost most in themselves, over 200 calls of the keras-graft model):
+
+    KERAS_BACKEND=torch python -m keras_graft.backend_bench profile "training step"
 """
 
 from __future__ import annotations
@@ -62,15 +67,15 @@ def _median_seconds(functions: dict, *, calls: int, repeats: int) -> dict:
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
-def measure(quick: bool) -> dict:
-    calls, repeats = (5, 3) if quick else (30, 9)
+def _workloads() -> dict:
+    """{name: (keras-graft call, keras.ops call)}."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(BATCH, FEATURES)).astype("float32")
     y = rng.normal(size=(BATCH, 1)).astype("float32")
     images = rng.normal(size=(8, 16, 16, 3)).astype("float32")
     (graft_op, graft_block), (native_op, native_block) = _models("graft"), _models("native")
     graft_resize, native_resize = _callback_models()
-    workloads = {
+    return {
         "one op forward (clip)": (
             lambda: graft_op.predict_on_batch(x), lambda: native_op.predict_on_batch(x)),
         "op without XLA kernel (bicubic resize)": (
@@ -80,12 +85,33 @@ def measure(quick: bool) -> dict:
         "training step": (
             lambda: graft_block.train_on_batch(x, y), lambda: native_block.train_on_batch(x, y)),
     }
+
+
+def measure(quick: bool) -> dict:
+    calls, repeats = (5, 3) if quick else (30, 9)
     results = {}
-    for name, (graft, native) in workloads.items():
+    for name, (graft, native) in _workloads().items():
         seconds = _median_seconds({"graft": graft, "native": native}, calls=calls, repeats=repeats)
         results[name] = (seconds["graft"], seconds["native"])
     return {"backend": keras.backend.backend(), "results": results}
 
 
+def profile(workload: str, calls: int = 200, top: int = 25) -> None:
+    """Prints cProfile's `top` functions by own time over `calls` calls of
+    the keras-graft side of `workload` (warmed up first)."""
+    import cProfile
+    import pstats
+
+    graft, _ = _workloads()[workload]
+    for _ in range(20):
+        graft()
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: [graft() for _ in range(calls)])
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure(quick=sys.argv[1:] == ["quick"])))
+    if sys.argv[1:2] == ["profile"]:
+        profile(sys.argv[2])
+    else:
+        print(json.dumps(measure(quick=sys.argv[1:] == ["quick"])))

@@ -53,6 +53,33 @@ class OpTraceError(KerasGraftError, ValueError):
     """
 
 
+class BridgeGradientError(KerasGraftError, RuntimeError):
+    """A gradient through an op layer that the JAX or torch bridge cannot give.
+
+    Raised at the first training step, naming the layer, where TensorFlow has
+    no gradient for an op on the path (`tf.unique`), or for differentiation the
+    bridge does not do (torch's double backward).
+
+    Wrong: training through `tf.unique(x).y` on any backend.
+    Right: keep ops without a gradient off the path from the weights to the
+    loss (e.g. compute them from `keras.ops.stop_gradient(x)`).
+    """
+
+
+class DistributedStateError(KerasGraftError, ValueError):
+    """`ctx.state` in a model built or run under a Keras distribution on JAX or torch.
+
+    Its updates combine across replicas as declared (`aggregation="sum"`...)
+    only under `tf.distribute`; a Keras distribution would apply them once
+    for the whole global batch. Refused where the layer is built.
+
+    Wrong: `keras.distribution.set_distribution(DataParallel(...))`, then a
+    model with a `ctx.state` layer, on JAX.
+    Right: train that model on the tensorflow backend under a `tf.distribute`
+    strategy, or on one device.
+    """
+
+
 class UnstorableArgumentError(KerasGraftError, TypeError):
     """An op argument that a model file cannot hold.
 

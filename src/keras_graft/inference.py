@@ -148,7 +148,10 @@ def _placeholder(tensor: _compat.KerasTensor, graph: tf.Graph):
             return tf.compat.v1.ragged.placeholder(
                 dtype, ragged_rank, tensor.shape[ragged_rank + 1 :]
             )
-        if tensor.sparse and len(tensor.shape) > 0:
+        # Elsewhere than on TensorFlow no Keras op rebuilds here to show that a
+        # result Keras marked sparse is dense (`x * 4.0`), and a really sparse
+        # input is refused for the backend after the trace (`check_portable`).
+        if tensor.sparse and len(tensor.shape) > 0 and keras.backend.backend() == "tensorflow":
             return tf.compat.v1.sparse_placeholder(dtype, tensor.shape)
         return tf.compat.v1.placeholder(dtype, tensor.shape)
 

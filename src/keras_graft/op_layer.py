@@ -78,18 +78,17 @@ class TFOp(keras.layers.Layer):
             super().__setattr__(name, value)
 
     def __call__(self, *args, **kwargs):
-        # Eager TF tensors: just the op. Keras' layer call (building, masks,
-        # autocasting, name scopes) does nothing for an op layer, at a cost
-        # larger than most ops'. Graph tracing keeps Keras' path and its
-        # name scopes. A file's node calls a layer on Keras tensors only.
+        # Eager TF tensors (torch tensors on torch): just the op. Keras' layer
+        # call (building, masks, autocasting, name scopes) does nothing for an
+        # op layer, at a cost larger than most ops'. Graph tracing (and JAX,
+        # whose arrays are traced) keeps Keras' path and its name scopes. A
+        # file's node calls a layer on Keras tensors only.
         safety.check_called_on_keras_tensors(self.name, args, kwargs)
-        if (
-            _ON_TENSORFLOW
-            and len(args) == 1
-            and kwargs.keys() <= {"training"}
-            and _eager_tensors(args[0])
-        ):
-            return self.call_in_tf(args[0])
+        if len(args) == 1 and kwargs.keys() <= {"training"}:
+            if _ON_TENSORFLOW and _eager_tensors(args[0]):
+                return self.call_in_tf(args[0])
+            if _ON_TORCH and _torch_tensors(args[0]):
+                return self.call(args[0])
         return super().__call__(*args, **kwargs)
 
     def _obj_type(self):
@@ -247,6 +246,10 @@ def _eager_tensors(inputs) -> bool:
     )
 
 
+def _torch_tensors(inputs) -> bool:
+    return all(isinstance(t, torch.Tensor) for t in tf.nest.flatten(inputs))
+
+
 def _stored_ranks(ranks):
     """Output ranks from a config: a list of small non-negative ints, or None."""
     if ranks is None:
@@ -262,3 +265,7 @@ def _stored_ranks(ranks):
 
 
 _ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
+_ON_TORCH = keras.backend.backend() == "torch"
+if _ON_TORCH:
+    import torch
+

@@ -7,14 +7,19 @@ bridge, one module per backend:
   (`jax2tf.call_tf`), so no TensorFlow runs at run time; the others run in
   eager TensorFlow through `jax.pure_callback`, gradients included.
 - `torch_bridge`: zero-copy DLPack both ways and a `torch.autograd.Function`
-  that replays a `tf.GradientTape` for the backward pass.
+  whose backward pass runs TensorFlow's gradient as a TF graph function.
 
-What cannot run on a backend is refused when the model is built or loaded
-(`check_portable`), never in the middle of training.
+Both compile from a `tracing.Traced` function and differentiate it with
+TensorFlow's own gradient, so a training step equals TensorFlow's (proven op
+by op by `tests/_gradient_sweep.py`). What cannot run on a backend is refused
+when the model is built or loaded (`check_portable`), never in the middle of
+training; a gradient that cannot be given raises at the first training step,
+naming the layer (`errors.BridgeGradientError`).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Callable
 
@@ -22,6 +27,8 @@ import keras
 import tensorflow as tf
 from keras import tree
 
+from keras_graft import _compat
+from keras_graft.backends import tracing
 from keras_graft.errors import OpTraceError
 
 _64_BIT = {"int64", "uint64", "float64", "complex128"}
@@ -37,27 +44,39 @@ def run(tf_function: Callable, inputs, *, cache: dict, name: str):
     `cache` (one per layer) keeps the bridge's compiled form per input
     signature.
     """
-    flat = tree.flatten(inputs)
+    flat = tf.nest.flatten(inputs)
+    bridge = _bridge(name)
+    key = bridge.signature(flat)
+    compiled = cache.get(key)
+    if compiled is None:
+        traced = tracing.Traced(tf_function, inputs, bridge.specs(flat))
+        compiled = cache[key] = bridge.compile(traced, name)
+    return tf.nest.pack_sequence_as(compiled.structure, compiled(flat))
 
-    def flat_function(*tensors):
-        outputs = tf_function(tree.pack_sequence_as(inputs, list(tensors)))
-        cache["structure"] = tree.map_structure(lambda _: None, outputs)
-        return tree.flatten(outputs)
 
-    if backend() == "jax":
-        from keras_graft.backends import jax_bridge
+def snapshot(value):
+    """A variable's `value` as it is now, for a function whose gradient may
+    read it after the variable is assigned: a copy on torch, which assigns
+    variables in place."""
+    return value.clone() if backend() == "torch" else value
 
-        flat_outputs = jax_bridge.call(flat_function, flat, cache=cache, name=name)
-    elif backend() == "torch":
-        from keras_graft.backends import torch_bridge
 
-        flat_outputs = torch_bridge.call(flat_function, flat, name=name)
-    else:
-        raise NotImplementedError(
-            f"{name}: keras-graft runs TF ops on the tensorflow, jax and torch "
-            f"backends, not on {backend()!r}."
-        )
-    return tree.pack_sequence_as(cache["structure"], list(flat_outputs))
+def _bridge(name: str):
+    """The bridge module of the current backend (imported once: per call
+    this is on the bridge's hot path)."""
+    current = backend()
+    bridge = _BRIDGES.get(current)
+    if bridge is None:
+        if current not in ("jax", "torch"):
+            raise NotImplementedError(
+                f"{name}: keras-graft runs TF ops on the tensorflow, jax and torch "
+                f"backends, not on {current!r}."
+            )
+        bridge = _BRIDGES[current] = importlib.import_module(f"keras_graft.backends.{current}_bridge")
+    return bridge
+
+
+_BRIDGES: dict = {}
 
 
 def check_portable(name: str, inputs, outputs, target: str | None = None) -> None:
@@ -74,7 +93,7 @@ def check_portable(name: str, inputs, outputs, target: str | None = None) -> Non
             problem = None
             if tensor.dtype == "string":
                 problem = f"its {role} is a string tensor, which {current} has no arrays for"
-            elif getattr(tensor, "ragged", False) or getattr(tensor, "sparse", False):
+            elif getattr(tensor, "ragged", False) or _sparse(tensor):
                 kind = "ragged" if tensor.ragged else "sparse"
                 problem = f"its {role} is a {kind} tensor, which keras-graft cannot pass to {current}"
             elif current == "jax" and tensor.dtype in _64_BIT and not _jax_x64():
@@ -90,6 +109,18 @@ def check_portable(name: str, inputs, outputs, target: str | None = None) -> Non
                     "part of the model on the tensorflow backend (e.g. in a "
                     "tf.data preprocessing step), or use a keras.ops equivalent."
                 )
+
+
+def _sparse(tensor) -> bool:
+    """Whether a Keras tensor is sparse. Keras marks results of its ops on
+    Python numbers sparse (`x * 4.0`): a Keras op's result is sparse only where
+    one of its Keras tensor inputs is; inputs and layers say what they make."""
+    if not getattr(tensor, "sparse", False):
+        return False
+    operation, node = _compat.producing_operation(tensor)
+    if operation is None or isinstance(operation, keras.layers.Layer):
+        return True
+    return any(_sparse(t) for t in node.arguments.keras_tensors)
 
 
 def check_static_shapes(name: str, function: Callable, inputs, outputs, target: str | None = None) -> None:

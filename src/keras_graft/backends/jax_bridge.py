@@ -3,18 +3,27 @@
 Per input signature, TensorFlow is asked whether XLA compiles the function:
 
 - if it does, `jax2tf.call_tf` inlines the function's XLA computation into
-  the JAX program: no TensorFlow runs at run time, and JAX differentiates
-  through TensorFlow's own gradient;
+  the JAX program: no TensorFlow runs at run time;
 - if not (`ResizeBicubic`, `HistogramFixedWidth`...), the function runs in
-  eager TensorFlow through `jax.pure_callback`, and a second callback under a
-  `tf.GradientTape` gives the vector-Jacobian product.
+  TensorFlow through `jax.pure_callback`.
 
-Forward-mode differentiation (`jax.jvp`), `jax.vmap` and higher-order
-gradients of the callback path are not supported and say so.
+Either way the backward pass is TensorFlow's own gradient (`Traced.vjp`,
+inlined or called back the same way) under one `jax.custom_vjp`. Both calls
+are free of side effects, so a jitted training step keeps JAX's fast
+dispatch (`call_tf`'s own gradient is not: it would cost each step a
+dispatch in Python). Complex cotangents are conjugated on the way in and
+out: JAX's convention is the conjugate of TensorFlow's. An op TensorFlow has
+no gradient for, and random ops (whose gradient would come from other draws
+than the forward pass used), raise `BridgeGradientError`, naming the layer,
+where the training step is traced.
+
+Forward-mode differentiation (`jax.jvp`), `jax.vmap` of inlined ops and
+higher-order gradients of the callback path are not supported and say so.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -25,22 +34,19 @@ from jax.experimental import jax2tf
 
 from keras_graft import _compat
 from keras_graft.backends import xla_compile_error
+from keras_graft.backends.tracing import Traced, no_gradient_error, random_op_error
 from keras_graft.errors import OpTraceError
 
 
-def call(function: Callable, flat_inputs: list, *, cache: dict, name: str) -> list:
-    """`function(*flat_inputs)` (a TF function of flat tensors) on JAX arrays."""
-    specs = tuple(
+def specs(flat_inputs: list) -> tuple:
+    """The input signature of JAX arrays (or tracers), as `tf.TensorSpec`s."""
+    return tuple(
         tf.TensorSpec(tuple(x.shape), tf.as_dtype(jnp.dtype(x.dtype).name)) for x in flat_inputs
     )
-    runner = cache.get(specs)
-    if runner is None:
-        if xla_compiles(function, specs):
-            runner = jax2tf.call_tf(function, has_side_effects=False)
-        else:
-            runner = _callback(function, specs, name)
-        cache[specs] = runner
-    return list(runner(*flat_inputs))
+
+
+# JAX calls the bridge while it traces, not per step: the specs are the key.
+signature = specs
 
 
 def xla_compiles(function: Callable, specs) -> bool:
@@ -48,60 +54,87 @@ def xla_compiles(function: Callable, specs) -> bool:
     return xla_compile_error(function, specs) is None
 
 
-def _callback(function: Callable, specs, name: str) -> Callable:
-    concrete = tf.function(function, autograph=False).get_concrete_function(*specs)
-    outputs = tf.nest.flatten(concrete.structured_outputs)
-    for output in outputs:
+def compile(traced: Traced, name: str) -> Callable:
+    """`traced` as a function of flat JAX arrays, with TensorFlow's gradient."""
+    for output in traced.output_specs:
         if not output.shape.is_fully_defined():
             raise OpTraceError(
                 f"{name} cannot run on the jax backend: its output shape "
                 f"{output.shape} depends on the input values."
             )
-    result_shapes = [jax.ShapeDtypeStruct(tuple(o.shape), o.dtype.as_numpy_dtype) for o in outputs]
-    differentiable_out = [i for i, o in enumerate(outputs) if o.dtype.is_floating or o.dtype.is_complex]
-
-    def forward(*arrays):
-        results = function(*(tf.constant(a) for a in arrays))
-        return [np.asarray(r) for r in results]
-
-    def gradients(arrays, cotangents, wanted):
-        inputs = [tf.constant(a) for a in arrays]
-        with tf.GradientTape() as tape:
-            for i in wanted:
-                tape.watch(inputs[i])
-            results = function(*inputs)
-        grads = tape.gradient(
-            [results[i] for i in differentiable_out],
-            [inputs[i] for i in wanted],
-            output_gradients=[tf.constant(c) for c in cotangents],
-        )
-        return [
-            np.zeros(arrays[i].shape, arrays[i].dtype) if g is None else np.asarray(g)
-            for i, g in zip(wanted, grads)
-        ]
+    wanted_in, wanted_out = traced.differentiable_inputs(), traced.differentiable_outputs()
+    vjp = traced.vjp(wanted_in)
+    if xla_compiles(traced.function, traced.specs):
+        forward = jax2tf.call_tf(traced.function, has_side_effects=False)
+        backward = jax2tf.call_tf(vjp, has_side_effects=False)
+    else:
+        forward = _callback(lambda: traced.concrete, traced.output_specs)
+        backward = _callback(_traced(vjp, traced.vjp_specs()), [traced.specs[i] for i in wanted_in])
 
     @jax.custom_vjp
     def run(*xs):
-        return _compat.pure_callback_sequential(forward, result_shapes, *xs)
+        return forward(*xs)
 
     def run_forward(*xs):
         return run(*xs), xs
 
     def run_backward(xs, cotangents):
-        wanted = [i for i, x in enumerate(xs) if jnp.issubdtype(x.dtype, jnp.inexact)]
-        float_cotangents = [cotangents[i] for i in differentiable_out]
-        count = len(xs)
-        grads = _compat.pure_callback_sequential(
-            lambda *arrays: gradients(arrays[:count], arrays[count:], wanted),
-            [jax.ShapeDtypeStruct(xs[i].shape, xs[i].dtype) for i in wanted],
-            *xs,
-            *float_cotangents,
-        )
-        by_input = dict(zip(wanted, grads))
+        grads = []
+        if wanted_in and wanted_out and traced.random:
+            raise random_op_error(name, "jax")
+        if wanted_in and wanted_out:
+            try:
+                grads = backward(*xs, *(_conj(cotangents[i]) for i in wanted_out))
+            except LookupError as error:  # TF registers no gradient for an op on the path.
+                raise no_gradient_error(name, "jax", error) from error
+        by_input = dict(zip(wanted_in, (_conj(g) for g in grads)))
         return tuple(
-            by_input[i] if i in by_input else np.zeros(x.shape, jax.dtypes.float0)
-            for i, x in enumerate(xs)
+            by_input[i] if i in by_input else _zero_cotangent(x) for i, x in enumerate(xs)
         )
 
     run.defvjp(run_forward, run_backward)
+
+    def compiled(flat):
+        return list(run(*flat))
+
+    compiled.structure = traced.structure
+    return compiled
+
+
+def _traced(function: Callable, specs) -> Callable:
+    """The concrete `tf.function(function)` on `specs`, traced at the first
+    call of the returned function: a backward pass is traced when (and only
+    if) a gradient is asked for."""
+
+    @functools.cache
+    def concrete():
+        return tf.function(function, autograph=False).get_concrete_function(*specs)
+
+    return concrete
+
+
+def _callback(concrete: Callable, output_specs) -> Callable:
+    """The TF function `concrete()` as a JAX function, through `jax.pure_callback`."""
+    result_shapes = [
+        jax.ShapeDtypeStruct(tuple(s.shape), s.dtype.as_numpy_dtype) for s in output_specs
+    ]
+
+    def in_tensorflow(*arrays):
+        results = tf.nest.flatten(concrete()(*(tf.constant(a) for a in arrays)))
+        return [np.asarray(r) for r in results]
+
+    def run(*xs):
+        concrete()  # Traced while JAX traces: a missing gradient raises here.
+        return _compat.pure_callback_sequential(in_tensorflow, result_shapes, *xs)
+
     return run
+
+
+def _conj(value):
+    return jnp.conj(value) if jnp.iscomplexobj(value) else value
+
+
+def _zero_cotangent(x):
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.zeros(x.shape, x.dtype)
+    return np.zeros(x.shape, jax.dtypes.float0)
