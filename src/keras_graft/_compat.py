@@ -33,12 +33,13 @@ __all__ = [
     "ops_created_between",
     "in_keras_safe_mode",
     "deserializing_untrusted",
-    "keras2_root_metadata",
+    "keras2_metadata_nodes",
     "legacy_model_from_config",
     "layer_edges",
     "producing_operation",
     "saveable_without_attributes",
     "registered_gradient",
+    "saved_model_children",
     "tf_symbol",
     "translate_legacy_configs",
     "unique_layer_name",
@@ -231,11 +232,30 @@ def legacy_model_from_config(config: dict, safe_mode: bool):
         return legacy_saving_utils.model_from_config(config)
 
 
-def keras2_root_metadata(data: bytes) -> dict:
-    """The root model's metadata (`class_name`, `config`...) in a Keras 2
-    SavedModel's `keras_metadata.pb`, decoded as Keras' `.h5` loader decodes configs."""
+def keras2_metadata_nodes(data: bytes) -> list[dict]:
+    """Every node of a Keras 2 SavedModel's `keras_metadata.pb`, in file order:
+    `node_id`, `node_path`, `identifier`, and `metadata` (`class_name`,
+    `config`...) decoded as Keras' `.h5` loader decodes configs."""
     from tensorflow.python.keras.protobuf import saved_metadata_pb2
 
     metadata = saved_metadata_pb2.SavedMetadata()
     metadata.ParseFromString(data)
-    return legacy_json_utils.decode(metadata.nodes[0].metadata)
+    return [
+        {"node_id": node.node_id, "node_path": node.node_path, "identifier": node.identifier,
+         "metadata": legacy_json_utils.decode(node.metadata)}
+        for node in metadata.nodes
+    ]
+
+
+def saved_model_children(data: bytes) -> list[list[tuple[str, int]]]:
+    """For each object of a SavedModel's object graph (`saved_model.pb`, its
+    first meta graph), its children as `(local name, node id)`: how tf_keras
+    finds a model's layers (`layer-0`, `layer-1`...)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString(data)
+    graph = saved_model.meta_graphs[0].object_graph_def if saved_model.meta_graphs else None
+    if graph is None:
+        return []
+    return [[(child.local_name, child.node_id) for child in node.children] for node in graph.nodes]

@@ -5,12 +5,15 @@
 - `.keras` written by tf_keras (its `metadata.json` says Keras 2): Keras 3's
   new-format loader cannot locate tf_keras classes, but the config inside is
   Keras 2's legacy config, which goes through the same translations; the
-  weights file has Keras 3's layout.
+  weights file has Keras 3's layout. Its object configs must name classes
+  as Keras 2 would find them (`consistency.check_object_configs`).
 - Keras 2 SavedModel directories: Keras 3 only offers an inference-only
   `TFSMLayer`. When `keras_metadata.pb` holds the model's config (functional
-  and Sequential models), it is rebuilt from it, and its variables are read
-  from the checkpoint, in the order Keras 2 saved them (`model.variables`).
-  Subclassed models keep no config: they are refused, saying so.
+  and Sequential models), it is rebuilt from it, once every layer's own
+  metadata agrees with it (`consistency.verified_saved_model_root`), and its
+  variables are read from the checkpoint, in the order Keras 2 saved them
+  (`model.variables`). Subclassed models keep no config: they are refused,
+  saying so.
 
 >>> kind(Path("model.h5"))
 'h5'
@@ -29,6 +32,7 @@ import tensorflow as tf
 
 from keras_graft import _compat
 from keras_graft.errors import Keras2FileError
+from keras_graft.keras2 import consistency
 
 H5, TF_KERAS_ZIP, SAVED_MODEL = "h5", "tf_keras .keras", "SavedModel"
 
@@ -61,7 +65,9 @@ def load_model(path, safe_mode: bool = True) -> keras.Model:
 
 def _load_tf_keras_zip(path: Path, safe_mode: bool) -> keras.Model:
     with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as workdir:
-        model = _compat.legacy_model_from_config(json.loads(archive.read("config.json")), safe_mode)
+        config = json.loads(archive.read("config.json"))
+        consistency.check_object_configs(config)
+        model = _compat.legacy_model_from_config(config, safe_mode)
         archive.extract("model.weights.h5", workdir)
         model.load_weights(Path(workdir) / "model.weights.h5")
     return model
@@ -75,7 +81,7 @@ def _load_saved_model(path: Path, safe_mode: bool) -> keras.Model:
             "Keras 2's `model.save`): it holds no Keras model. Use "
             "`keras.layers.TFSMLayer` to call it for inference."
         )
-    root = _compat.keras2_root_metadata(metadata_path.read_bytes())
+    root = consistency.verified_saved_model_root(path)
     if root.get("class_name") not in ("Functional", "Sequential", "Model") or "layers" not in (
         root.get("config") or {}
     ):

@@ -35,7 +35,7 @@ from typing import Any
 
 from keras_graft import _compat, registry
 from keras_graft.arguments import ArgumentTemplate
-from keras_graft.keras2 import references, report
+from keras_graft.keras2 import layer_configs, references, report
 
 KERAS2_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 
@@ -44,6 +44,10 @@ KERAS2_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 CONSTANT_VALUE = "_CONSTANT_VALUE"
 
 _SLICE_KEYS = {"start", "stop", "step"}
+
+# The keys of an op layer's config keras-graft reads; the others (`dtype`,
+# and any a file adds) are dropped, so they may hold plain data only.
+_READ_KEYS = ("name", "function", "trainable")
 
 # TF 2 functions that Keras 2 recorded under the TF 1 name they call
 # (`tf.shape(x)` became a `compat.v1.shape` layer). Each TF 2 function passes
@@ -105,27 +109,22 @@ class _Call:
     def __init__(self, layer_names, slicing: bool):
         self.layer_names = layer_names
         self.slicing = slicing
-        self.kwargs: dict = {}
+        self.entries: list = []  # the first argument's references, each with the call kwargs
         self.reference_of: dict[int, list] = {}
         self._stand_ins: dict[tuple, Any] = {}
 
     def first_argument(self, data: Any) -> Any:
         if isinstance(data, list) and data and data[0] == CONSTANT_VALUE:
-            self._take_kwargs(data)
+            self.entries.append(data)
             return self.value(data[2])
         if references.is_reference(data, self.layer_names):
-            self._take_kwargs(data)
+            self.entries.append(data)
             return self._stand_in(data)
         if isinstance(data, list):
             return [self.first_argument(item) for item in data]
         if isinstance(data, dict):
             return {key: self.first_argument(item) for key, item in data.items()}
         return self.value(data)
-
-    def _take_kwargs(self, entry: list) -> None:
-        # Keras 2 repeats the call kwargs in every entry of the first argument.
-        if len(entry) == 4 and isinstance(entry[3], dict) and not self.kwargs:
-            self.kwargs = entry[3]
 
     def value(self, data: Any) -> Any:
         if references.is_reference(data, self.layer_names):
@@ -154,10 +153,14 @@ def _op_layer(layer: dict, node: Any, name: str, layer_names) -> dict:
     keras2_name = layer["config"]["function"]
     stored_name = registry.TF_PREFIX + TF1_NAMES_OF_TF2_OPS.get(keras2_name, keras2_name)
     function = registry.resolve(stored_name)
+    for key, value in layer["config"].items():
+        if key not in _READ_KEYS and not _dtype_policy(value):
+            layer_configs.refuse_hidden_object(layer.get("name"), keras2_class, key, value)
     call = _Call(layer_names, slicing=keras2_class == "SlicingOpLambda")
     first = call.first_argument(node)
     # Keras 2 dropped `name` when it called the op; so does keras-graft.
-    kwargs = {key: call.value(value) for key, value in call.kwargs.items() if key != "name"}
+    kwargs = {key: call.value(value)
+              for key, value in references.call_kwargs(call.entries, name).items() if key != "name"}
     template, tensors = ArgumentTemplate.capture(
         (first,), kwargs, where=stored_name, function=function
     )
@@ -174,3 +177,13 @@ def _op_layer(layer: dict, node: Any, name: str, layer_names) -> dict:
         },
         "inbound_nodes": [[[*call.reference_of[id(t)], {}] for t in tensors]],
     }
+
+
+def _dtype_policy(value: Any) -> bool:
+    """Whether `value` is Keras 2's config of a dtype policy (`mixed_float16`)."""
+    return (isinstance(value, dict) and value.get("class_name") == "Policy"
+            and value.get("module") in (None, "keras.mixed_precision")
+            and value.get("registered_name") is None
+            and set(value) <= {"class_name", "config", "module", "registered_name"}
+            and isinstance(value.get("config"), dict) and set(value["config"]) == {"name"}
+            and isinstance(value["config"]["name"], str))
