@@ -1,7 +1,7 @@
-"""`python -m keras_graft demo`, the same as `keras-graft demo`."""
+"""`python -m keras_graft demo`, the same as `keras-graft demo` (through its launcher)."""
 
 import sys
 
-from keras_graft.cli import main
+import keras_graft_command
 
-sys.exit(main())
+sys.exit(keras_graft_command.main())
