@@ -129,6 +129,8 @@ class Child:
         self.ready = False
         self.capped = False
         self.returncode: int | None = None
+        # The largest resident memory seen. (Not the kernel's peak: a child's
+        # counts the memory of the process it was forked from.)
         self.peak_rss_mb = 0.0
 
     @property
@@ -196,7 +198,7 @@ class Child:
         """Whether the child ended because an allocation failed: its error output
         says so, or it aborted while its address space was capped."""
         aborted = self.returncode in (-signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS)
-        return bool(_OUT_OF_MEMORY.search(self.stderr_tail(4000))) or (self.capped and aborted)
+        return allocation_failed(self.stderr_tail(4000)) or (self.capped and aborted)
 
     def stderr_tail(self, characters: int = 2000) -> str:
         if not self._stderr_path or not self._stderr_path.exists():
@@ -245,11 +247,20 @@ class Child:
     def _reap(self, block: bool) -> None:
         if self.returncode is not None:
             return
-        pid, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
+        pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
         if pid:
             self.returncode = os.waitstatus_to_exitcode(status)
             self.process.returncode = self.returncode
-            self.peak_rss_mb = max(self.peak_rss_mb, usage.ru_maxrss / 1024)
+
+
+def allocation_failed(text: str) -> bool:
+    """Whether an error message says that memory could not be allocated (as it
+    does in a child whose address space is capped).
+
+    >>> allocation_failed("RuntimeError: std::bad_alloc"), allocation_failed("no kernel")
+    (True, False)
+    """
+    return bool(_OUT_OF_MEMORY.search(text))
 
 
 def _proc_status(pid: int) -> dict | None:

@@ -185,8 +185,12 @@ class Session:
             close()
             self.misses += 1
             raise
-        if "out_of_memory" in answer:
-            close()  # its memory may be fragmented past use; the next check starts afresh
+        error = answer["error"]
+        if error is not None and child_process.allocation_failed(error):
+            close()  # what it allocated may stay with it; the next check starts afresh
             self.misses += 1
-            raise BudgetExceededError(f"ran out of memory ({answer['out_of_memory']})", reason="memory")
-        return answer["error"]
+            raise BudgetExceededError(
+                f"went over its memory budget ({self.budget.with_data(task.data_bytes).memory_mb:.0f} MB "
+                f"resident): an allocation failed ({error.strip().splitlines()[-1][:200]})",
+                reason="memory")
+        return error

@@ -10,7 +10,7 @@ libraries and thread pools exist), prints READY_MARKER, then answers tasks
 from standard input, one JSON line each on standard output:
 `{"error": null}` when the graph compiles (XLA) or converts (TFLite, with the
 ops sets asked for), `{"error": "..."}` with TensorFlow's reason when it does
-not, `{"out_of_memory": "..."}` when an allocation failed.
+not (an allocation that failed included: the parent tells those apart).
 
 A task is four length-prefixed parts (8-byte big-endian lengths): a JSON
 header, a serialized `GraphDef` of the function, then each captured value as
@@ -126,9 +126,7 @@ def _answer(tf, task) -> dict:
         if header["check"] == "xla":
             return {"error": _xla_error(tf, function, specs)}
         return {"error": _tflite_error(tf, function, specs, holder, header["ops_sets"])}
-    except (MemoryError, tf.errors.ResourceExhaustedError) as error:
-        return {"out_of_memory": f"{type(error).__name__}: {error}"[:500]}
-    except Exception as error:  # Rebuilding failed: say why, as the check's error.
+    except Exception as error:  # Rebuilding failed (MemoryError too): say why, as the check's error.
         return {"error": f"{type(error).__name__}: {error}"}
 
 
