@@ -41,6 +41,9 @@ ATOL = 1e-4
 BATCH = 2
 UNKNOWN_DIMENSION = 8
 PREDICTION_BUDGET = Budget(memory_mb=1536, seconds=90)
+# The most values the random inputs may hold: the file gives the input
+# shapes, and they are allocated here, in the converting process.
+INPUT_VALUES = 1 << 24
 
 SKIPPED, PASSED, FAILED, NOT_CHECKED = "skipped", "passed", "failed", "not checked (budget)"
 KERAS2_REFERENCE = "tf_keras (Keras 2) on the original file"
@@ -135,7 +138,18 @@ def _weight_bytes(model) -> int:
     return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
 
 
+def _input_values(inputs) -> int:
+    return sum(BATCH * int(np.prod([UNKNOWN_DIMENSION if d is None else d for d in t.shape[1:]]))
+               for t in inputs)
+
+
 def _check(model, source: Path, target: Path, result: Result, progress, step, budget: Budget) -> None:
+    if _input_values(model.inputs) > INPUT_VALUES:
+        result.outcome, result.problem = NOT_CHECKED, (
+            f"the model's inputs hold {_input_values(model.inputs):,} values for a batch of {BATCH} "
+            f"(the file's input shapes), more than the check makes ({INPUT_VALUES:,}); "
+            "check the converted model on inputs of your own")
+        return
     inputs = random_inputs(model.inputs)
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
@@ -155,7 +169,9 @@ def _check(model, source: Path, target: Path, result: Result, progress, step, bu
                 jobs.append(predict.Job(predict.KERAS3_OF_KERAS2, source))
             actual, *reference = predict.in_fresh_process(jobs, inputs, workdir, budget)
         except BudgetExceededError as error:
-            result.outcome, result.problem = NOT_CHECKED, f"the prediction process {error}"
+            result.outcome, result.problem = NOT_CHECKED, (
+                f"the prediction process {error}; raise the budget with --check-memory MB / "
+                "--check-seconds S if the model needs more")
             return
         except PredictionError as error:
             result.outcome, result.problem = FAILED, str(error)
@@ -193,8 +209,7 @@ def _check_lines(result: Result) -> list[str]:
     if result.outcome == SKIPPED:
         return ["Prediction check skipped (--no-check)."]
     if result.outcome == NOT_CHECKED:
-        return [(f"[magenta]Check not made (budget)[/]: {escape(result.problem)}. Raise the budget "
-                 "with --check-memory MB / --check-seconds S if the model needs more.")]
+        return [f"[magenta]Check not made (budget)[/]: {escape(result.problem)}."]
     lines = []
     if result.problem and result.max_difference is not None:
         lines.append(f"Keras 2 could not predict with the original ({escape(result.problem)}); "
