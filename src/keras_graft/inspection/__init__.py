@@ -84,16 +84,19 @@ def inspect(model, *, checks_to_run=CHECKS, console: Console | None = None,
 
 def _inspect_layer(layer, checks_to_run, session, progress, task) -> LayerReport:
     probe = checks.probe(layer, session)
+    problem = checks.trace_problem(probe)
     verdicts = {}
     for check in checks_to_run:
-        verdicts[check] = _CHECK_FUNCTIONS[check](probe)
+        verdicts[check] = (checks.Verdict(checks.NOT_CHECKED, "inspect could not trace the layer with "
+                                          f"unknown dimensions set to {checks.UNKNOWN_DIMENSION}: {problem}")
+                           if problem else _CHECK_FUNCTIONS[check](probe))
         progress.advance(task)
     name = checks.op_name(layer)
     return LayerReport(
         name=layer.name,
         op=name,
         kind=type(layer).__name__,
-        op_types=checks.graph_op_types(probe) if probe.dense else [],
+        op_types=checks.graph_op_types(probe) if probe.dense and not problem else [],
         inputs=[_tensor(t) for t in probe.inputs],
         outputs=[_tensor(t) for t in probe.outputs],
         checks=verdicts,

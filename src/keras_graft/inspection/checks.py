@@ -169,6 +169,27 @@ def _error_in_check_process(p: Probe, check: str, ops_sets=()) -> str | None:
     return p.session.run(p.task.asking(check, [ops.name for ops in ops_sets]))
 
 
+def trace_problem(p: Probe) -> str | None:
+    """Why the layer cannot be traced on the probe's specs, or None.
+
+    Unknown dimensions all set to `UNKNOWN_DIMENSION` may not fit how a
+    layer's inputs relate (one input's unknown dimension is another's 8).
+    """
+    if not p.dense:
+        return None
+    try:
+        p.concrete
+    except Exception as error:  # The reason it does not trace.
+        return _first_line(f"{type(error).__name__}: {_without_keras_preamble(str(error))}")
+    return None
+
+
+def _without_keras_preamble(message: str) -> str:
+    """Keras's error around a layer's: its first line and its bold face taken out."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in message.splitlines() if line.strip()]
+    return "\n".join(line for line in lines if not line.startswith("Exception encountered")) or message
+
+
 def graph_op_types(p: Probe) -> list[str]:
     """The TF graph op types the layer lowers to, through called functions too."""
     graph = p.concrete.graph

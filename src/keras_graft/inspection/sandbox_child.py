@@ -73,7 +73,8 @@ def _rebuild(tf, header: dict, graph_bytes: bytes, capture_bytes: list):
     The graph's placeholders for inputs and captures are taken out and fed
     instead: inputs with the function's arguments, captures with variables
     and tensors made from the values sent (captured by the function as the
-    original captured them, so TFLite freezes them the same way).
+    original captured them, so TFLite freezes them the same way). An input
+    no op reads (`tf.fill([2, 2], 1.0)` called on a tensor) is not fed.
     """
     graph = tf.compat.v1.GraphDef.FromString(graph_bytes)
     fed = {name.split(":")[0] for name, _, _ in header["inputs"]}
@@ -81,15 +82,21 @@ def _rebuild(tf, header: dict, graph_bytes: bytes, capture_bytes: list):
     kept = [node for node in graph.node if node.name not in fed]
     del graph.node[:]
     graph.node.extend(kept)
+    read = {source.lstrip("^") for node in kept for source in node.input}
+
+    def is_read(name: str) -> bool:
+        return name in read or (name.endswith(":0") and name[:-2] in read)
     values = []
     for (kind, _, dtype), data in zip(header["captures"], capture_bytes):
         value = tf.io.parse_tensor(data, dtype)
         values.append(tf.Variable(value) if kind == "variable" else value)
 
     def function(*arguments):
-        feeds = {name: argument for (name, _, _), argument in zip(header["inputs"], arguments)}
+        feeds = {name: argument for (name, _, _), argument in zip(header["inputs"], arguments)
+                 if is_read(name)}
         for (kind, name, _), value in zip(header["captures"], values):
-            feeds[name] = tf.identity(value.handle if kind == "variable" else value)
+            if is_read(name):
+                feeds[name] = tf.identity(value.handle if kind == "variable" else value)
         return tf.compat.v1.import_graph_def(graph, input_map=feeds, return_elements=header["outputs"],
                                              name="probe")
 
