@@ -14,7 +14,8 @@ Keras backend, the benchmark's Keras 2 workloads. Two rules hold for each:
   `python_module` take that entry out before anything is imported, and the
   callers run children in a scratch directory of their own.
 - **A `Budget` bounds memory and time.** A `Child` is watched while it works:
-  above its budget of resident memory (TensorFlow included) or time it is
+  near its budget of resident memory (TensorFlow included; 64 MB before it,
+  for what grows between two looks 5 ms apart) or past its time it is
   killed and `BudgetExceededError` is raised. Once the child prints `READY`
   (after its imports, before it touches a model file), its address space is
   capped as well, so that one huge allocation fails at once instead of
@@ -54,8 +55,10 @@ _PRELUDE = ("import resource, sys\n"
             "if not getattr(sys.flags, 'safe_path', False): del sys.path[0]\n"
             "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n")
 
-# How often a working child's memory and time are looked at.
+# How often a working child's memory and time are looked at, and how far
+# below its budget it is stopped: memory keeps growing between two looks.
 _POLL_SECONDS = 0.005
+_KILL_MARGIN = 64 * MiB
 # Address space a child may add beyond its budget of resident memory, for
 # thread stacks and allocator arenas that reserve more than they touch.
 _ADDRESS_SPACE_SLACK = 512 * MiB
@@ -198,7 +201,7 @@ class Child:
         """Whether the child ended because an allocation failed: its error output
         says so, or it aborted while its address space was capped."""
         aborted = self.returncode in (-signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS)
-        return allocation_failed(self.stderr_tail(4000)) or (self.capped and aborted)
+        return allocation_failed(self.stderr_tail(1 << 16)) or (self.capped and aborted)
 
     def stderr_tail(self, characters: int = 2000) -> str:
         if not self._stderr_path or not self._stderr_path.exists():
@@ -236,7 +239,7 @@ class Child:
         status = _proc_status(self.pid)
         if status:
             self.peak_rss_mb = max(self.peak_rss_mb, status["VmRSS"] / MiB)
-        if status and status["VmRSS"] > budget.memory_mb * MiB:
+        if status and status["VmRSS"] > budget.memory_mb * MiB - _KILL_MARGIN:
             self.kill()
             raise _over_budget(f"went over its memory budget ({budget.memory_mb:.0f} MB resident)",
                                "memory")

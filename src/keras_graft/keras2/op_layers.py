@@ -35,6 +35,7 @@ from typing import Any
 
 from keras_graft import _compat, registry
 from keras_graft.arguments import ArgumentTemplate
+from keras_graft.errors import malformed
 from keras_graft.keras2 import layer_configs, references, report
 
 KERAS2_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
@@ -150,7 +151,10 @@ class _Call:
 
 def _op_layer(layer: dict, node: Any, name: str, layer_names) -> dict:
     keras2_class = layer["class_name"]
-    keras2_name = layer["config"]["function"]
+    keras2_name = layer["config"].get("function")
+    if not isinstance(keras2_name, str):
+        raise malformed(f"Keras 2 op layer {name!r} names no op (its `function` is {keras2_name!r})",
+                        writer="Keras 2")
     stored_name = registry.TF_PREFIX + TF1_NAMES_OF_TF2_OPS.get(keras2_name, keras2_name)
     function = registry.resolve(stored_name)
     for key, value in layer["config"].items():
