@@ -46,7 +46,7 @@ def test_a_child_over_its_memory_budget_is_killed(tmp_path):
     with pytest.raises(BudgetExceededError, match="memory budget \\(200 MB") as error:
         child.wait(Budget(memory_mb=200, seconds=60))
     assert error.value.reason == "memory" and child.returncode is not None
-    assert child.peak_rss_mb <= 260  # killed within a few looks
+    assert child.peak_rss_mb <= 200  # stopped before its budget
 
 
 def test_a_ready_child_cannot_allocate_far_past_its_budget(tmp_path):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from rich.console import Console
@@ -14,10 +15,10 @@ from keras_graft import bench, cli, demo
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def run_cli(*arguments):
+def run_cli(*arguments, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "keras_graft", *arguments],
-        capture_output=True, text=True, timeout=300, env=ENV,
+        capture_output=True, text=True, timeout=300, env=ENV, cwd=cwd,
     )
 
 
@@ -53,6 +54,34 @@ def test_demo_keeps_going_after_an_example_raises(monkeypatch):
     results = demo.run(["custom_matmul", "clip_values"], epochs=1, console=Console(record=True))
     assert [r.ok for r in results] == [False, True]
     assert results[0].error == "RuntimeError: boom"
+
+
+def test_demo_prints_layer_names_as_text(monkeypatch):
+    """A name that would rewrite the terminal (escape sequences, a bidi override,
+    rich markup) prints visibly, in the demo's lines and its inspect tables."""
+    import io
+    import types
+
+    import tensorflow as tf
+
+    import keras_graft
+
+    forged = "clip\x1b[2K\u202e[bold red]x[/]"
+
+    def build_model():
+        x = keras.Input((3,))
+        return keras.Model(x, keras_graft.Op(tf.math.tanh, name=forged)(x))
+
+    module = types.ModuleType("forged_example")
+    module.__file__ = "forged_example.py"
+    module.build_model = build_model
+    module.synthetic_data = lambda: (np.zeros((32, 3), "float32"), np.zeros((32, 3), "float32"))
+    output = io.StringIO()
+    results = demo.run([module], epochs=1, console=Console(file=output, width=200))
+    text = output.getvalue()
+    assert results[0].ok, results[0].error
+    assert "\x1b" not in text and "\u202e" not in text
+    assert r"clip\x1b[2K\u202e[bold red]x[/]" in text  # in the layers line and the table
 
 
 def test_predictions_identical_compares_exactly():
@@ -120,11 +149,19 @@ def test_each_example_runs_as_a_script(name):
 
 
 def test_demo_on_another_backend_loads_trains_and_saves_there(tmp_path):
+    """Run where `keras_graft_command` and `keras_hub` are planted: neither the demo
+    nor its child on the other backend imports them."""
+    from _hostile_keras2 import plant_modules
+
+    marker = tmp_path / "imported"
+    (tmp_path / "cwd").mkdir()
+    plant_modules(tmp_path / "cwd", marker)
     completed = run_cli("demo", "--backend", "torch", "--only", "custom_matmul", "--epochs", "1",
-                        "--keep", str(tmp_path))
+                        "--keep", str(tmp_path / "kept"), cwd=tmp_path / "cwd")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "saved on TensorFlow, loaded, trained and saved again on torch" in completed.stdout
-    assert (tmp_path / "custom_matmul.torch.keras").stat().st_size > 0
+    assert (tmp_path / "kept" / "custom_matmul.torch.keras").stat().st_size > 0
+    assert not marker.exists()
 
 
 def test_demo_rejects_an_unknown_backend(capsys):

@@ -176,7 +176,7 @@ class Session:
         """
         if self.misses >= MAX_MISSES:
             raise BudgetExceededError(
-                f"not tried: {self.misses} checks of this model already went over the budget",
+                f"was not asked: {self.misses} checks of this model already went over the budget",
                 reason="skipped")
         warm_up()
         try:

@@ -190,7 +190,7 @@ def _check(model, source: Path, target: Path, result: Result, progress, step, bu
 def _print_report(console: Console, model, source: Path, target: Path, result: Result) -> None:
     table = Table(title=f"{escape(source.name)} -> {escape(target.name)}: what was translated")
     for column in ("Layer", "Keras 2 class", "Translation"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for note in result.notes:
         table.add_row(escape(note.layer), escape(note.keras2_class), escape(note.change))
     if result.notes:
