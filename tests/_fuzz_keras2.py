@@ -36,7 +36,6 @@ import os
 import shutil
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -45,6 +44,7 @@ import hypothesis  # noqa: E402
 import hypothesis.configuration  # noqa: E402
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
+import _fuzz_loading  # noqa: E402
 import _hostile  # noqa: E402
 import _hostile_keras2  # noqa: E402
 import _keras2_models  # noqa: E402
@@ -52,7 +52,6 @@ import keras_graft  # noqa: E402
 from keras_graft import inspection, registry, safety  # noqa: E402
 from keras_graft.inspection import loading  # noqa: E402
 from keras_graft.keras2 import convert  # noqa: E402
-from tensorflow.python.util import tf_export  # noqa: E402
 
 SOURCES = ("ops", "nested", "sequential", "transformer")
 CLEAN = (ValueError, TypeError)
@@ -175,7 +174,7 @@ def run(examples: int, seed: int, keras2_dir: Path, checks_to_run=inspection.CHE
     scratch = workdir / "scratch"
     scratch.mkdir()
     os.chdir(scratch)
-    names = sorted(tf_export._NAME_TO_SYMBOL_MAPPING)
+    names = _fuzz_loading.export_table_names()
     state = _hostile._state()
     tally = {"refused": 0, "converted": 0}
     kinds: dict[str, int] = {}

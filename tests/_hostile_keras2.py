@@ -32,6 +32,7 @@ many files, one after the other, in one such child (what CI affords);
 `sweep` runs every forgery through both commands, each in its own child:
 
     python tests/_hostile_keras2.py --all          # the whole sweep, a JSON line per run
+    python tests/_hostile_keras2.py --only range_250m,fill_40k   # some of it
     python _hostile_keras2.py --sources DIR MARKER # (the child that writes the sources)
 """
 
@@ -50,6 +51,7 @@ import _hostile
 
 HERE = Path(__file__).resolve().parent
 STFT_WINDOW = 1 << 27  # samples: 512 MB of float32, once folded
+MEMORY_BUDGET_MB = 1536  # per process, TensorFlow included
 
 
 # ---------------------------------------------------------------------------
@@ -98,7 +100,7 @@ def sources(directory) -> Path:
         completed = subprocess.run(
             [sys.executable, __file__, "--sources", str(directory), str(marker(directory))],
             env=_hostile._child_env({"TF_USE_LEGACY_KERAS": "1"}), capture_output=True, text=True,
-            timeout=900,
+            timeout=900, check=False,
         )
         if completed.returncode != 0:
             raise RuntimeError(f"tf_keras could not write the sources:\n{completed.stderr[-3000:]}")
@@ -494,8 +496,11 @@ def run_batch(commands: list[list], *, marker_path: Path, timeout_s: float = 900
     """Each `keras-graft ARGUMENTS` of `commands`, one after the other, through the
     command's entry point (`keras_graft_command.main`) in one limited child
     (`run_command`; `{cwd}` in an argument is its working directory): its
-    result, with `runs`, per command: `status` (exit code), `stdout`, `stderr`."""
-    result = run_command(["--batch", json.dumps([[str(a) for a in c] for c in commands])],
+    result, with `runs`, per command: `status` (exit code), `stdout`, `stderr`.
+    A command whose first item is a dict runs with those environment variables
+    set (e.g. `{"FORCE_COLOR": "1"}`, read by the consoles it makes)."""
+    commands = [[c[0], *map(str, c[1:])] if isinstance(c[0], dict) else [str(a) for a in c] for c in commands]
+    result = run_command(["--batch", json.dumps(commands)],
                          marker_path=marker_path, timeout_s=timeout_s, env=env,
                          command=[sys.executable, __file__])
     reported = [line for line in result["stdout"].splitlines() if line.startswith(_RESULTS)]
@@ -506,13 +511,16 @@ def run_batch(commands: list[list], *, marker_path: Path, timeout_s: float = 900
 def _batch(commands: list[list[str]]) -> None:
     import contextlib
     import io
+    import os
+    from unittest import mock
 
     import keras_graft_command
 
     runs = []
     for argv in commands:
+        env, argv = (argv[0], argv[1:]) if isinstance(argv[0], dict) else ({}, argv)
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch.dict(os.environ, env):
             try:
                 status = keras_graft_command.main(argv)
             except SystemExit as exit:  # usage errors
@@ -549,12 +557,18 @@ def forgeries(directory) -> dict:
     return files
 
 
-def sweep(directory) -> list[dict]:
-    """Both commands on every forgery, each run in its own limited child (an hour
-    on a 2-core machine)."""
+def sweep(directory, only: list[str] | None = None) -> list[dict]:
+    """Both commands on every forgery (or those named in `only`), each run in its own
+    limited child (an hour on a 2-core machine for all of them)."""
     results = []
     mark = marker(directory)
-    for name, path in forgeries(directory).items():
+    built = forgeries(directory)
+    unknown = sorted(set(only or ()) - set(built))
+    if unknown:
+        raise SystemExit(f"no forgery named {', '.join(unknown)}; there are: {', '.join(built)}")
+    for name, path in built.items():
+        if only and name not in only:
+            continue
         for command in ("convert", "inspect"):
             mark.unlink(missing_ok=True)
             arguments = [command, path, *(["{cwd}/out.keras"] if command == "convert" else ["--json"])]
@@ -566,12 +580,31 @@ def sweep(directory) -> list[dict]:
     return results
 
 
+def broken_promises(run: dict) -> list[str]:
+    """What a sweep run (`sweep`) did that an untrusted file must never make a command do."""
+    broken = []
+    if run["marker"]:
+        broken.append("a payload ran or a planted module was imported")
+    if set(run["files_created"]) - {"out.keras"}:
+        broken.append(f"created {sorted(set(run['files_created']) - {'out.keras'})}")
+    if run["peak_rss_mb"] > MEMORY_BUDGET_MB:
+        broken.append(f"{run['peak_rss_mb']} MB resident")
+    if run["outcome"] != "exited" or run["returncode"] not in (0, 1, 2):
+        broken.append(f"{run['outcome']}, exit status {run['returncode']}")
+    return broken
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--sources":
         Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)
         _write_sources(Path(sys.argv[2]), sys.argv[3])
     elif len(sys.argv) == 3 and sys.argv[1] == "--batch":
         _batch(json.loads(sys.argv[2]))
-    elif sys.argv[1:] == ["--all"]:
+    elif sys.argv[1:] == ["--all"] or sys.argv[1:2] == ["--only"] and len(sys.argv) == 3:
         with tempfile.TemporaryDirectory(prefix="hostile-keras2-") as scratch:
-            sweep(scratch)
+            runs = sweep(scratch, only=sys.argv[2].split(",") if len(sys.argv) == 3 else None)
+        failures = {f"{run['command']} {run['forgery']}": broken_promises(run) for run in runs}
+        failures = {run: broken for run, broken in failures.items() if broken}
+        print(json.dumps({"runs": len(runs), "max_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                          "max_seconds": max(r["seconds"] for r in runs), "failures": failures}))
+        sys.exit(1 if failures else 0)
