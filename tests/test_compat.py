@@ -155,3 +155,47 @@ def test_keras2_savedmodel_metadata_and_object_graph_are_read_as_tf_keras_reads_
     layer_one = dict(children[0])["layer-1"]  # the root's second layer, as tf_keras finds it
     assert next(n for n in nodes if n["node_id"] == layer_one)["metadata"]["name"] == "tf.math.negative"
     assert by_path["root.layer-1"]["node_id"] == layer_one
+
+
+def test_pure_callback_sequential_calls_back_once_per_element_under_vmap():
+    import jax
+    import numpy as np
+
+    calls = []
+
+    def double(x):
+        calls.append(x.shape)
+        return np.asarray(x) * 2
+
+    def run(x):
+        return _compat.pure_callback_sequential(double, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    batch = np.arange(6, dtype="float32").reshape(3, 2)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(run))(batch), batch * 2)
+    assert calls == [(2,)] * 3
+
+
+def _functional_config(keras_history):
+    x = keras.Input((2,), name="features")
+    config = keras.Model(x, keras.layers.Dense(2, name="dense")(x)).get_config()
+    dense = next(layer for layer in config["layers"] if layer["name"] == "dense")
+    dense["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = keras_history
+    return config
+
+
+@pytest.mark.parametrize("keras_history", [["dense", 0, 0], ["features", 5, 0]],
+                         ids=["layer_is_its_own_input", "node_index_past_the_layers_nodes"])
+def test_unresolvable_functional_nodes_are_refused_not_looped_over(keras_history):
+    import keras_graft  # noqa: F401  (installs the bound)
+
+    with pytest.raises(ValueError, match="Invalid Functional model configuration"):
+        keras.Model.from_config(_functional_config(keras_history))
+
+
+def test_the_functional_loader_bound_passes_models_with_shared_layers():
+    import keras_graft  # noqa: F401
+
+    x = keras.Input((3,))
+    shared = keras.layers.Dense(3)
+    model = keras.Model(x, shared(shared(shared(x))))
+    assert len(keras.Model.from_config(model.get_config()).layers) == 2

@@ -14,7 +14,10 @@ import _hostile
 
 # Peak resident memory of the loading process, TensorFlow included.
 MEMORY_BUDGET_MB = 1536
-CLEAN_REFUSALS = {"UnsafeOpError", "OpTraceError", "UnstorableArgumentError", "ValueError", "TypeError"}
+CLEAN_REFUSALS = {
+    "UnsafeOpError", "OpTraceError", "UnstorableArgumentError", "MalformedModelFileError",
+    "ValueError", "TypeError",
+}
 # Keras parses config.json whole before keras-graft sees it: a JSON bomb is
 # refused, but its parse allocates (see the README's threat model).
 KERAS_OWN_PARSE = {"config_zip_bomb"}

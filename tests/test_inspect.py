@@ -177,6 +177,12 @@ def test_keras_ops_equivalents_name_real_ops_on_both_sides():
     assert equivalents.keras_ops_equivalent("tf.math.reduce_sum") == "keras.ops.sum"
 
 
+def test_no_keras_ops_equivalent_is_named_that_the_installed_keras_lacks(monkeypatch):
+    assert equivalents.keras_ops_equivalent("tf.image.sobel_edges") == "keras.ops.image.sobel_edges"
+    monkeypatch.delattr(keras.ops.image, "sobel_edges")  # as in Keras 3.12
+    assert equivalents.keras_ops_equivalent("tf.image.sobel_edges") is None
+
+
 # ---------------------------------------------------------------------------
 # The command line
 # ---------------------------------------------------------------------------

@@ -8,9 +8,9 @@ shapes and dtypes, and models that use them save and load in safe mode.
 >>> model = keras.Model(x, tf.clip_by_value(x, -1.0, 1.0))
 """
 
+from keras_graft import _compat, errors
 from keras_graft import composite_methods as _composite_methods
 from keras_graft import dispatch as _dispatch
-from keras_graft import errors
 from keras_graft import higher_order as _higher_order
 from keras_graft import printing as _printing
 from keras_graft.authoring import LayerContext, layer, loss, metric
@@ -35,6 +35,7 @@ _composite_methods.install()
 _higher_order.install()
 _printing.install()
 _keras2_loading.install()
+_compat.stop_unresolvable_functional_nodes()
 
 __all__ = [
     "KerasGraftError",

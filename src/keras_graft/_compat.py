@@ -1,4 +1,5 @@
-"""Every TensorFlow and Keras internal keras-graft relies on, in one place.
+"""Every TensorFlow and Keras internal keras-graft relies on, in one place,
+and every difference between the versions it supports (README, "Tested with").
 
 These names are not public API and move between releases. Keeping them here
 means a version bump breaks one small, tested module (`tests/test_compat.py`)
@@ -7,6 +8,7 @@ instead of the whole package.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import tensorflow as tf
@@ -22,24 +24,26 @@ from tensorflow.python.util import tf_export
 
 __all__ = [
     "AutocastScope",
-    "call_signature",
-    "get_keras_mask",
     "GlobalOpDispatcher",
     "KerasTensor",
-    "canonical_tf_name",
+    "call_signature",
     "called_function_names",
-    "op_types_called",
-    "op_id_mark",
-    "ops_created_between",
-    "in_keras_safe_mode",
+    "canonical_tf_name",
     "deserializing_untrusted",
+    "get_keras_mask",
+    "in_keras_safe_mode",
     "keras2_metadata_nodes",
-    "legacy_model_from_config",
     "layer_edges",
+    "legacy_model_from_config",
+    "op_id_mark",
+    "op_types_called",
+    "ops_created_between",
     "producing_operation",
-    "saveable_without_attributes",
+    "pure_callback_sequential",
     "registered_gradient",
+    "saveable_without_attributes",
     "saved_model_children",
+    "stop_unresolvable_functional_nodes",
     "tf_symbol",
     "translate_legacy_configs",
     "unique_layer_name",
@@ -259,3 +263,75 @@ def saved_model_children(data: bytes) -> list[list[tuple[str, int]]]:
     if graph is None:
         return []
     return [[(child.local_name, child.node_id) for child in node.children] for node in graph.nodes]
+
+
+def pure_callback_sequential(callback, result_shapes, *args):
+    """`jax.pure_callback(callback, result_shapes, *args)`, which `jax.vmap`
+    maps over by calling `callback` once per element.
+
+    jax 0.4.35 and later ask for that with `vmap_method="sequential"` (and
+    refuse to map a callback without it); jax 0.4.34, the newest jax that
+    TensorFlow 2.16's ml_dtypes pin allows, has no `vmap_method` and maps
+    sequentially by default.
+    """
+    import jax
+
+    if "vmap_method" in _parameters(jax.pure_callback):
+        return jax.pure_callback(callback, result_shapes, *args, vmap_method="sequential")
+    return jax.pure_callback(callback, result_shapes, *args)
+
+
+@functools.cache
+def _parameters(function) -> frozenset[str]:
+    return frozenset(inspect.signature(function).parameters)
+
+
+def stop_unresolvable_functional_nodes() -> None:
+    """Makes Keras' functional-model loader refuse a node graph it cannot resolve.
+
+    `functional_from_config` re-queues every node whose inbound layer has no
+    node yet, and before Keras 3.15 repeats its rounds forever when one never
+    will (a layer that is its own input, a node index past a layer's nodes):
+    a forged file hangs `load_model`. Keras 3.15 raises when a round makes no
+    progress. The loop sits inside one function, so here the attempts at
+    `deserialize_node` (looked up on the module at call time, once per
+    attempted node) are counted since the model last gained a node: a round
+    attempts each layer at most once, so more than two rounds' worth of
+    attempts without a new node contain a whole round without progress. Idempotent.
+    """
+    from keras.src.models import functional
+
+    if getattr(functional.functional_from_config, "graft_bounded", False):
+        return
+    original_from_config = functional.functional_from_config
+    original_deserialize_node = functional.deserialize_node
+    loading: list[dict] = []  # one frame per functional config being loaded (nested models)
+
+    @functools.wraps(original_from_config)
+    def functional_from_config(cls, config, custom_objects=None):
+        layers = config.get("layers") if isinstance(config, dict) else None
+        loading.append({"nodes": -1, "attempts": 0, "limit": 2 * len(layers or ()) + 2})
+        try:
+            return original_from_config(cls, config, custom_objects=custom_objects)
+        finally:
+            loading.pop()
+
+    @functools.wraps(original_deserialize_node)
+    def deserialize_node(node_data, created_layers):
+        if loading:
+            frame = loading[-1]
+            nodes = sum(len(layer._inbound_nodes) for layer in created_layers.values())
+            if nodes != frame["nodes"]:
+                frame["nodes"], frame["attempts"] = nodes, 0
+            frame["attempts"] += 1
+            if frame["attempts"] > frame["limit"]:
+                raise ValueError(
+                    "Invalid Functional model configuration: the graph of the Functional "
+                    "model has loops, or nodes that refer to nodes no layer has. The file "
+                    "was edited by hand or is corrupted: re-save the model from its code."
+                )
+        return original_deserialize_node(node_data, created_layers)
+
+    functional_from_config.graft_bounded = True
+    functional.functional_from_config = functional_from_config
+    functional.deserialize_node = deserialize_node

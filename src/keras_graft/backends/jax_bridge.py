@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
+from keras_graft import _compat
 from keras_graft.backends import xla_compile_error
 from keras_graft.errors import OpTraceError
 
@@ -81,7 +82,7 @@ def _callback(function: Callable, specs, name: str) -> Callable:
 
     @jax.custom_vjp
     def run(*xs):
-        return jax.pure_callback(forward, result_shapes, *xs, vmap_method="sequential")
+        return _compat.pure_callback_sequential(forward, result_shapes, *xs)
 
     def run_forward(*xs):
         return run(*xs), xs
@@ -90,12 +91,11 @@ def _callback(function: Callable, specs, name: str) -> Callable:
         wanted = [i for i, x in enumerate(xs) if jnp.issubdtype(x.dtype, jnp.inexact)]
         float_cotangents = [cotangents[i] for i in differentiable_out]
         count = len(xs)
-        grads = jax.pure_callback(
+        grads = _compat.pure_callback_sequential(
             lambda *arrays: gradients(arrays[:count], arrays[count:], wanted),
             [jax.ShapeDtypeStruct(xs[i].shape, xs[i].dtype) for i in wanted],
             *xs,
             *float_cotangents,
-            vmap_method="sequential",
         )
         by_input = dict(zip(wanted, grads))
         return tuple(

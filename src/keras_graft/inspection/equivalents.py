@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import types
 
+import keras
+
 KERAS_OPS = types.MappingProxyType(
     {
         "clip_by_value": "clip",
@@ -105,7 +107,19 @@ KERAS_OPS = types.MappingProxyType(
 
 
 def keras_ops_equivalent(op_name: str) -> str | None:
-    """`keras.ops.<path>` for a stored TF op name (`tf.clip_by_value`), or None."""
+    """`keras.ops.<path>` for a stored TF op name (`tf.clip_by_value`), or None.
+
+    None too when the installed Keras lacks it: the table is written for the
+    newest Keras keras-graft supports (`keras.ops.image.sobel_edges` is not in
+    Keras 3.12).
+    """
     name = op_name[3:] if op_name.startswith("tf.") else op_name
     path = KERAS_OPS.get(name)
-    return f"keras.ops.{path}" if path else None
+    return f"keras.ops.{path}" if path and _in_keras_ops(path) else None
+
+
+def _in_keras_ops(path: str) -> bool:
+    target = keras.ops
+    for part in path.split("."):
+        target = getattr(target, part, None)
+    return callable(target)
