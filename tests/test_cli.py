@@ -56,34 +56,6 @@ def test_demo_keeps_going_after_an_example_raises(monkeypatch):
     assert results[0].error == "RuntimeError: boom"
 
 
-def test_demo_prints_layer_names_as_text(monkeypatch):
-    """A name that would rewrite the terminal (escape sequences, a bidi override,
-    rich markup) prints visibly, in the demo's lines and its inspect tables."""
-    import io
-    import types
-
-    import tensorflow as tf
-
-    import keras_graft
-
-    forged = "clip\x1b[2K\u202e[bold red]x[/]"
-
-    def build_model():
-        x = keras.Input((3,))
-        return keras.Model(x, keras_graft.Op(tf.math.tanh, name=forged)(x))
-
-    module = types.ModuleType("forged_example")
-    module.__file__ = "forged_example.py"
-    module.build_model = build_model
-    module.synthetic_data = lambda: (np.zeros((32, 3), "float32"), np.zeros((32, 3), "float32"))
-    output = io.StringIO()
-    results = demo.run([module], epochs=1, console=Console(file=output, width=200))
-    text = output.getvalue()
-    assert results[0].ok, results[0].error
-    assert "\x1b" not in text and "\u202e" not in text
-    assert r"clip\x1b[2K\u202e[bold red]x[/]" in text  # in the layers line and the table
-
-
 def test_predictions_identical_compares_exactly():
     class Fixed:
         def __init__(self, value):
