@@ -6,6 +6,13 @@ takes seconds. So the command first parses its arguments with the parser of
 `--version` and usage errors answer at once. Only a real command imports
 TensorFlow, with its start-up log lines (oneDNN, CUDA drivers, absl) held
 back, unless the user set `TF_CPP_MIN_LOG_LEVEL` and so asked for TF's own.
+
+Before anything is imported, the command takes the working directory off
+`sys.path` where Python put it (`python -m keras_graft_command`, `python -m
+keras_graft`): Keras imports a module a model config names when its package
+is `keras_hub`, `keras_cv` or `keras_nlp`, so such a folder next to a
+downloaded model must never be found. (`keras-graft inspect --import MODULE`
+looks there for MODULE only.)
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ _START_UP_NOISE = (
     "This TensorFlow binary is optimized to use available CPU instructions",
     "To enable the following instructions",
 )
+
+
+def forget_working_directory() -> None:
+    """Takes the working directory off the front of `sys.path`, where `python -m`
+    and `python -c` put it (unless `-P` or PYTHONSAFEPATH kept it out)."""
+    if sys.path and not getattr(sys.flags, "safe_path", False) and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
 
 
 def _standalone_cli():
@@ -75,6 +89,7 @@ def import_tensorflow_quietly() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    forget_working_directory()
     argv = sys.argv[1:] if argv is None else list(argv)
     _standalone_cli().parse(argv)  # --help, --version, usage errors: exit here
     import_tensorflow_quietly()

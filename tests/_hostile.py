@@ -1117,29 +1117,18 @@ def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB
     options = [f"--before={Path(before).resolve()}"] if before is not None else []
     options += ["--run"] if run else []
     with tempfile.TemporaryDirectory(prefix="hostile-") as cwd:
-        def limit():
-            os.setsid()
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-        stderr_path = Path(cwd) / ".stderr"
-        start = time.perf_counter()
-        with open(stderr_path, "wb") as err:
-            process = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--child", str(Path(path).resolve()),
-                 *options, *preload],
-                cwd=cwd, env=_child_env(env), stdout=subprocess.PIPE, stderr=err,
-                preexec_fn=limit,
-            )
-            output, status, usage, timed_out = _wait(process, timeout_s)
-        elapsed = time.perf_counter() - start
-        stderr_tail = stderr_path.read_text(errors="replace")[-2000:]
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", str(Path(path).resolve()),
+                   *options, *preload]
+        run = run_limited(command, cwd=cwd, timeout_s=timeout_s,
+                          memory_limit_bytes=memory_limit_bytes, env=env)
+    output, status, timed_out = run["stdout"], run["returncode"], run["timed_out"]
+    elapsed, stderr_tail = run["seconds"], run["stderr"][-2000:]
     result = {
         "outcome": "timeout" if timed_out else "crashed",
         "exception": None,
         "message": None,
         "seconds": round(elapsed, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "peak_rss_mb": run["peak_rss_mb"],
         "rss_before_load_mb": None,
         "state_changes": {},
         "files_created": [],
@@ -1156,12 +1145,74 @@ def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB
     return result
 
 
+# Runs the command it is given as a child of its own and writes that child's
+# exit status and peak resident memory to the file named first. A process's
+# peak counts the memory of the process it was forked from (here, the test
+# process, gigabytes perhaps), so the command is forked from this small one.
+_REAPER = """import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as out:
+    json.dump({"returncode": code, "maxrss_kb": usage.ru_maxrss}, out)
+os._exit(code if code >= 0 else 128 - code)
+"""
+
+
+def run_limited(command: list[str], *, cwd, timeout_s: float, memory_limit_bytes: int = 8 * GiB,
+                env: dict | None = None) -> dict:
+    """Runs `command` in `cwd` in a new session under an address-space limit, killing
+    everything it started after `timeout_s`. Returns `stdout` (bytes), `stderr`
+    (text), `returncode`, `peak_rss_mb` (the peak resident memory of the
+    largest process of the command's tree, children it waited for included),
+    `timed_out`, `seconds`, and `peak_pss_mb`: the largest sum of the tree's
+    proportional set sizes seen (shared pages counted once)."""
+    def limit():
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "reaped.json"
+        process = subprocess.Popen([sys.executable, "-c", _REAPER, str(report), *command], cwd=cwd,
+                                   env=_child_env(env), stdout=subprocess.PIPE, stderr=err, preexec_fn=limit)
+        output, status, usage, timed_out, pss = _wait(process, timeout_s)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+        reaped = json.loads(report.read_text()) if report.exists() else {}
+    return {"stdout": output, "stderr": stderr, "returncode": reaped.get("returncode", status),
+            "peak_rss_mb": round(reaped.get("maxrss_kb", usage.ru_maxrss) / 1024),
+            "timed_out": timed_out, "seconds": round(time.perf_counter() - start, 2),
+            "peak_pss_mb": round(pss / 1024)}
+
+
+def _session_pss_kb(session: int) -> int:
+    """The summed proportional set size (kB) of the processes of `session`."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) != session:
+                continue
+            with open(f"/proc/{entry}/smaps_rollup") as rollup:
+                total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
 def _wait(process: subprocess.Popen, timeout_s: float):
-    """Waits for the child with `wait4`, which gives its own rusage (peak RSS)."""
+    """Waits for the child with `wait4`, which gives its own rusage (peak RSS),
+    sampling its session's memory meanwhile."""
     deadline = time.monotonic() + timeout_s
     chunks = []
     os.set_blocking(process.stdout.fileno(), False)
     timed_out = False
+    peak_pss = 0
     while True:
         chunk = process.stdout.read()
         if chunk:
@@ -1174,13 +1225,14 @@ def _wait(process: subprocess.Popen, timeout_s: float):
             os.killpg(process.pid, signal.SIGKILL)
             pid, status, usage = os.wait4(process.pid, 0)
             break
+        peak_pss = max(peak_pss, _session_pss_kb(process.pid))
         time.sleep(0.05)
     process.returncode = os.waitstatus_to_exitcode(status)
     rest = process.stdout.read()
     if rest:
         chunks.append(rest)
     process.stdout.close()
-    return b"".join(chunks), process.returncode, usage, timed_out
+    return b"".join(chunks), process.returncode, usage, timed_out, peak_pss
 
 
 def _state() -> dict:

@@ -14,10 +14,10 @@ from keras_graft import bench, cli, demo
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def run_cli(*arguments):
+def run_cli(*arguments, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "keras_graft", *arguments],
-        capture_output=True, text=True, timeout=300, env=ENV,
+        capture_output=True, text=True, timeout=300, env=ENV, cwd=cwd,
     )
 
 
@@ -120,11 +120,19 @@ def test_each_example_runs_as_a_script(name):
 
 
 def test_demo_on_another_backend_loads_trains_and_saves_there(tmp_path):
+    """Run where `keras_graft_command` and `keras_hub` are planted: neither the demo
+    nor its child on the other backend imports them."""
+    from _hostile_keras2 import plant_modules
+
+    marker = tmp_path / "imported"
+    (tmp_path / "cwd").mkdir()
+    plant_modules(tmp_path / "cwd", marker)
     completed = run_cli("demo", "--backend", "torch", "--only", "custom_matmul", "--epochs", "1",
-                        "--keep", str(tmp_path))
+                        "--keep", str(tmp_path / "kept"), cwd=tmp_path / "cwd")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "saved on TensorFlow, loaded, trained and saved again on torch" in completed.stdout
-    assert (tmp_path / "custom_matmul.torch.keras").stat().st_size > 0
+    assert (tmp_path / "kept" / "custom_matmul.torch.keras").stat().st_size > 0
+    assert not marker.exists()
 
 
 def test_demo_rejects_an_unknown_backend(capsys):

@@ -247,6 +247,18 @@ def test_concrete_functions_called_flat_give_the_public_call_with_captures():
     flat = _compat.call_concrete_flat(concrete, [x, y])
     assert [t.numpy().tolist() for t in flat] == [[13.0, 28.0], [-2.0, -2.0]]
     assert [t.numpy().tolist() for t in concrete(x, y)] == [[13.0, 28.0], [-2.0, -2.0]]
+def test_keras2_savedmodel_metadata_and_object_graph_are_read_as_tf_keras_reads_them(keras2_files):
+    directory = keras2_files / "nested_savedmodel"
+    nodes = _compat.keras2_metadata_nodes((directory / "keras_metadata.pb").read_bytes())
+    root = nodes[0]
+    assert (root["node_id"], root["node_path"], root["identifier"]) == (0, "root", "_tf_keras_network")
+    assert root["metadata"]["class_name"] == "Functional"
+    assert isinstance(root["metadata"]["config"]["layers"], list)
+    by_path = {node["node_path"]: node for node in nodes}
+    children = _compat.saved_model_children((directory / "saved_model.pb").read_bytes())
+    layer_one = dict(children[0])["layer-1"]  # the root's second layer, as tf_keras finds it
+    assert next(n for n in nodes if n["node_id"] == layer_one)["metadata"]["name"] == "tf.math.negative"
+    assert by_path["root.layer-1"]["node_id"] == layer_one
 
 
 def test_pure_callback_sequential_calls_back_once_per_element_under_vmap():

@@ -9,16 +9,18 @@ import pytest
 @pytest.mark.parametrize(
     "module",
     [
-        "keras_graft", "keras_graft.errors", "keras_graft.arguments", "keras_graft.hyperparameters", "keras_graft.op_layer", "keras_graft.registry",
+        "keras_graft", "keras_graft.errors", "keras_graft.terminal", "keras_graft.child_process",
+        "keras_graft.arguments", "keras_graft.hyperparameters", "keras_graft.op_layer", "keras_graft.registry",
         "keras_graft.safety", "keras_graft.composite_methods", "keras_graft.higher_order",
         "keras_graft.printing", "keras_graft.static_values", "keras_graft.operators", "keras_graft.lambdas",
         *(f"keras_graft.keras2.{name}" for name in (
-            "constants", "convert", "files", "layer_configs", "loading", "names", "nodes", "op_layers", "predict_child",
-            "references", "report", "tf1_names", "weights",
+            "consistency", "constants", "convert", "files", "layer_configs", "loading", "names", "nodes",
+            "op_layers", "predict_child", "references", "report", "tf1_names", "weights",
         )),
         "keras_graft.keras2",
         "keras_graft.backends", "keras_graft.backends.tracing",
-        *(f"keras_graft.inspection.{name}" for name in ("checks", "equivalents", "export", "html", "loading", "report")),
+        *(f"keras_graft.inspection.{name}" for name in (
+            "checks", "equivalents", "export", "html", "loading", "report", "sandbox", "sandbox_child")),
         "keras_graft.inspection",
     ],
 )

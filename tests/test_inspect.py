@@ -15,7 +15,8 @@ from rich.console import Console
 
 import keras_graft
 from keras_graft import _compat, safety
-from keras_graft.inspection import CHECKS, LAMBDA_UNSAFE, checks, equivalents, inspect
+from keras_graft.errors import BudgetExceededError
+from keras_graft.inspection import CHECKS, LAMBDA_UNSAFE, checks, equivalents, html, inspect, sandbox
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -154,15 +155,16 @@ def test_lambda_layers_are_listed_as_not_loading_in_safe_mode_with_the_reason():
 
 
 def test_slow_checks_run_once_per_op_and_signature(monkeypatch):
-    calls = []
-    original = checks._tflite_error
-    monkeypatch.setattr(checks, "_tflite_error", lambda *a: calls.append(a) or original(*a))
+    asked = []
+    original = sandbox.Session.run
+    monkeypatch.setattr(sandbox.Session, "run",
+                        lambda self, task: asked.append(task.header["check"]) or original(self, task))
     x = keras.Input((3,))
     model = keras.Model(x, [tf.clip_by_value(x, -2.0, 2.0), tf.clip_by_value(x, -2.0, 2.0),
                             tf.clip_by_value(x, -3.0, 3.0)])
     report = inspect(model, checks_to_run=("tflite",))
     assert [layer.checks["tflite"].status for layer in report.layers] == ["builtin"] * 3
-    assert len(calls) == 2  # the same constants and signature convert once
+    assert asked == ["tflite", "tflite"]  # the same constants and signature convert once
 
 
 def test_progress_is_shown_per_layer():
@@ -367,3 +369,63 @@ def test_cli_imports_the_module_that_defines_the_model_s_own_ops(tmp_path):
     with_module = inspect_in("--import", "my_ops", "--json")
     assert with_module.returncode == 0, with_module.stderr
     assert json.loads(with_module.stdout)["layers"][0]["op"] == "my_ops>soft_clip"
+
+
+# ---------------------------------------------------------------------------
+# The check process and its budget
+# ---------------------------------------------------------------------------
+def test_constant_folding_over_the_budget_is_not_checked_and_never_passes():
+    """`tf.signal.stft` with a 2**27-sample window: its Hann window is computed from
+    constants only, and converting folds it (1 GB). The check process is stopped,
+    the check is "not checked (budget)", and the next layer is checked as usual."""
+    audio = keras.Input(batch_shape=(1, 1 << 27))
+    spectrum = tf.signal.stft(audio, frame_length=1 << 27, frame_step=1 << 27)
+    x = keras.Input((3,))
+    report = inspect(keras.Model([audio, x], [spectrum, tf.clip_by_value(x, -1.0, 1.0)]),
+                     checks_to_run=("tflite",))
+    stft, clip = report.layers
+    assert stft.checks["tflite"].status == checks.BUDGET, stft.checks
+    assert "memory budget" in stft.checks["tflite"].detail and "--check-memory" in stft.checks["tflite"].detail
+    assert clip.checks["tflite"].status == "builtin"
+    assert report.failures(["tflite"]) == [f"{stft.name}: tflite (not checked (budget), {stft.checks['tflite'].detail})"]
+    assert "1 checks not checked (budget)" in report.summary_line()
+    assert html.verdict_class(stft) == "unchecked"
+
+
+def test_a_session_stops_trying_after_its_misses(monkeypatch):
+    asked = []
+
+    def over_budget(self, task, budget):
+        asked.append(task.header["check"])
+        raise BudgetExceededError("went over its time budget (10 s)", reason="time")
+
+    monkeypatch.setattr(sandbox._Worker, "ask", over_budget)
+    x = keras.Input((3,))
+    model = keras.Model(x, [tf.math.sin(x), tf.math.cos(x), tf.math.tan(x)])
+    report = inspect(model, checks_to_run=("xla", "jax"))
+    assert len(asked) == sandbox.MAX_MISSES  # then not tried: seconds, whatever the file holds
+    assert [layer.checks["xla"].status for layer in report.layers] == [checks.BUDGET] * 3
+    assert "was not asked" in report.layers[2].checks["xla"].detail
+    assert all(layer.checks["jax"].status == checks.BUDGET for layer in report.layers)
+    assert all(not layer.passes("xla") for layer in report.layers)
+
+
+def test_export_refuses_a_layer_whose_tflite_check_was_not_made(monkeypatch, tmp_path):
+    from keras_graft.errors import ExportError
+
+    import keras_graft.inspection as inspection
+
+    monkeypatch.setitem(inspection._CHECK_FUNCTIONS, "tflite",
+                        lambda p: checks.Verdict(checks.BUDGET, "went over its memory budget"))
+    x = keras.Input((3,))
+    with pytest.raises(ExportError, match="could not check tf.math.sin.*budget"):
+        keras_graft.export(keras.Model(x, tf.math.sin(x)), tmp_path / "m.tflite", format="tflite")
+
+
+def test_a_layer_that_reads_no_input_is_checked_too():
+    """A stored op that ignores the tensor it is called on (files can hold one):
+    its graph has an input no op reads, and still compiles and converts."""
+    x = keras.Input((3,))
+    ignores_x = keras_graft.TFOp(tf.fill, {"args": [[2, 2], 1.0], "kwargs": {}})
+    report = inspect(keras.Model(x, ignores_x(x)), checks_to_run=("xla", "tflite"))
+    assert {check: v.status for check, v in report.layers[0].checks.items()} == {"xla": "yes", "tflite": "builtin"}

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from _keras2_models import read_arrays
 from keras_graft import cli
+from keras_graft.errors import BudgetExceededError
 from keras_graft.keras2 import convert, predict
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -23,13 +24,27 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 # other Keras 2 models predict as tf_keras did in test_keras2_loading, and
 # test_keras2_files converts the transformer from a tf_keras .keras file.
 @pytest.mark.parametrize("name", ["ops", "mobilenet_v3"])
-def test_convert_writes_a_keras_file_that_predicts_as_keras2_did(keras2_files, tmp_path, name, capsys):
+def test_a_trusted_file_is_checked_against_keras2_itself(keras2_files, tmp_path, name, capsys):
     target = tmp_path / f"{name}.keras"
-    assert cli.main(["convert", str(keras2_files / f"{name}.h5"), str(target)]) == 0
+    assert cli.main(["convert", str(keras2_files / f"{name}.h5"), str(target), "--trust-file-code"]) == 0
     output = capsys.readouterr().out
-    assert "Check passed" in output and "tf_keras (Keras 2)" in output
+    assert "Check passed" in output and "predicts as tf_keras (Keras 2) on the original" in output
+    assert "Keras 2 itself was not run" not in output
     assert "TFOp `tf." in output  # the per-layer report
     assert target.stat().st_size > 0
+
+
+def test_without_trust_keras2_is_not_run_and_the_output_says_so(keras2_files, tmp_path, monkeypatch, capsys):
+    readers = []
+    original = predict.in_fresh_process
+    monkeypatch.setattr(predict, "in_fresh_process",
+                        lambda jobs, *args: readers.extend(j.reader for j in jobs) or original(jobs, *args))
+    assert cli.main(["convert", str(keras2_files / "nested.h5"), str(tmp_path / "n.keras")]) == 0
+    output = " ".join(capsys.readouterr().out.split())
+    assert readers == [predict.KERAS3, predict.KERAS3_OF_KERAS2]  # one fresh process, nothing of tf_keras
+    assert ("predicts as the Keras 3 model keras-graft built from the original file in safe mode"
+            in output)
+    assert "Keras 2 itself was not run" in output and "--trust-file-code" in output
 
 
 def test_converted_file_loads_in_safe_mode_in_a_fresh_process(keras2_files, tmp_path):
@@ -56,33 +71,47 @@ def test_converted_file_loads_in_safe_mode_in_a_fresh_process(keras2_files, tmp_
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-4)
 
 
-def stored_predictions(path, offset=0.0):
-    """Stands in for `predict.in_fresh_process`: the predictions stored beside `path`."""
-    return lambda keras, *args: [o + offset for o in read_arrays(path)[1]]
+def stored_predictions(path, jobs, offset=0.0):
+    """Stands in for `predict.in_fresh_process`: the predictions stored beside `path`,
+    `offset` added to the converted file's."""
+    outputs = read_arrays(path)[1]
+    return [[o + (offset if job.reader == predict.KERAS3 else 0.0) for o in outputs] for job in jobs]
 
 
 def test_a_prediction_mismatch_exits_1(keras2_files, tmp_path, monkeypatch, capsys):
     source = keras2_files / "nested.h5"
-    keras2, keras3 = stored_predictions(source), stored_predictions(source, offset=1.0)
-
-    def perturbed(keras, *args):
-        return (keras3 if keras == predict.KERAS3 else keras2)(keras, *args)
-
-    monkeypatch.setattr(predict, "in_fresh_process", perturbed)
+    monkeypatch.setattr(predict, "in_fresh_process",
+                        lambda jobs, *args: stored_predictions(source, jobs, offset=1.0))
     assert cli.main(["convert", str(source), str(tmp_path / "n.keras")]) == 1
     assert "Check FAILED" in capsys.readouterr().out
 
 
-def test_without_tf_keras_the_check_compares_with_keras3s_reading(keras2_files, tmp_path, monkeypatch):
-    def no_tf_keras(keras, model_path, inputs, workdir, imports=()):
-        if keras == predict.KERAS2:
-            raise predict.PredictionError("No module named 'tf_keras'")
-        model = keras_module.models.load_model(model_path)  # in this process, to save time
-        return [model.predict(inputs[0], verbose=0)]
+def test_a_trusted_file_that_keras2_cannot_read_is_compared_with_keras3s_reading(
+        keras2_files, tmp_path, monkeypatch):
+    def no_tf_keras(jobs, *args):
+        if jobs[0].reader == predict.KERAS2:
+            raise predict.PredictionError("tf_keras (Keras 2) predicting with nested.h5 failed: "
+                                          "No module named 'tf_keras'")
+        return stored_predictions(keras2_files / "nested.h5", jobs)
 
     monkeypatch.setattr(predict, "in_fresh_process", no_tf_keras)
-    result = convert.convert(keras2_files / "nested.h5", tmp_path / "n.keras", console=Console(record=True))
-    assert result.passed and "pip install tf_keras" in result.reference
+    console = Console(record=True, width=300)
+    result = convert.convert(keras2_files / "nested.h5", tmp_path / "n.keras", trust_file_code=True,
+                             console=console)
+    assert result.passed and result.reference == convert.KERAS3_REFERENCE and not result.keras2_ran
+    output = console.export_text()
+    assert "Keras 2 could not predict with the original" in output and "No module named" in output
+
+
+def test_a_check_over_its_budget_is_not_a_pass(keras2_files, tmp_path, monkeypatch, capsys):
+    def over_budget(jobs, *args):
+        raise BudgetExceededError("went over its memory budget (1536 MB resident) while ...", reason="memory")
+
+    monkeypatch.setattr(predict, "in_fresh_process", over_budget)
+    assert cli.main(["convert", str(keras2_files / "nested.h5"), str(tmp_path / "n.keras")]) == 1
+    output = capsys.readouterr().out
+    assert "Check not made (budget)" in output and "Check passed" not in output
+    assert "--check-memory" in output
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ OUTPUT_DTYPES = {"Discretization": ("int64", "int32")}
 # Keras 2 files Keras 3 cannot load, and why.
 REFUSED_FILES = {
     "BatchNormalizationGhost": (UntranslatableConfigError, "virtual_batch_size=2"),
-    "Lambda": (ValueError, "Lambda"),  # Python bytecode: never migrated
+    # Python bytecode: refused by keras-graft's hook, before Keras deserializes it.
+    "Lambda": (ValueError, "Layer `lambda` is a Keras 2 `Lambda`: its function is Python bytecode stored in the file"),
 }
 
 # Each row (by its first key) -> the Keras 2 files that need it.

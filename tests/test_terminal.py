@@ -15,3 +15,19 @@ def test_console_arguments_pass_through(capsys):
     console.print("to standard error")
     captured = capsys.readouterr()
     assert "to standard error" in captured.err and not captured.out
+
+
+def test_text_from_a_file_prints_as_itself_visibly():
+    from rich.console import Console
+
+    from keras_graft.terminal import escape, visible
+
+    forged = "a\x1b[2K\x1b]8;;http://x\x07b\r\b\u202ec\u2066d\u200be\nf\t[bold red]g[/]:smile:"
+    console = wide_console(200, record=True)
+    console.print(escape(forged))
+    printed = console.export_text()
+    assert printed.strip() == (r"a\x1b[2K\x1b]8;;http://x\x07b\r\x08\u202ec\u2066d\u200be\nf\t"
+                               "[bold red]g[/]:smile:")
+    assert visible("plain café ünïcode") == "plain café ünïcode"  # printable text unchanged
+    assert escape("[link=http://x]y[/link]") == r"\[link=http://x]y\[/link]"
+    assert Console(emoji=False).render_str(":smile:").plain == ":smile:"

@@ -39,9 +39,9 @@ __all__ = [
     "deserializing_untrusted",
     "get_keras_mask",
     "in_keras_safe_mode",
-    "keras2_root_metadata",
     "keras3_only_optimizer_variables",
     "keras_load_model",
+    "keras2_metadata_nodes",
     "layer_edges",
     "legacy_model_from_config",
     "load_legacy_h5_weights",
@@ -53,6 +53,7 @@ __all__ = [
     "registered_gradient",
     "route_load_model",
     "saveable_without_attributes",
+    "saved_model_children",
     "stop_unresolvable_functional_nodes",
     "tf1_names",
     "tf_symbol",
@@ -404,14 +405,33 @@ def route_load_model(load) -> None:
             module.load_model = load_model
 
 
-def keras2_root_metadata(data: bytes) -> dict:
-    """The root model's metadata (`class_name`, `config`...) in a Keras 2
-    SavedModel's `keras_metadata.pb`, decoded as Keras' `.h5` loader decodes configs."""
+def keras2_metadata_nodes(data: bytes) -> list[dict]:
+    """Every node of a Keras 2 SavedModel's `keras_metadata.pb`, in file order:
+    `node_id`, `node_path`, `identifier`, and `metadata` (`class_name`,
+    `config`...) decoded as Keras' `.h5` loader decodes configs."""
     from tensorflow.python.keras.protobuf import saved_metadata_pb2
 
     metadata = saved_metadata_pb2.SavedMetadata()
     metadata.ParseFromString(data)
-    return legacy_json_utils.decode(metadata.nodes[0].metadata)
+    return [
+        {"node_id": node.node_id, "node_path": node.node_path, "identifier": node.identifier,
+         "metadata": legacy_json_utils.decode(node.metadata)}
+        for node in metadata.nodes
+    ]
+
+
+def saved_model_children(data: bytes) -> list[list[tuple[str, int]]]:
+    """For each object of a SavedModel's object graph (`saved_model.pb`, its
+    first meta graph), its children as `(local name, node id)`: how tf_keras
+    finds a model's layers (`layer-0`, `layer-1`...)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString(data)
+    graph = saved_model.meta_graphs[0].object_graph_def if saved_model.meta_graphs else None
+    if graph is None:
+        return []
+    return [[(child.local_name, child.node_id) for child in node.children] for node in graph.nodes]
 
 
 def pure_callback_sequential(callback, result_shapes, *args):

@@ -113,12 +113,13 @@ def other_backends(backends, *, quick: bool) -> dict:
     """`keras_graft.backend_bench` on each backend, each in its own process."""
     import json
     import subprocess
-    import sys
+
+    from keras_graft import child_process
 
     measured = {}
     for backend in backends:
         completed = subprocess.run(
-            [sys.executable, "-m", "keras_graft.backend_bench", *(["quick"] if quick else [])],
+            child_process.python_module("keras_graft.backend_bench", *(["quick"] if quick else [])),
             capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend},
         )
         if completed.returncode != 0:

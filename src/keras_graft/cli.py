@@ -57,10 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     convert.add_argument(
         "--trust-file-code", action="store_true",
-        help="the file is trusted: its code may run. Each Keras 2 Lambda's function runs once, in a "
-             "separate process, and the TF ops it calls replace it (without this flag a Lambda is "
-             "refused and no code from the file runs)",
+        help="trust this file: allow running its code (each Keras 2 Lambda's function runs once, in "
+             "a separate process, and the TF ops it calls replace it; Keras 2 itself loads the "
+             "original to check the conversion). Without it, nothing from the file runs",
     )
+    _budget_arguments(convert, "the prediction check's process", PREDICTION_SECONDS)
 
     inspect = commands.add_parser(
         "inspect", help="report where each TF op layer of a model works: XLA, TFLite, gradients, "
@@ -80,8 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--require", type=_check_list, default=(), metavar="CHECKS",
         help="exit 1 unless every op layer passes these checks: a comma-separated list of "
-             f"{', '.join(INSPECT_CHECKS)} (tflite: builtin ops only)",
+             f"{', '.join(INSPECT_CHECKS)} (tflite: builtin ops only; a check not made, "
+             "'not checked (budget)', does not pass)",
     )
+    _budget_arguments(inspect, "each XLA or TFLite check (in its own process)", CHECK_SECONDS)
 
     bench = commands.add_parser("bench", help="measure construction scaling and run-time overhead")
     bench.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds)")
@@ -97,6 +100,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.commands = commands.choices  # each command's own parser, for its usage errors
     return parser
+
+
+# The budgets' defaults: `keras_graft.child_process.Budget`, `inspection.sandbox.CHECK_BUDGET`
+# and `keras2.convert.PREDICTION_BUDGET`, named here so that parsing imports
+# no TensorFlow (a test keeps them equal).
+MEMORY_MB = 1536
+CHECK_SECONDS = 10
+PREDICTION_SECONDS = 90
+
+
+def _budget_arguments(command, what: str, seconds: float) -> None:
+    command.add_argument(
+        "--check-memory", type=float, default=MEMORY_MB, metavar="MB",
+        help=f"peak resident memory {what} may take, TensorFlow included, plus three times "
+             f"the weights it is given (default {MEMORY_MB}); over it, it is stopped and the "
+             "check reported as not made (budget)",
+    )
+    command.add_argument(
+        "--check-seconds", type=float, default=seconds, metavar="S",
+        help=f"wall time {what} may take (default {seconds:g})",
+    )
 
 
 def _backend_list(text: str) -> tuple[str, ...]:
@@ -143,16 +167,29 @@ def _check_list(text: str) -> tuple[str, ...]:
     return checks
 
 
-def _imported(modules: list[str], command: str) -> bool:
-    """Imports the user's `--import` modules; False (and says why) when one fails."""
-    sys.path.insert(0, os.getcwd())  # as `python -m` does: modules next to the user
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as error:  # the user's module: whatever it raised
-            print(f"keras-graft {command}: --import {module} failed: {type(error).__name__}: {error}",
-                  file=sys.stderr)
-            return False
+def _error_console():
+    from rich.console import Console
+
+    return Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
+
+
+def _import_user_modules(modules, errors, command: str) -> bool:
+    """Imports `--import` modules, found next to the user as `python -m` finds
+    them; the working directory leaves `sys.path` again before any model file
+    is read (Keras imports modules a config names)."""
+    from keras_graft.terminal import escape
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception as error:  # the user's module: whatever it raised
+                errors.print(f"keras-graft {command}: --import {escape(module)} failed: "
+                             f"{type(error).__name__}: {escape(error)}")
+                return False
+    finally:
+        sys.path.remove(os.getcwd())
     return True
 
 
@@ -168,35 +205,35 @@ def _import_hint(error: BaseException) -> str:
 
 
 def _inspect(arguments) -> int:
-    from rich.console import Console
-
     from keras_graft import inspection
-    from keras_graft.inspection import loading
-    from keras_graft.terminal import wide_console
+    from keras_graft.inspection import loading, sandbox
+    from keras_graft.terminal import escape, wide_console
 
-    errors = Console(stderr=True)
-    if not _imported(arguments.imports, "inspect"):
+    sandbox.warm_up()  # the check process imports TensorFlow while the model loads
+    errors = _error_console()
+    if not _import_user_modules(arguments.imports, errors, "inspect"):
         return 2
     try:
         model, keras2 = loading.load(arguments.model)
     except loading.ModelFileError as error:
-        print(f"keras-graft inspect: {error}{_import_hint(error)}", file=sys.stderr)
+        errors.print(f"keras-graft inspect: {escape(error)}{escape(_import_hint(error))}")
         return 2
-    report = inspection.inspect(model, console=errors)
+    budget = inspection.Budget(memory_mb=arguments.check_memory, seconds=arguments.check_seconds)
+    report = inspection.inspect(model, console=errors, budget=budget)
     report.source, report.keras2 = arguments.model, keras2
     if arguments.html:
         from keras_graft.inspection import html
 
         with open(arguments.html, "w", encoding="utf-8") as page:
             page.write(html.page(report, html.model_graph(model)))
-        errors.print(f"Report page written to {arguments.html}")
+        errors.print(f"Report page written to {escape(arguments.html)}")
     failures = report.failures(arguments.require)
     if arguments.json:
         print(report.dumps())
     else:
         report.print(wide_console(200))
     for failure in failures:
-        errors.print(f"[red]required check failed[/] {failure}", highlight=False, soft_wrap=True)
+        errors.print(f"[red]required check failed[/] {escape(failure)}")
     if arguments.require and not failures:
         errors.print(f"All op layers pass {', '.join(arguments.require)}.")
     return 1 if failures else 0
@@ -227,14 +264,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(r.ok for r in results) else 1
     if arguments.command == "convert":
         from keras_graft.keras2 import convert
+        from keras_graft.terminal import escape
 
-        if not _imported(arguments.imports, "convert"):
+        errors = _error_console()
+        if not _import_user_modules(arguments.imports, errors, "convert"):
             return 2
+        budget = convert.Budget(memory_mb=arguments.check_memory, seconds=arguments.check_seconds)
         try:
             result = convert.convert(arguments.source, arguments.target, check=not arguments.no_check,
-                                     trust_file_code=arguments.trust_file_code, imports=arguments.imports)
+                                     trust_file_code=arguments.trust_file_code, imports=arguments.imports,
+                                     budget=budget)
         except convert.ConversionError as error:
-            print(f"keras-graft convert: {error}{_import_hint(error)}", file=sys.stderr)
+            errors.print(f"keras-graft convert: {escape(error)}{escape(_import_hint(error))}")
             return 2
         return 0 if result.passed or not result.checked else 1
     if arguments.command == "inspect":

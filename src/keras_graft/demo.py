@@ -29,10 +29,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from keras_graft import child_process
 from keras_graft.authoring import FunctionLayer
-from keras_graft.inspection import inspect
+from keras_graft.inspection import inspect, sandbox
 from keras_graft.op_layer import TFOp
-from keras_graft.terminal import wide_console
+from keras_graft.terminal import escape, wide_console
 
 EXAMPLES = ("clip_values", "custom_matmul", "sequence_counter")
 BATCH_SIZE = 32
@@ -150,7 +151,7 @@ def summary_table(results: list[ExampleResult]) -> Table:
 
     for r in results:
         table.add_row(
-            r.name, str(r.params), str(r.epochs), f"{r.first_loss:.3g} → {r.final_loss:.3g}",
+            escape(r.name), str(r.params), str(r.epochs), f"{r.first_loss:.3g} → {r.final_loss:.3g}",
             f"{r.saved_bytes / 1024:.0f} KiB", mark(r.reloaded), mark(r.identical), f"{r.seconds:.1f}s",
         )
     return table
@@ -165,6 +166,7 @@ def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console:
     """
     console = console or wide_console()
     modules = [load_example(e) if isinstance(e, str) else e for e in examples]
+    sandbox.warm_up()  # inspect's check process starts while the examples train
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(keep) if keep else directory or Path(scratch)
         directory.mkdir(parents=True, exist_ok=True)
@@ -176,10 +178,10 @@ def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console:
     for r in results:
         for line in (f"layers: {r.layers}" if r.layers else "", r.detail):
             if line:
-                console.print(f"  {r.name}: {line}")
+                console.print(f"  {escape(r.name)}: {escape(line)}")
     failed = [r for r in results if not r.ok]
     for r in failed:
-        console.print(f"[red]FAILED[/] {r.name}: {r.error or 'a check did not hold'}")
+        console.print(f"[red]FAILED[/] {escape(r.name)}: {escape(r.error or 'a check did not hold')}")
     if not failed:
         saved = f" (kept in {keep})" if keep else ""
         console.print(f"[green]All {len(results)} examples saved, reloaded in safe mode and predicted identically{saved}.[/]")
@@ -270,14 +272,15 @@ def check_on_backend(directory: Path, names, *, epochs: int, console: Console) -
         table.add_column(column, no_wrap=True)
     for r in results:
         table.add_row(
-            r.name, f"{r.max_difference:.1e}", f"{r.first_loss:.3g} → {r.final_loss:.3g}",
+            escape(r.name), f"{r.max_difference:.1e}", f"{r.first_loss:.3g} → {r.final_loss:.3g}",
             "[green]yes[/]" if r.trained else "[red]NO[/]",
             "[green]yes[/]" if r.reloaded_same else "[red]NO[/]",
         )
     console.print(table)
     for r in results:
         if not r.ok:
-            console.print(f"[red]FAILED[/] {r.name} on {backend}: {r.error or 'a check did not hold'}")
+            console.print(f"[red]FAILED[/] {escape(r.name)} on {backend}: "
+                          f"{escape(r.error or 'a check did not hold')}")
     return results
 
 
@@ -287,7 +290,6 @@ def run_on_backend(backend: str, examples=EXAMPLES, *, epochs: int = 3, keep: st
     `KERAS_BACKEND=backend` (Keras fixes the backend per process)."""
     import os
     import subprocess
-    import sys
 
     console = console or wide_console()
     with tempfile.TemporaryDirectory() as scratch:
@@ -300,8 +302,8 @@ def run_on_backend(backend: str, examples=EXAMPLES, *, epochs: int = 3, keep: st
         launch = ("import runpy, keras_graft_command; keras_graft_command.import_tensorflow_quietly(); "
                   "runpy.run_module('keras_graft.demo', run_name='__main__')")
         child = subprocess.run(
-            [sys.executable, "-c", launch, str(directory), str(epochs), *names],
-            env={**os.environ, "KERAS_BACKEND": backend},
+            child_process.python_code(launch, directory.resolve(), epochs, *names),
+            cwd=directory, env={**os.environ, "KERAS_BACKEND": backend},
         )
     return all(r.ok for r in results) and child.returncode == 0
 

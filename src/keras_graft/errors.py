@@ -95,16 +95,18 @@ class MalformedModelFileError(KerasGraftError, ValueError):
     """
 
 
-def malformed(problem: str, *, newer: bool = False) -> MalformedModelFileError:
+def malformed(problem: str, *, newer: bool = False, writer: str = "keras-graft") -> MalformedModelFileError:
     """A `MalformedModelFileError` for `problem`, with the common explanation.
+
+    `writer` is who writes such files (`"Keras 2"` for Keras 2 files).
 
     >>> str(malformed("An op layer's stored `output_ranks` must be a list"))
     "An op layer's stored `output_ranks` must be a list: the model file was not written by keras-graft or was edited by hand."
     """
     cause = (
-        "the model file was written by a newer keras-graft, or edited by hand"
+        f"the model file was written by a newer {writer}, or edited by hand"
         if newer
-        else "the model file was not written by keras-graft or was edited by hand"
+        else f"the model file was not written by {writer} or was edited by hand"
     )
     return MalformedModelFileError(f"{problem.rstrip('.')}: {cause}.")
 
@@ -227,12 +229,52 @@ class UntranslatedCompileWarning(KerasGraftError, UserWarning):
     """
 
 
+class HiddenConfigObjectError(KerasGraftError, ValueError):
+    """A Keras 2 config key that keras-graft drops as unused holds an object config.
+
+    Keras 2 itself would build that object (tf_keras reads the key), so
+    dropping it would hide from the audit what Keras 2 runs. For example a
+    `SeparableConv1D` whose unused `kernel_initializer` is a `Functional`
+    model. Only plain data (numbers, strings, None, lists of them) or the
+    key's default is dropped.
+    """
+
+
 class ConversionError(KerasGraftError, ValueError):
     """`keras-graft convert`: the source file cannot be read or the target cannot be written."""
 
 
 class PredictionError(KerasGraftError, RuntimeError):
     """A fresh process could not load or run a model file."""
+
+
+class BudgetExceededError(KerasGraftError, RuntimeError):
+    """A child process went over its memory or time budget, and was stopped.
+
+    `keras-graft inspect` reports the check it was running as "not checked
+    (budget)", `keras-graft convert` its prediction check; both name the
+    option that raises the budget.
+    """
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason  # "memory" or "time"
+
+
+class CheckProcessError(KerasGraftError, RuntimeError):
+    """`keras-graft inspect`'s check process (XLA and TFLite checks) could not start, or died.
+
+    The message quotes the last line of its error output.
+    """
+
+
+class UncheckableLayerError(KerasGraftError, ValueError):
+    """An op layer that `keras-graft inspect` cannot send to its check process.
+
+    For example a `@keras_graft.layer` whose function captures a TensorFlow
+    lookup table: only variables and tensors can be sent. Its XLA and TFLite
+    checks are reported as "not checked".
+    """
 
 
 class ExportError(KerasGraftError, ValueError):

@@ -180,10 +180,13 @@ class TFOp(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        function = registry.resolve(config.pop("op"), config.pop("op_module", None))
+        function = registry.resolve(config.pop("op", None), config.pop("op_module", None))
         config.pop("dtype", None)
         output_ranks = _stored_ranks(config.pop("output_ranks", None))
-        layer = cls(function, ArgumentTemplate(config.pop("arguments")), **config)
+        arguments = config.pop("arguments", None)
+        if not isinstance(arguments, dict):
+            raise malformed("An op layer's stored `arguments` must be a dict")
+        layer = cls(function, ArgumentTemplate(arguments), **config)
         layer.output_ranks = output_ranks
         return layer
 

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_graft
+from keras_graft import child_process
 
 UNITS, BATCH = 64, 128
 
@@ -191,8 +192,8 @@ def measure_keras2(sizes, *, repeats: int, run_blocks: int) -> dict | None:
     # Run by path, not as part of the package: the child must not import
     # keras_graft, whose dispatcher would sit in front of Keras 2's own.
     completed = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("keras2_bench.py")),
-         json.dumps(list(sizes)), str(repeats), str(run_blocks), str(UNITS), str(BATCH)],
+        child_process.python_script(Path(__file__).with_name("keras2_bench.py"),
+                                    json.dumps(list(sizes)), repeats, run_blocks, UNITS, BATCH),
         capture_output=True, text=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
     )
     if completed.returncode != 0:

@@ -5,6 +5,10 @@ TensorFlow function of its flat input tensors, traced on concrete input specs
 (unknown dimensions set to `UNKNOWN_DIMENSION`). Each check takes a probe
 and returns a `Verdict`: a status word and a short reason.
 
+The XLA and TFLite checks compile and convert in the check process of the
+probe's `session` (`sandbox`), never in this one: a check that goes over its
+budget there is "not checked (budget)", which passes no `--require`.
+
 >>> import keras, tensorflow as tf, keras_graft
 >>> x = keras.Input((4,))
 >>> layer = tf.clip_by_value(x, -1.0, 1.0)._keras_history.operation
@@ -15,10 +19,8 @@ and returns a `Verdict`: a status word and a short reason.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -29,7 +31,13 @@ from keras import tree
 
 from keras_graft import _compat, backends, safety
 from keras_graft.authoring import FunctionLayer
-from keras_graft.errors import OpTraceError
+from keras_graft.errors import (
+    BudgetExceededError,
+    CheckProcessError,
+    OpTraceError,
+    UncheckableLayerError,
+)
+from keras_graft.inspection import sandbox
 from keras_graft.op_layer import TFOp
 from keras_graft.printing import Print
 
@@ -37,6 +45,11 @@ UNKNOWN_DIMENSION = 2
 
 # Graph plumbing, not worth reporting as the ops a layer lowers to.
 PLUMBING_OP_TYPES = frozenset({"Placeholder", "Identity", "NoOp", "Const", "ReadVariableOp"})
+
+# The statuses of a check that was not made: it went over its budget in the
+# check process, or the layer could not be sent there.
+BUDGET = "not checked (budget)"
+NOT_CHECKED = "not checked"
 
 
 @dataclass(frozen=True)
@@ -59,11 +72,17 @@ class Probe:
     specs: tuple  # tf.TensorSpec per input, no unknown dimensions
     dense: bool  # no ragged or sparse tensors among inputs and outputs
     key: tuple  # what the checks' outcome depends on (cache key)
+    session: sandbox.Session  # where the XLA and TFLite checks run, and their budget
 
     @functools.cached_property
     def concrete(self):
         """The function traced on `specs` (a concrete `tf.function`)."""
         return tf.function(self.function, autograph=False).get_concrete_function(*self.specs)
+
+    @functools.cached_property
+    def task(self) -> sandbox.Task:
+        """`concrete` as the check process reads it."""
+        return sandbox.Task.of(self.concrete)
 
 
 def is_op_layer(layer) -> bool:
@@ -81,8 +100,9 @@ def op_name(layer) -> str:
     return keras.saving.get_registered_name(type(layer))
 
 
-def probe(layer) -> Probe:
-    """The probe of `layer`'s first call in its model."""
+def probe(layer, session: sandbox.Session | None = None) -> Probe:
+    """The probe of `layer`'s first call in its model; its XLA and TFLite
+    checks run in `session` (default: a new one, with `sandbox.CHECK_BUDGET`)."""
     if not layer._inbound_nodes:
         raise ValueError(f"{layer.name} was never called on inputs; build the model first.")
     node = layer._inbound_nodes[0]
@@ -104,11 +124,12 @@ def probe(layer) -> Probe:
     config = {k: v for k, v in layer.get_config().items() if k not in ("name", "trainable")}
     key = (op_name(layer), json.dumps(config, sort_keys=True, default=repr),
            tuple((tuple(s.shape), s.dtype.name) for s in specs))
-    return Probe(layer, inputs, outputs, function, specs, dense, key)
+    return Probe(layer, inputs, outputs, function, specs, dense, key, session or sandbox.Session())
 
 
 # Outcomes of the slow checks, per (check, probe key): the same op on the
-# same signature is compiled and converted once per process.
+# same signature is compiled and converted once per process. A check not
+# made is tried again (in another session, its budget may be larger).
 _cache: dict = {}
 
 
@@ -116,11 +137,57 @@ def _cached(check: Callable[[Probe], Verdict]) -> Callable[[Probe], Verdict]:
     @functools.wraps(check)
     def cached(p: Probe) -> Verdict:
         key = (check.__name__, p.key)
-        if key not in _cache:
-            _cache[key] = check(p)
-        return _cache[key]
+        if key in _cache:
+            return _cache[key]
+        verdict = check(p)
+        if verdict.status not in (BUDGET, NOT_CHECKED):
+            _cache[key] = verdict
+        return verdict
 
     return cached
+
+
+def _in_check_process(check: Callable[[Probe], Verdict]) -> Callable[[Probe], Verdict]:
+    """`check`, whose calls of `_error_in_check_process` may find that the
+    check cannot be made: then a "not checked" verdict, saying why."""
+    @functools.wraps(check)
+    def checked(p: Probe) -> Verdict:
+        try:
+            return check(p)
+        except BudgetExceededError as error:
+            return Verdict(BUDGET, f"the check process {error}; raise the budget with "
+                                   "--check-memory MB / --check-seconds S (Python: budget=)")
+        except (CheckProcessError, UncheckableLayerError) as error:
+            return Verdict(NOT_CHECKED, _first_line(str(error)))
+
+    return checked
+
+
+def _error_in_check_process(p: Probe, check: str, ops_sets=()) -> str | None:
+    """TensorFlow's reason why `check` fails for the probe, or None: found in
+    the check process (raises what `sandbox.Session.run` raises)."""
+    return p.session.run(p.task.asking(check, [ops.name for ops in ops_sets]))
+
+
+def trace_problem(p: Probe) -> str | None:
+    """Why the layer cannot be traced on the probe's specs, or None.
+
+    Unknown dimensions all set to `UNKNOWN_DIMENSION` may not fit how a
+    layer's inputs relate (one input's unknown dimension is another's 8).
+    """
+    if not p.dense:
+        return None
+    try:
+        p.concrete
+    except Exception as error:  # The reason it does not trace.
+        return _first_line(f"{type(error).__name__}: {_without_keras_preamble(str(error))}")
+    return None
+
+
+def _without_keras_preamble(message: str) -> str:
+    """Keras's error around a layer's: its first line and its bold face taken out."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in message.splitlines() if line.strip()]
+    return "\n".join(line for line in lines if not line.startswith("Exception encountered")) or message
 
 
 def graph_op_types(p: Probe) -> list[str]:
@@ -134,11 +201,12 @@ _NOT_DENSE = Verdict("no", "ragged or sparse tensors: not checked")
 
 
 @_cached
+@_in_check_process
 def xla(p: Probe) -> Verdict:
     """'yes' when `tf.function(jit_compile=True)` compiles the layer to HLO."""
     if not p.dense:
         return _NOT_DENSE
-    error = backends.xla_compile_error(p.function, p.specs)
+    error = _error_in_check_process(p, "xla")
     if error is None:
         return Verdict("yes")
     missing = sorted(set(re.findall(r"(\w+) \(No registered '", error)) - {"_Arg", "_Retval"})
@@ -150,30 +218,20 @@ def xla(p: Probe) -> Verdict:
 
 
 @_cached
+@_in_check_process
 def tflite(p: Probe) -> Verdict:
     """'builtin' when the layer converts to TFLite with builtin ops only,
     'select' when it needs Select TF ops, 'no' when it does not convert."""
     if not p.dense:
         return _NOT_DENSE
     builtin = tf.lite.OpsSet.TFLITE_BUILTINS
-    error = _tflite_error(p, [builtin])
+    error = _error_in_check_process(p, "tflite", [builtin])
     if error is None:
         return Verdict("builtin")
-    if _tflite_error(p, [builtin, tf.lite.OpsSet.SELECT_TF_OPS]) is None:
+    if _error_in_check_process(p, "tflite", [builtin, tf.lite.OpsSet.SELECT_TF_OPS]) is None:
         select = re.search(r"TF Select ops: ([^\n]+)", error)
         return Verdict("select", f"needs Select TF ops: {select.group(1) if select else 'some'}")
     return Verdict("no", _converter_message(error))
-
-
-def _tflite_error(p: Probe, ops_sets) -> str | None:
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([p.concrete], p.layer)
-    converter.target_spec.supported_ops = ops_sets
-    try:
-        with quiet_stderr():
-            converter.convert()
-    except Exception as error:  # Any failure means: does not convert this way.
-        return str(error) or type(error).__name__
-    return None
 
 
 def _converter_message(error: str) -> str:
@@ -182,19 +240,6 @@ def _converter_message(error: str) -> str:
         if "error:" in line:
             return line.split("error:", 1)[1].strip()
     return _first_line(error)
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """Silences file descriptor 2, where TFLite's converter prints MLIR diagnostics."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def gradient(p: Probe) -> Verdict:
@@ -247,6 +292,8 @@ def jax(p: Probe) -> Verdict:
     compiled = xla(p)
     if compiled.status == "yes":
         return Verdict("xla")
+    if compiled.status in (BUDGET, NOT_CHECKED):
+        return Verdict(compiled.status, f"the XLA check: {compiled.detail}")
     return Verdict("callback", compiled.detail)
 
 

@@ -5,7 +5,9 @@
 - `"tflite"`: TensorFlow's converter on that SavedModel, with builtin ops
   only unless `keras_graft.inspect` finds a layer that needs Select TF ops;
   then Select TF ops are enabled, and the layers that need them are named.
-  A layer TFLite cannot convert at all is refused before converting.
+  A layer TFLite cannot convert at all is refused before converting, and so
+  is one whose check was not made (over inspect's budget: converting the
+  whole model would fold the same constants in this process).
 
 >>> import keras, tensorflow as tf, keras_graft
 >>> x = keras.Input((4,))
@@ -26,7 +28,7 @@ import tensorflow as tf
 from rich.console import Console
 
 from keras_graft.errors import ExportError
-from keras_graft.inspection import inspect
+from keras_graft.inspection import checks, inspect
 
 FORMATS = ("saved_model", "tflite")
 
@@ -55,6 +57,13 @@ def export(model, path, format: str = "saved_model", *, console: Console | None 
               for layer in report.layers if layer.checks["tflite"].status == "select"]
     impossible = [f"{layer.name} ({layer.checks['tflite'].detail})"
                   for layer in report.layers if layer.checks["tflite"].status == "no"]
+    unchecked = [f"{layer.name} ({layer.checks['tflite'].detail})" for layer in report.layers
+                 if layer.checks["tflite"].status in (checks.BUDGET, checks.NOT_CHECKED)]
+    if unchecked:
+        raise ExportError(
+            f"Inspect could not check {', '.join(unchecked)} for TFLite, and converting the model "
+            "would do the same work in this process. Find out why with `keras_graft.inspect` "
+            "(a larger budget: inspect(model, budget=keras_graft.inspection.Budget(...))).")
     if impossible:
         raise ExportError(
             f"TFLite cannot convert {', '.join(impossible)}, even with Select TF ops. "

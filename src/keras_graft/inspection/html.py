@@ -1,6 +1,7 @@
 """`keras-graft inspect MODEL --html report.html`: the model's graph, each op
 layer coloured by what it passes, in one self-contained page (inline SVG and
-CSS, nothing fetched).
+CSS, nothing fetched). Text from the model file is HTML-escaped, with its
+control and format characters (bidi overrides...) written out visibly.
 
 >>> graph = {"nodes": [{"name": "x", "kind": "InputLayer"}], "edges": []}
 >>> "<svg" in page(Report(model="m"), graph)
@@ -12,14 +13,24 @@ from __future__ import annotations
 import html
 
 from keras_graft import _compat
+from keras_graft.inspection.checks import BUDGET, NOT_CHECKED
 from keras_graft.inspection.report import CHECKS, Report
+from keras_graft.terminal import visible
 
 _BOX_WIDTH, _BOX_HEIGHT, _COLUMN, _ROW = 210, 46, 240, 78
 
 # The fill of an op layer: every check passes; some pass with a condition
-# (Select TF ops, the JAX callback, an allow); some fail.
-_COLOURS = {"pass": "#cdebd3", "conditional": "#fbecc0", "fail": "#f6c9c9", "other": "#eceff3"}
+# (Select TF ops, the JAX callback, an allow); some were not made (budget);
+# some fail.
+_COLOURS = {"pass": "#cdebd3", "conditional": "#fbecc0", "unchecked": "#e4d9f2",
+            "fail": "#f6c9c9", "other": "#eceff3"}
 _CONDITIONAL = {"select", "callback", "allow", "n/a"}
+_UNCHECKED = {BUDGET, NOT_CHECKED}
+
+
+def _text(value) -> str:
+    """`value` (from the model file) as HTML text or attribute value."""
+    return html.escape(visible(value), quote=True)
 
 
 def model_graph(model) -> dict:
@@ -32,9 +43,10 @@ def verdict_class(layer_report) -> str:
     statuses = {verdict.status for verdict in layer_report.checks.values()}
     if all(layer_report.passes(check) for check in layer_report.checks):
         return "conditional" if statuses & _CONDITIONAL - {"n/a"} else "pass"
-    failing = [c for c in layer_report.checks if not layer_report.passes(c)]
-    conditional = all(layer_report.checks[c].status in _CONDITIONAL for c in failing)
-    return "conditional" if conditional else "fail"
+    failing = {layer_report.checks[c].status for c in layer_report.checks if not layer_report.passes(c)}
+    if failing <= _CONDITIONAL:
+        return "conditional"
+    return "unchecked" if failing <= _CONDITIONAL | _UNCHECKED else "fail"
 
 
 def _layout(graph: dict) -> dict:
@@ -70,8 +82,8 @@ def _svg(graph: dict, by_layer: dict) -> str:
         x, y = positions[node["name"]]
         layer = by_layer.get(node["name"])
         state = verdict_class(layer) if layer else "other"
-        label = html.escape(node["name"])
-        detail = html.escape(layer.op if layer else node["kind"])
+        label = _text(node["name"])
+        detail = _text(layer.op if layer else node["kind"])
         parts.append(
             f'<g class="layer {state}" data-layer="{label}"><rect x="{x}" y="{y}" rx="6" '
             f'width="{_BOX_WIDTH}" height="{_BOX_HEIGHT}" fill="{_COLOURS[state]}" stroke="#556"/>'
@@ -92,10 +104,11 @@ def _table(report: Report) -> str:
                 cells.append("<td></td>")
                 continue
             state = "pass" if layer.passes(check) else (
-                "conditional" if verdict.status in _CONDITIONAL else "fail")
-            title = html.escape(verdict.detail or "", quote=True)
-            cells.append(f'<td class="{state}" title="{title}">{html.escape(verdict.status)}</td>')
-        rows.append(f"<tr><td>{html.escape(layer.name)}</td><td><code>{html.escape(layer.op)}</code>"
+                "conditional" if verdict.status in _CONDITIONAL else
+                "unchecked" if verdict.status in _UNCHECKED else "fail")
+            title = _text(verdict.detail or "")
+            cells.append(f'<td class="{state}" title="{title}">{_text(verdict.status)}</td>')
+        rows.append(f"<tr><td>{_text(layer.name)}</td><td><code>{_text(layer.op)}</code>"
                     f"</td>{''.join(cells)}</tr>")
     return f"<table><tr><th>layer</th><th>op</th>{head}</tr>{''.join(rows)}</table>"
 
@@ -103,8 +116,8 @@ def _table(report: Report) -> str:
 def page(report: Report, graph: dict) -> str:
     """The whole report page."""
     by_layer = {layer.name: layer for layer in report.layers}
-    title = html.escape(f"keras-graft inspect: {report.model}")
-    summary = html.escape(report.summary_line()) if report.layers else "no op layers"
+    title = _text(f"keras-graft inspect: {report.model}")
+    summary = _text(report.summary_line()) if report.layers else "no op layers"
     style = ("body{font-family:sans-serif;margin:24px;color:#223} svg text{font-size:12px}"
              "table{border-collapse:collapse;margin-top:16px} td,th{border:1px solid #ccd;"
              "padding:4px 8px;font-size:13px}"
@@ -112,7 +125,8 @@ def page(report: Report, graph: dict) -> str:
              + ".legend span{display:inline-block;padding:2px 8px;margin-right:8px}")
     legend = ('<p class="legend"><span class="pass">every check passes</span>'
               '<span class="conditional">passes with a condition (Select TF ops, JAX callback, '
-              'an allow)</span><span class="fail">fails a check</span>'
+              'an allow)</span><span class="unchecked">a check not made (budget)</span>'
+              '<span class="fail">fails a check</span>'
               '<span class="other">other layers</span></p>')
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{style}</style></head><body><h1>{title}</h1><p>{summary}</p>{legend}"

@@ -1,6 +1,9 @@
 """What `keras_graft.inspect` found: per-layer results, the summary, the
 `--require` verdict, and the table and JSON forms.
 
+Names, op names and reasons come from the model file: the table shows them
+through `keras_graft.terminal.escape` (no markup, no control characters).
+
 >>> r = LayerReport("clip", "tf.clip_by_value", "TFOp", ["ClipByValue"], [], [],
 ...                 {"xla": Verdict("yes")}, "keras.ops.clip")
 >>> r.passes("xla")
@@ -15,9 +18,11 @@ from dataclasses import asdict, dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from keras_graft.inspection.checks import Verdict
+from keras_graft.inspection.checks import BUDGET, NOT_CHECKED, Verdict
+from keras_graft.terminal import escape
 
-#: Every check, in report order, and the statuses that pass it in `--require`.
+#: Every check, in report order, and the statuses that pass it in `--require`
+#: (a check not made, "not checked (budget)", passes none).
 PASSING = {
     "xla": ("yes",),
     "tflite": ("builtin",),
@@ -30,7 +35,8 @@ CHECKS = tuple(PASSING)
 
 # Table colours per status.
 _STYLES = {"yes": "green", "builtin": "green", "xla": "green", "n/a": "dim",
-           "select": "yellow", "callback": "yellow", "allow": "yellow", "no": "red"}
+           "select": "yellow", "callback": "yellow", "allow": "yellow", "no": "red",
+           BUDGET: "magenta", NOT_CHECKED: "magenta"}
 
 
 @dataclass
@@ -108,6 +114,12 @@ class Report:
             parts.append(f"{n('torch', 'yes')} run on torch")
         if "safe" in counts:
             parts.append(f"{n('safe', 'yes')} load in safe mode")
+        over_budget = sum(n(check, BUDGET) for check in CHECKS)
+        not_made = sum(n(check, NOT_CHECKED) for check in CHECKS)
+        if over_budget:
+            parts.append(f"{over_budget} checks not checked (budget)")
+        if not_made:
+            parts.append(f"{not_made} checks not made")
         return f"{len(self.layers)} op layers: " + ", ".join(parts)
 
     def to_json(self) -> dict:
@@ -129,7 +141,7 @@ class Report:
         if self.keras2 is not None:
             translations = self.keras2["translations"]
             console.print(
-                f"{self.source} is a Keras 2 file ({self.keras2['kind']}); "
+                f"{escape(self.source)} is a Keras 2 file ({self.keras2['kind']}); "
                 f"`keras-graft convert` translates {len(translations)} config(s) "
                 "and the converted model deploys as below."
             )
@@ -138,7 +150,7 @@ class Report:
                 for column in ("Layer", "Keras 2 class", "Translation"):
                     table.add_column(column)
                 for note in translations:
-                    table.add_row(note["layer"], note["keras2_class"], note["change"])
+                    table.add_row(escape(note["layer"]), escape(note["keras2_class"]), escape(note["change"]))
                 console.print(table)
         console.print(self.table(console.width))
 
@@ -153,21 +165,21 @@ class Report:
         caption = self.summary_line()
         if compact:
             caption += " (reasons and keras.ops left out at this width: widen the terminal, or use --json)"
-        table = Table(title=f"keras-graft inspect: {self.model}", caption=caption)
+        table = Table(title=f"keras-graft inspect: {escape(self.model)}", caption=caption)
         table.add_column("layer: op" if compact else "layer: op → graph ops",
                          min_width=20 if compact else 24, max_width=32, overflow="fold")
         table.add_column("output", min_width=10, max_width=20)
         for column in CHECKS if compact else (*CHECKS, "keras.ops"):
             table.add_column(column, min_width=len(column), max_width=16, overflow="fold")
         for layer in self.layers:
-            op = "" if layer.op == layer.name else f"\n{layer.op}"
+            op = "" if layer.op == layer.name else f"\n{escape(layer.op)}"
             cells = [_cell(layer.checks.get(check), detail=not compact) for check in CHECKS]
             if not compact:
-                op += f"\n[dim]→ {_first(layer.op_types, _SHOWN_OP_TYPES)}[/]"
+                op += f"\n[dim]→ {escape(_first(layer.op_types, _SHOWN_OP_TYPES))}[/]"
                 cells.append(layer.keras_ops or "")
             table.add_row(
-                f"{layer.name}{op}",
-                "\n".join(f"{tuple(o['shape'])} {o['dtype']}" for o in layer.outputs),
+                f"{escape(layer.name)}{op}",
+                "\n".join(escape(f"{tuple(o['shape'])} {o['dtype']}") for o in layer.outputs),
                 *cells,
             )
         return table
@@ -189,5 +201,5 @@ def _cell(verdict: Verdict | None, detail: bool = True) -> str:
     if verdict is None:
         return "[dim]-[/]"
     style = _STYLES.get(verdict.status, "")
-    text = f"[{style}]{verdict.status}[/]" if style else verdict.status
-    return f"{text}\n[dim]{verdict.detail}[/]" if detail and verdict.detail else text
+    text = f"[{style}]{escape(verdict.status)}[/]" if style else escape(verdict.status)
+    return f"{text}\n[dim]{escape(verdict.detail)}[/]" if detail and verdict.detail else text

@@ -1,11 +1,19 @@
 """`keras-graft convert OLD NEW.keras`: a Keras 2 model file as a Keras 3 `.keras` file.
 
 Loads the Keras 2 `.h5`, tf_keras `.keras` or SavedModel directory with
-`keras_graft.keras2.files.load_model` (in safe mode), prints what was translated layer by layer,
-writes the `.keras` file, and checks it: tf_keras (Keras 2 itself, when
-installed) predicts the original file and Keras 3 the converted one, each in
-a fresh process, the converted file loaded in safe mode, on the same random
-inputs.
+`keras_graft.keras2.files.load_model` (in safe mode: nothing from the file
+runs), prints what was translated layer by layer, writes the `.keras` file,
+and checks it on random inputs: Keras 3 reloads the converted file in safe
+mode in a fresh process and predicts, and so does the reference.
+
+The reference runs nothing from the file either: the Keras 3 model
+keras-graft built from the original in safe mode (read again in that fresh
+process, after the converted file). Keras 2 itself (tf_keras) has no safe
+mode for these formats; it predicts with the original only when the user
+trusts the file (`trust_file_code=True`, `--trust-file-code`), in a process
+of its own. Every prediction process works within a `Budget`
+(`PREDICTION_BUDGET`, plus three times the model's weights): over it, the
+check is "not checked (budget)", never "passed".
 
 >>> import keras_graft
 >>> random_inputs([keras.KerasTensor((None, 3), "float32")], seed=0)[0].shape
@@ -25,25 +33,50 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keras_graft.errors import ConversionError, UntranslatedCompileWarning
+from keras_graft.child_process import Budget
+from keras_graft.errors import (
+    BudgetExceededError,
+    ConversionError,
+    PredictionError,
+    UntranslatedCompileWarning,
+)
 from keras_graft.keras2 import files, predict, report
-from keras_graft.terminal import wide_console
+from keras_graft.terminal import escape, wide_console
 
 ATOL = 1e-4
 BATCH = 2
 UNKNOWN_DIMENSION = 8
+PREDICTION_BUDGET = Budget(memory_mb=1536, seconds=90)
+# The most values the random inputs may hold: the file gives the input
+# shapes, and they are allocated here, in the converting process.
+INPUT_VALUES = 1 << 24
 
+SKIPPED, PASSED, FAILED, NOT_CHECKED = "skipped", "passed", "failed", "not checked (budget)"
+KERAS2_REFERENCE = "tf_keras (Keras 2) on the original file"
+KERAS3_REFERENCE = "the Keras 3 model keras-graft built from the original file in safe mode"
 
 
 @dataclass
 class Result:
-    """What a conversion did."""
+    """What a conversion did, and what its check found (`outcome`)."""
 
     notes: list = field(default_factory=list)
-    checked: bool = False
-    passed: bool = False
+    outcome: str = SKIPPED
     max_difference: float | None = None
     reference: str = ""
+    # Why tf_keras was not the reference although the file was trusted, or
+    # why the check failed or was not made.
+    problem: str = ""
+    trust_file_code: bool = False  # Keras 2 was allowed to load the original
+    keras2_ran: bool = False
+
+    @property
+    def checked(self) -> bool:
+        return self.outcome != SKIPPED
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == PASSED
 
 
 def random_inputs(inputs, seed: int = 0) -> list[np.ndarray]:
@@ -89,13 +122,16 @@ def load(source: Path, trust_file_code: bool = False, imports=()) -> keras.Model
 
 
 def convert(source, target, *, check: bool = True, trust_file_code: bool = False, imports=(),
-            console: Console | None = None) -> Result:
+            budget: Budget = PREDICTION_BUDGET, console: Console | None = None) -> Result:
     """Converts `source` to the `.keras` file `target`; returns what happened.
 
-    `trust_file_code`: the file's code may run (each Keras 2 `Lambda`'s
-    function, once, in a separate process). `imports`: the user's modules the
-    file needs (registered layers and losses, named functions), imported in
-    the checking processes too; import them in this process first.
+    `trust_file_code`: the user trusts the file, so its code may run: each
+    Keras 2 `Lambda`'s function, once, in a separate process (migrated to op
+    layers), and Keras 2 itself may load it to predict the reference.
+    `imports`: the user's modules the file needs (registered layers and
+    losses, named functions), imported in the checking processes too; import
+    them in this process first. `budget`: each prediction process's, plus
+    three times the model's weights.
 
     Raises `ConversionError` when `source` cannot be loaded or `target` is not
     a `.keras` path.
@@ -104,73 +140,117 @@ def convert(source, target, *, check: bool = True, trust_file_code: bool = False
     console = console or wide_console(140)
     if target.suffix != ".keras":
         raise ConversionError(f"The converted model is written as a .keras file; got {target}.")
-    result = Result()
+    result = Result(trust_file_code=trust_file_code)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        step = progress.add_task(f"Loading {source.name}")
+        step = progress.add_task(f"Loading {escape(source.name)}")
         with report.recording() as result.notes:
             model = load(source, trust_file_code, imports)
-        progress.update(step, description=f"Writing {target.name} ({len(model.layers)} layers)")
+        progress.update(step, description=f"Writing {escape(target.name)} ({len(model.layers)} layers)")
         target.parent.mkdir(parents=True, exist_ok=True)
         model.save(target)
         if check:
-            _check(model, source, target, result, progress, step, imports)
+            _check(model, source, target, result, progress, step, budget.with_data(_weight_bytes(model)),
+                   tuple(imports))
     _print_report(console, model, source, target, result)
     return result
 
 
-def _check(model, source: Path, target: Path, result: Result, progress, step, imports) -> None:
+def _weight_bytes(model) -> int:
+    return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+
+
+def _input_values(inputs) -> int:
+    return sum(BATCH * int(np.prod([UNKNOWN_DIMENSION if d is None else d for d in t.shape[1:]]))
+               for t in inputs)
+
+
+def _check(model, source: Path, target: Path, result: Result, progress, step, budget: Budget,
+           imports: tuple[str, ...]) -> None:
+    if _input_values(model.inputs) > INPUT_VALUES:
+        result.outcome, result.problem = NOT_CHECKED, (
+            f"the model's inputs hold {_input_values(model.inputs):,} values for a batch of {BATCH} "
+            f"(the file's input shapes), more than the check makes ({INPUT_VALUES:,}); "
+            "check the converted model on inputs of your own")
+        return
     inputs = random_inputs(model.inputs)
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
-        progress.update(step, description=f"Predicting with the original {source.name}")
+        expected = None
         try:
-            expected = predict.in_fresh_process(predict.KERAS2, source, inputs, workdir, imports)
-            result.reference = "tf_keras (Keras 2) on the original file"
-        except predict.PredictionError:
-            expected = _as_list(model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0))
-            result.reference = (
-                "Keras 3's reading of the original file (tf_keras is not installed "
-                "or could not read it: `pip install tf_keras` to compare with Keras 2 itself)"
-            )
-        progress.update(step, description=f"Reloading {target.name} in safe mode in a fresh process")
-        actual = predict.in_fresh_process(predict.KERAS3, target, inputs, workdir, imports)
-    result.checked = True
+            if result.trust_file_code:
+                progress.update(step, description=f"Keras 2 predicting with the original {escape(source.name)}")
+                try:
+                    (expected,) = predict.in_fresh_process(
+                        [predict.Job(predict.KERAS2, source)], inputs, workdir, budget, imports)
+                    result.reference, result.keras2_ran = KERAS2_REFERENCE, True
+                except PredictionError as error:
+                    result.problem = str(error)
+            progress.update(step, description=f"Reloading {escape(target.name)} in safe mode in a fresh process")
+            jobs = [predict.Job(predict.KERAS3, target)]
+            if expected is None:
+                jobs.append(predict.Job(predict.KERAS3_OF_KERAS2, source))
+            actual, *reference = predict.in_fresh_process(jobs, inputs, workdir, budget, imports)
+        except BudgetExceededError as error:
+            result.outcome, result.problem = NOT_CHECKED, (
+                f"the prediction process {error}; raise the budget with --check-memory MB / "
+                "--check-seconds S if the model needs more")
+            return
+        except PredictionError as error:
+            result.outcome, result.problem = FAILED, str(error)
+            return
+    if expected is None:
+        expected, result.reference = reference[0], KERAS3_REFERENCE
     result.max_difference = max(
         (float(np.max(np.abs(np.asarray(a, "float64") - np.asarray(e, "float64")), initial=0.0))
          for a, e in zip(actual, expected)),
         default=0.0,
     )
-    result.passed = len(actual) == len(expected) and result.max_difference <= ATOL
-
-
-def _as_list(outputs) -> list:
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    same = len(actual) == len(expected) and result.max_difference <= ATOL
+    result.outcome = PASSED if same else FAILED
 
 
 def _print_report(console: Console, model, source: Path, target: Path, result: Result) -> None:
-    table = Table(title=f"{source.name} -> {target.name}: what was translated")
+    table = Table(title=f"{escape(source.name)} -> {escape(target.name)}: what was translated")
     for column in ("Layer", "Keras 2 class", "Translation"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for note in result.notes:
-        table.add_row(note.layer, note.keras2_class, note.change)
+        table.add_row(escape(note.layer), escape(note.keras2_class), escape(note.change))
     if result.notes:
         console.print(table)
     translated = len({note.layer for note in result.notes})
     console.print(
         f"{len(model.layers)} layers, {translated} translated, the rest read as they were. "
-        f"Wrote {target}."
+        f"Wrote {escape(target)}."
     )
-    if not result.checked:
-        console.print("Prediction check skipped (--no-check).")
-    elif result.passed:
-        console.print(
+    for line in _check_lines(result):
+        console.print(line)
+
+
+def _check_lines(result: Result) -> list[str]:
+    """What the check found, in words (rich markup; file text escaped)."""
+    if result.outcome == SKIPPED:
+        return ["Prediction check skipped (--no-check)."]
+    if result.outcome == NOT_CHECKED:
+        return [f"[magenta]Check not made (budget)[/]: {escape(result.problem)}."]
+    lines = []
+    if result.problem and result.max_difference is not None:
+        lines.append(f"Keras 2 could not predict with the original ({escape(result.problem)}); "
+                     f"compared with {KERAS3_REFERENCE} instead.")
+    if result.outcome == PASSED:
+        lines.append(
             f"[green]Check passed[/]: the converted file, reloaded in safe mode in a fresh "
             f"process, predicts as {result.reference} (max difference "
-            f"{result.max_difference:.2g} <= {ATOL})."
-        )
+            f"{result.max_difference:.2g} <= {ATOL}).")
+    elif result.max_difference is None:
+        lines.append(f"[red]Check FAILED[/]: {escape(result.problem)}.")
     else:
-        console.print(
+        lines.append(
             f"[red]Check FAILED[/]: the converted file predicts differently from "
-            f"{result.reference} (max difference {result.max_difference:.3g} > {ATOL})."
-        )
+            f"{result.reference} (max difference {result.max_difference:.3g} > {ATOL}).")
+    if not result.trust_file_code:
+        lines.append(
+            "Keras 2 itself was not run: tf_keras has no safe mode for this file and would run "
+            "code from it. To compare with Keras 2's own predictions, pass --trust-file-code "
+            "(only for a file you trust).")
+    return lines

@@ -9,10 +9,14 @@ unless `save_format="keras_v3"`), so a `.keras` file may be HDF5.
 - `.keras` zip written by Keras 2 (its `metadata.json` says `2.x`): Keras 3's
   new-format loader cannot locate Keras 2 classes, but the config inside is
   Keras 2's legacy config, which goes through the same translations; the
-  weights are matched to the layers by structure (`zip_weights`).
+  weights are matched to the layers by structure (`zip_weights`). Its object
+  configs must name classes as Keras 2 would find them
+  (`consistency.check_object_configs`).
 - Keras 2 SavedModel directories: Keras 3 only offers an inference-only
   `TFSMLayer`. When `keras_metadata.pb` holds the model's config (functional
-  and Sequential models), it is rebuilt from it, and its variables are read
+  and Sequential models), it is rebuilt from it, once every layer's own
+  metadata agrees with it (`consistency.verified_saved_model_root`: what
+  tf_keras would rebuild is what keras-graft audits), and its variables are read
   from the checkpoint, in the order Keras 2 saved them (`model.variables`).
   Subclassed models keep no config: they are refused, saying so.
 
@@ -46,7 +50,7 @@ import tensorflow as tf
 
 from keras_graft import _compat, unregistered
 from keras_graft.errors import Keras2FileError
-from keras_graft.keras2 import compile_configs, lambdas, weights, zip_weights
+from keras_graft.keras2 import compile_configs, consistency, lambdas, weights, zip_weights
 
 H5, TF_KERAS_ZIP, SAVED_MODEL = "h5", "tf_keras .keras", "SavedModel"
 
@@ -191,6 +195,7 @@ def _read_tf_keras_zip(path: Path) -> _Stored:
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
         weights = archive.read("model.weights.h5")
+    consistency.check_object_configs(config)
     with h5py.File(io.BytesIO(weights), "r") as stored:
         state = None
         if "optimizer" in stored and "vars" in stored["optimizer"]:
@@ -212,7 +217,7 @@ def _read_saved_model(path: Path) -> _Stored:
             "Keras 2's `model.save`): it holds no Keras model. Use "
             "`keras.layers.TFSMLayer` to call it for inference."
         )
-    root = _compat.keras2_root_metadata(metadata_path.read_bytes())
+    root = consistency.verified_saved_model_root(path)
     if root.get("class_name") not in ("Functional", "Sequential", "Model") or "layers" not in (
         root.get("config") or {}
     ):
@@ -238,7 +243,7 @@ def stored_config(path) -> dict | None:
         if path.is_dir():
             metadata = path / "keras_metadata.pb"
             if metadata.exists():
-                return _compat.keras2_root_metadata(metadata.read_bytes())
+                return _compat.keras2_metadata_nodes(metadata.read_bytes())[0]["metadata"]
             config = path / "config.json"
             return json.loads(config.read_text()) if config.exists() else None
         if h5py.is_hdf5(path):

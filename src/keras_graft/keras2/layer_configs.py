@@ -7,6 +7,13 @@ checks each row, predictions included). Every row either translates a key
 whose meaning Keras 3 keeps, or refuses, naming the layer, the key and what to
 do, a value that has no Keras 3 equivalent.
 
+A key is dropped only when it holds plain data (numbers, strings, None,
+lists of them) or its default: Keras 2 itself reads the keys keras-graft
+drops (tf_keras builds a `SeparableConv1D`'s unused `kernel_initializer`),
+so an object config there would be built by Keras 2 but never seen by the
+audit. Such a value is refused (`HiddenConfigObjectError`), naming the layer,
+the key and why.
+
 | Layers | Key | Translation |
 | --- | --- | --- |
 | DepthwiseConv1D/2D, Conv1D/2D/3DTranspose, SeparableConv1D/2D | `groups` | dropped when 1; other values refused |
@@ -36,12 +43,62 @@ from typing import Any, Callable
 
 import keras
 
-from keras_graft.errors import UntranslatableConfigError
+from keras_graft.errors import HiddenConfigObjectError, UntranslatableConfigError
 from keras_graft.keras2 import report
 
 
 def _always(value: Any) -> bool:
     return True
+
+
+def plain_data(value: Any) -> bool:
+    """Whether `value` is numbers, strings, booleans, None, or lists of them:
+    nothing that any Keras deserializes into an object.
+
+    >>> plain_data([None, 3, "same"]), plain_data({"class_name": "GlorotUniform", "config": {}})
+    (True, False)
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(plain_data(item) for item in value)
+
+
+# How Keras 2 stores a built-in object config: `module` and `registered_name`
+# are written by newer tf_keras versions only.
+_BUILTIN_OBJECT_KEYS = {"module": (None, "keras.initializers", "keras.regularizers",
+                                   "keras.constraints"), "registered_name": (None,)}
+
+
+def same_object_config(value: Any, default: dict) -> bool:
+    """Whether `value` is the object config `default` (`{"class_name", "config"}`),
+    as any Keras 2 version writes it.
+
+    >>> same_object_config({"module": "keras.initializers", "class_name": "GlorotUniform",
+    ...                     "config": {"seed": None}, "registered_name": None}, GLOROT_UNIFORM)
+    True
+    """
+    if not isinstance(value, dict) or set(value) - {"class_name", "config", *_BUILTIN_OBJECT_KEYS}:
+        return False
+    extras_builtin = all(value.get(key) in allowed for key, allowed in _BUILTIN_OBJECT_KEYS.items())
+    return extras_builtin and value.get("class_name") == default["class_name"] and (
+        value.get("config") == default["config"])
+
+
+def refuse_hidden_object(layer: str, class_name: str, key: str, value: Any, defaults=()) -> None:
+    """Refuses to drop `key` unless it holds plain data or one of `defaults`."""
+    if plain_data(value) or any(same_object_config(value, default) for default in defaults):
+        return
+    shown = value.get("class_name") if isinstance(value, dict) else type(value).__name__
+    raise HiddenConfigObjectError(
+        f"Keras 2 layer {layer!r} ({class_name}) has `{key}` = an object config ({shown!r}). "
+        f"keras-graft does not use `{key}` on this layer and would drop it, but Keras 2 "
+        "itself builds the object, so dropping it would hide from the audit what Keras 2 "
+        "runs. Only plain data or the default is dropped: re-save the model with this "
+        f"argument left out (or remove `{key}` from the file) if you trust it."
+    )
+
+
+GLOROT_UNIFORM = {"class_name": "GlorotUniform", "config": {"seed": None}}
 
 
 @dataclass(frozen=True)
@@ -54,6 +111,8 @@ class Drop:
     equivalent: Callable[[Any], bool] = _always
     # Why other values are refused; None: Keras 3 reads them as they are.
     otherwise: str | None = ""
+    # Object configs that are the keys' defaults (dropped like plain data).
+    defaults: tuple = ()
 
     def applies_to(self, class_name: str) -> bool:
         return class_name in self.layers
@@ -70,6 +129,7 @@ class Drop:
                     f"`{key}={config[key]!r}`, which Keras 3 cannot express: "
                     f"{self.otherwise}"
                 )
+            refuse_hidden_object(config.get("name"), class_name, key, config[key], self.defaults)
             report.note(config.get("name", "?"), class_name, f"dropped `{key}={config[key]!r}` ({self.why})")
             config = {k: v for k, v in config.items() if k != key}
         return config, None
@@ -95,6 +155,7 @@ class RestoreAfterLoad:
         if self.key not in config or not self.needed(config[self.key]):
             return config, None
         value = config[self.key]
+        refuse_hidden_object(config.get("name"), class_name, self.key, value)
         report.note(config.get("name", "?"), class_name, f"restored `{self.key}={value!r}` ({self.why})")
 
         def restore(layer):
@@ -141,8 +202,12 @@ class Replace:
 
 
 def _thresholded_relu(config: dict) -> tuple[str, dict]:
-    kept = {k: v for k, v in config.items() if k in ("name", "trainable", "dtype")}
-    return "ReLU", {**kept, "threshold": float(config.get("theta", 1.0))}
+    kept = ("name", "trainable", "dtype", "batch_input_shape")
+    for key, value in config.items():
+        if key not in (*kept, "theta"):
+            refuse_hidden_object(config.get("name"), "ThresholdedReLU", key, value)
+    return "ReLU", {**{k: v for k, v in config.items() if k in kept},
+                    "threshold": float(config.get("theta", 1.0))}
 
 
 RENAMED_CLASSES = {
@@ -171,6 +236,7 @@ TABLE = (
         ("SeparableConv1D", "SeparableConv2D"),
         ("kernel_initializer", "kernel_regularizer", "kernel_constraint"),
         "unused by Keras 2's separable convolutions, which use the depthwise_* and pointwise_* keys",
+        defaults=(GLOROT_UNIFORM,),
     ),
     Drop(
         _RECURRENT, ("time_major",), "Keras 3 recurrent layers are batch-major, as this one was",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from keras_graft import _compat, unregistered
+from keras_graft.errors import malformed
 from keras_graft.keras2 import files, lambdas, layer_configs, names, nodes, op_layers
 
 FUNCTIONAL_CLASSES = ("Functional", "Model")
@@ -43,22 +44,38 @@ REGISTERED_SEPARATOR = ">"
 
 
 def translate(config) -> tuple[dict, list[Callable]]:
-    """A legacy (Keras 2 / h5) config in the form Keras 3 loads, and fixes for the result."""
+    """A legacy (Keras 2 / h5) config in the form Keras 3 loads, and fixes for the result.
+
+    In safe mode a `Lambda` (nested in a wrapper too) is refused here, saying
+    how to migrate it: it holds Python bytecode, which safe mode never runs.
+    """
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         return config, []
+    if config.get("class_name") == lambdas.LAMBDA and _compat.in_keras_safe_mode():
+        raise lambdas.refusal(config)
     inner = config["config"]
     if config.get("class_name") in MODEL_CLASSES and isinstance(inner.get("layers"), list):
         layers = [_as_legacy(layer) for layer in inner["layers"]]
-        if _compat.in_keras_safe_mode():
-            for layer in layers:
-                if isinstance(layer, dict) and layer.get("class_name") == lambdas.LAMBDA:
-                    raise lambdas.refusal(layer)
         inner = {**inner, "layers": layers}
         if config["class_name"] in FUNCTIONAL_CLASSES:
+            _check_functional(inner)
             inner = names.translate_functional(inner)
             inner = nodes.translate_functional(op_layers.translate_functional(inner))
         config = {**config, "config": inner}
     return layer_configs.translate(names.translate_layer(config))
+
+
+def _check_functional(config: dict) -> None:
+    """Refuses a functional model config missing what its translations read."""
+    for key in ("input_layers", "output_layers"):
+        if not isinstance(config.get(key), list):
+            raise malformed(f"A Keras 2 functional model config has no `{key}` list", writer="Keras 2")
+    for layer in config["layers"]:
+        if not (isinstance(layer, dict) and isinstance(layer.get("name"), str)
+                and isinstance(layer.get("config"), dict) and isinstance(layer.get("inbound_nodes"), list)):
+            raise malformed(
+                f"A layer of a Keras 2 functional model config ({str(layer)[:80]}) lacks a `name`, "
+                "a `config` dict or an `inbound_nodes` list", writer="Keras 2")
 
 
 def _as_legacy(layer):

@@ -58,7 +58,7 @@ def translate_functional(config: dict) -> dict:
     for layer in config["layers"]:
         nodes = references.rename(layer.get("inbound_nodes", []), layer_names, new_place)
         if any(_has_tensor_kwargs(node, layer_names) for node in nodes):
-            nodes = [translate_node(node, layer_names) for node in nodes]
+            nodes = [translate_node(node, layer_names, layer["name"]) for node in nodes]
         layers.append({**layer, "inbound_nodes": nodes})
     return {
         **config,
@@ -110,11 +110,11 @@ def _holds_reference(value: Any, layer_names) -> bool:
     return False
 
 
-def translate_node(node: list, layer_names) -> dict:
-    """One Keras 2 node (a list of `[layer, node, tensor, kwargs]`) in Keras 3's form."""
+def translate_node(node: list, layer_names, layer: str = "?") -> dict:
+    """One Keras 2 node (a list of `[layer, node, tensor, kwargs]`) of `layer` in Keras 3's form."""
     entries = _entries(node, layer_names)
     tensors = [_keras_tensor(entry) for entry in entries]
-    kwargs = entries[0][3] if len(entries[0]) == 4 else {}
+    kwargs = references.call_kwargs(entries, layer)
     return {
         "args": [tensors[0] if len(tensors) == 1 else tensors],
         "kwargs": _with_keras_tensors(kwargs, layer_names),

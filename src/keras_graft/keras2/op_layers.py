@@ -52,8 +52,9 @@ from keras_graft.errors import (
     LossyKeras2FileError,
     UnsafeOpError,
     UntranslatableConfigError,
+    malformed,
 )
-from keras_graft.keras2 import constants, references, report, tf1_names
+from keras_graft.keras2 import constants, layer_configs, references, report, tf1_names
 
 KERAS2_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 
@@ -64,6 +65,10 @@ CONSTANT_VALUE = "_CONSTANT_VALUE"
 _SLICE_KEYS = {"start", "stop", "step"}
 
 LOAD_WEIGHTS = "keras_graft.keras2.files.load_weights"
+
+# The keys of an op layer's config keras-graft reads; the others (`dtype`,
+# and any a file adds) are dropped, so they may hold plain data only.
+_READ_KEYS = ("name", "function", "trainable")
 
 
 def translate_functional(config: dict) -> dict:
@@ -139,27 +144,22 @@ class _Call:
     def __init__(self, layer_names, slicing: bool):
         self.layer_names = layer_names
         self.slicing = slicing
-        self.kwargs: dict = {}
+        self.entries: list = []  # the first argument's references, each with the call kwargs
         self.reference_of: dict[int, list] = {}
         self._stand_ins: dict[tuple, Any] = {}
 
     def first_argument(self, data: Any) -> Any:
         if isinstance(data, list) and data and data[0] == CONSTANT_VALUE:
-            self._take_kwargs(data)
+            self.entries.append(data)
             return constants.as_keras2_input(self.value(data[2]))
         if references.is_reference(data, self.layer_names):
-            self._take_kwargs(data)
+            self.entries.append(data)
             return self._stand_in(data)
         if isinstance(data, list):
             return [self.first_argument(item) for item in data]
         if isinstance(data, dict):
             return {key: self.first_argument(item) for key, item in data.items()}
         return self.value(data)
-
-    def _take_kwargs(self, entry: list) -> None:
-        # Keras 2 repeats the call kwargs in every entry of the first argument.
-        if len(entry) == 4 and isinstance(entry[3], dict) and not self.kwargs:
-            self.kwargs = entry[3]
 
     def value(self, data: Any) -> Any:
         if references.is_reference(data, self.layer_names):
@@ -188,14 +188,21 @@ class _Call:
 
 def _op_layer(layer: dict, node: Any, name: str, layer_names, outputs_read: int) -> dict:
     keras2_class = layer["class_name"]
-    keras2_name = layer["config"]["function"]
+    keras2_name = layer["config"].get("function")
+    if not isinstance(keras2_name, str):
+        raise malformed(f"Keras 2 op layer {name!r} names no op (its `function` is {keras2_name!r})",
+                        writer="Keras 2")
     # The name is checked before anything of the call is read.
     stored_name = registry.TF_PREFIX + tf1_names.tf2_name(keras2_name)
     function = _resolve(stored_name, name, keras2_class)
+    for key, value in layer["config"].items():
+        if key not in _READ_KEYS and not _dtype_policy(value):
+            layer_configs.refuse_hidden_object(layer.get("name"), keras2_class, key, value)
     call = _Call(layer_names, slicing=keras2_class == "SlicingOpLambda")
     first = call.first_argument(node)
     # Keras 2 dropped `name` when it called the op; so does keras-graft.
-    kwargs = {key: call.value(value) for key, value in call.kwargs.items() if key != "name"}
+    kwargs = {key: call.value(value)
+              for key, value in references.call_kwargs(call.entries, name).items() if key != "name"}
     kwargs = _with_dtypes(tf1_names.keras2_function(keras2_name), kwargs)
     where = f"Layer `{name}` (Keras 2 `{keras2_class}` of `tf.{keras2_name}`)"
     try:
@@ -217,6 +224,16 @@ def _op_layer(layer: dict, node: Any, name: str, layer_names, outputs_read: int)
         },
         "inbound_nodes": [[[*call.reference_of[id(t)], {}] for t in tensors]],
     }
+
+
+def _dtype_policy(value: Any) -> bool:
+    """Whether `value` is Keras 2's config of a dtype policy (`mixed_float16`)."""
+    return (isinstance(value, dict) and value.get("class_name") == "Policy"
+            and value.get("module") in (None, "keras.mixed_precision")
+            and value.get("registered_name") is None
+            and set(value) <= {"class_name", "config", "module", "registered_name"}
+            and isinstance(value.get("config"), dict) and set(value["config"]) == {"name"}
+            and isinstance(value["config"]["name"], str))
 
 
 def _with_dtypes(function, kwargs: dict) -> dict:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from keras_graft.errors import malformed
+
 
 def is_reference(value: Any, layer_names) -> bool:
     """Whether `value` is Keras 2's reference to a tensor: `[layer, node, tensor(, kwargs)]`.
@@ -49,3 +51,25 @@ def unused_name(base: str, taken: set) -> str:
         name, count = f"{base}_{count}", count + 1
     taken.add(name)
     return name
+
+
+def call_kwargs(entries: list, layer: str) -> dict:
+    """The call kwargs of a Keras 2 node: the same in each of its `entries`.
+
+    Keras 2 repeats a call's kwargs in every input of its node, and calls
+    the layer with the last input's (as does Keras 3's legacy loader). A
+    node whose inputs carry different kwargs was forged: readers that take
+    the first and the last would build different calls.
+
+    >>> call_kwargs([["x", 0, 0, {"y": 2.0}], ["z", 0, 0, {"y": 2.0}]], "add")
+    {'y': 2.0}
+    """
+    found = [entry[3] if len(entry) == 4 else {} for entry in entries]
+    if not all(isinstance(kwargs, dict) for kwargs in found):
+        raise malformed(f"Keras 2 layer {layer!r} has a call whose arguments are not a dict",
+                        writer="Keras 2")
+    if any(kwargs != found[0] for kwargs in found[1:]):
+        raise malformed(f"The inputs of a call of Keras 2 layer {layer!r} carry different call "
+                        "arguments, which Keras 2 reads from the last and keras-graft from the first",
+                        writer="Keras 2")
+    return found[0] if found else {}
