@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 import keras_graft
-from keras_graft import demo
+from keras_graft_tools import demo
 
 
 def main(directory: Path) -> None:

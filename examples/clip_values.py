@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_graft  # lets TF ops take Keras tensors
-import keras_graft.demo
+import keras_graft_tools.demo
 
 
 def build_model() -> keras.Model:
@@ -41,8 +41,8 @@ def synthetic_data(samples: int = 256, seed: int = 0):
 
 
 def main() -> None:
-    """Trains, saves, reloads in safe mode and compares (see `keras_graft.demo`)."""
-    keras_graft.demo.run_checked(sys.modules[__name__])
+    """Trains, saves, reloads in safe mode and compares (see `keras_graft_tools.demo`)."""
+    keras_graft_tools.demo.run_checked(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_graft
-import keras_graft.demo
+import keras_graft_tools.demo
 
 
 @keras_graft.layer
@@ -61,8 +61,8 @@ def check_reloaded(model: keras.Model, reloaded: keras.Model) -> str:
 
 
 def main() -> None:
-    """Trains, saves, reloads in safe mode and compares (see `keras_graft.demo`)."""
-    keras_graft.demo.run_checked(sys.modules[__name__])
+    """Trains, saves, reloads in safe mode and compares (see `keras_graft_tools.demo`)."""
+    keras_graft_tools.demo.run_checked(sys.modules[__name__])
 
 
 if __name__ == "__main__":

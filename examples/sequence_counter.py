@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 import keras_graft
-import keras_graft.demo
+import keras_graft_tools.demo
 
 
 @keras_graft.layer
@@ -59,8 +59,8 @@ def check_reloaded(model: keras.Model, reloaded: keras.Model) -> str:
 
 
 def main() -> None:
-    """Trains, saves, reloads in safe mode and compares (see `keras_graft.demo`)."""
-    keras_graft.demo.run_checked(sys.modules[__name__])
+    """Trains, saves, reloads in safe mode and compares (see `keras_graft_tools.demo`)."""
+    keras_graft_tools.demo.run_checked(sys.modules[__name__])
 
 
 if __name__ == "__main__":

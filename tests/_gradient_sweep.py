@@ -45,7 +45,7 @@ import tensorflow as tf  # noqa: E402
 import _op_arguments  # noqa: E402
 import keras_graft  # noqa: E402
 from keras_graft import _compat, safety  # noqa: E402
-from keras_graft.authoring import FunctionLayer  # noqa: E402
+from keras_graft.layers.authoring import FunctionLayer  # noqa: E402
 from keras_graft.errors import KerasGraftError, NoDispatchError  # noqa: E402
 
 LEARNING_RATE = 0.1

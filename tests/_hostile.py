@@ -121,7 +121,7 @@ def op_layer(name: str, op: str, args=(), kwargs=None, inputs=("input",), class_
         for source in inputs
     ]
     return {
-        "module": "keras_graft.op_layer",
+        "module": "keras_graft.core.op_layer",
         "class_name": class_name,
         "config": {
             "name": name,
@@ -138,7 +138,7 @@ def op_layer(name: str, op: str, args=(), kwargs=None, inputs=("input",), class_
 def print_layer(name: str, args=(), kwargs=None, inputs=("input",)) -> dict:
     """A `Print` layer (`tf.print` on Keras tensors) of a forged config."""
     layer = op_layer(name, "", args, kwargs, inputs, class_name="Print")
-    layer["module"] = "keras_graft.printing"
+    layer["module"] = "keras_graft.patches.printing"
     del layer["config"]["op"]
     return layer
 

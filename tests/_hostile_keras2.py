@@ -440,19 +440,25 @@ def forged_op_name_h5(directory) -> Path:
 def launcher() -> list[str]:
     """The installed `keras-graft` command (the console script), or its module."""
     script = Path(sys.executable).with_name("keras-graft")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "keras_graft_command"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "keras_graft_tools.command"]
 
 
-def plant_modules(directory: Path, marker_path: Path) -> None:
-    """`keras_hub`, `keras_cv`, `keras_nlp` and `keras_graft_command` in `directory`,
-    each writing `marker_path` when imported."""
+def plant_modules(directory: Path, marker_path: Path, launcher_module: bool = True) -> None:
+    """`keras_hub`, `keras_cv`, `keras_nlp` (and with `launcher_module`, the
+    `keras_graft_tools` package the console script imports) in `directory`, each
+    writing `marker_path` when imported. (`python -m keras_graft_tools` finds its
+    package in the working directory by design, before any of our code runs: no
+    launcher module is planted for it.)"""
     code = f"open({str(marker_path)!r}, 'a').write(__name__ + '\\n')\n"
     for package in ("keras_hub", "keras_cv", "keras_nlp"):
         (directory / package / "src").mkdir(parents=True, exist_ok=True)
         (directory / package / "__init__.py").write_text(code)
         (directory / package / "src" / "__init__.py").write_text(code)
         (directory / package / "src" / "evil.py").write_text(code + "class Evil: pass\n")
-    (directory / "keras_graft_command.py").write_text(code)
+    if launcher_module:
+        (directory / "keras_graft_tools").mkdir()
+        (directory / "keras_graft_tools" / "__init__.py").write_text(code)
+        (directory / "keras_graft_tools" / "command.py").write_text(code + "def main(): pass\n")
 
 
 def run_command(arguments: list, *, marker_path: Path, timeout_s: float = 240,
@@ -470,7 +476,8 @@ def run_command(arguments: list, *, marker_path: Path, timeout_s: float = 240,
     with tempfile.TemporaryDirectory(prefix="hostile-command-") as cwd:
         cwd = Path(cwd)
         if plant:
-            plant_modules(cwd, marker_path)
+            console_script = (command or launcher())[0].endswith("keras-graft")
+            plant_modules(cwd, marker_path, launcher_module=console_script)
         before = set(_tree(cwd))
         argv = [str(a).replace("{cwd}", str(cwd)) for a in arguments]
         result = _hostile.run_limited((command or launcher()) + argv, cwd=cwd, timeout_s=timeout_s,
@@ -494,7 +501,7 @@ _RESULTS = "@@BATCH_RESULTS@@"
 
 def run_batch(commands: list[list], *, marker_path: Path, timeout_s: float = 900, env=None) -> dict:
     """Each `keras-graft ARGUMENTS` of `commands`, one after the other, through the
-    command's entry point (`keras_graft_command.main`) in one limited child
+    command's entry point (`keras_graft_tools.command.main`) in one limited child
     (`run_command`; `{cwd}` in an argument is its working directory): its
     result, with `runs`, per command: `status` (exit code), `stdout`, `stderr`.
     A command whose first item is a dict runs with those environment variables
@@ -514,7 +521,7 @@ def _batch(commands: list[list[str]]) -> None:
     import os
     from unittest import mock
 
-    import keras_graft_command
+    import keras_graft_tools.command
 
     runs = []
     for argv in commands:
@@ -522,7 +529,7 @@ def _batch(commands: list[list[str]]) -> None:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch.dict(os.environ, env):
             try:
-                status = keras_graft_command.main(argv)
+                status = keras_graft_tools.command.main(argv)
             except SystemExit as exit:  # usage errors
                 status = exit.code
         runs.append({"argv": argv, "status": status, "stdout": out.getvalue(), "stderr": err.getvalue()})

@@ -94,7 +94,7 @@ CI_SAMPLE = (
 # Faithful calls that keras-graft refuses to load (by op, or op and form), and
 # the words of its reason. TensorFlow cannot tell the rank of the output from
 # the graph, and keras-graft runs no op of a file to find out
-# (`keras_graft.inference`): built in Keras 3, the model stores the rank, and
+# (`keras_graft.core.inference`): built in Keras 3, the model stores the rank, and
 # `load_weights` gives it the file's weights. The assertions (and
 # `sufficient_statistics` without `shift`) return None among their outputs,
 # which no layer can output.
@@ -515,7 +515,8 @@ def _keras2_main(plan: Path, directory: Path) -> None:
 
 def op_names() -> list[str]:
     """One name per allowed function: the canonical one, as Keras 2 recorded it."""
-    from keras_graft import _compat, safety
+    from keras_graft import _compat
+    from keras_graft.core import safety
 
     names = {}
     for name, function in sorted(safety.allowed_ops().items()):

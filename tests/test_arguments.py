@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_graft
-from keras_graft.arguments import ArgumentTemplate, TensorSlot
+from keras_graft.core.arguments import ArgumentTemplate, TensorSlot
 
 
 def round_trip(value):

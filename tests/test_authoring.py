@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_graft  # noqa: E402
 from keras_graft import authoring  # noqa: E402
-from keras_graft.context import StateVariable  # noqa: E402
+from keras_graft.layers.context import StateVariable  # noqa: E402
 
 
 # --------------------------------------------------------------------------

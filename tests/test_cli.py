@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from keras_graft import bench, cli, demo
+from keras_graft_tools import cli
+from keras_graft_tools import demo
+from keras_graft_tools import bench
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def run_cli(*arguments, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "keras_graft", *arguments],
+        [sys.executable, "-m", "keras_graft_tools", *arguments],
         capture_output=True, text=True, timeout=300, env=ENV, cwd=cwd,
     )
 
@@ -120,7 +122,7 @@ def test_each_example_runs_as_a_script(name):
 
 
 def test_demo_on_another_backend_loads_trains_and_saves_there(tmp_path):
-    """Run where `keras_graft_command` and `keras_hub` are planted: neither the demo
+    """Run where `keras_graft_tools.command` and `keras_hub` are planted: neither the demo
     nor its child on the other backend imports them."""
     from _hostile_keras2 import plant_modules
 
@@ -162,8 +164,8 @@ def _without_tf_log_setting():
 @pytest.mark.parametrize("argument", ["--help", "--version"])
 def test_help_and_version_answer_without_importing_tensorflow(argument):
     script = (
-        "import sys, keras_graft_command\n"
-        f"try:\n    keras_graft_command.main([{argument!r}])\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "import sys, keras_graft_tools.command\n"
+        f"try:\n    keras_graft_tools.command.main([{argument!r}])\nexcept SystemExit as exit:\n    code = exit.code\n"
         "print('tensorflow imported:', 'tensorflow' in sys.modules, 'exit', code)\n"
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -174,8 +176,8 @@ def test_help_and_version_answer_without_importing_tensorflow(argument):
 
 def test_a_wrong_inspect_check_is_refused_without_importing_tensorflow():
     script = (
-        "import sys, keras_graft_command\n"
-        "try:\n    keras_graft_command.main(['inspect', 'm.keras', '--require', 'xla,speed'])\n"
+        "import sys, keras_graft_tools.command\n"
+        "try:\n    keras_graft_tools.command.main(['inspect', 'm.keras', '--require', 'xla,speed'])\n"
         "except SystemExit as exit:\n    code = exit.code\n"
         "print('tensorflow imported:', 'tensorflow' in sys.modules, 'exit', code)\n"
     )
@@ -193,7 +195,7 @@ def test_the_command_names_the_checks_inspect_has():
 
 
 def test_a_commands_wrong_option_shows_that_commands_usage():
-    completed = subprocess.run([sys.executable, "-m", "keras_graft_command", "bench", "--bogus"],
+    completed = subprocess.run([sys.executable, "-m", "keras_graft_tools.command", "bench", "--bogus"],
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
     assert "usage: keras-graft bench" in completed.stderr
@@ -201,7 +203,7 @@ def test_a_commands_wrong_option_shows_that_commands_usage():
 
 
 def test_tensorflow_start_up_noise_is_held_back_unless_asked_for(tmp_path):
-    command = [sys.executable, "-m", "keras_graft_command", "demo", "--only", "clip_values",
+    command = [sys.executable, "-m", "keras_graft_tools.command", "demo", "--only", "clip_values",
                "--epochs", "1"]
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=300,
                            env=_without_tf_log_setting())

@@ -142,7 +142,7 @@ def test_tf_print_refuses_choosing_where_it_prints_saying_why_and_what_to_do(tmp
 def test_print_takes_exactly_the_formatting_options_of_tf_print(capfd):
     """`FORMATTING_OPTIONS` are keywords `tf.print` accepts; it accepts no others
     than those, `output_stream` and `name`."""
-    from keras_graft import printing
+    from keras_graft.patches import printing
 
     for option, value in {"summarize": -1, "sep": "|", "end": "\n"}.items():
         assert option in printing.FORMATTING_OPTIONS

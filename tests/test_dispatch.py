@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 import keras_graft
-from keras_graft import _compat, safety
+from keras_graft import _compat
+from keras_graft.core import safety
 
 
 def op_layer(tensor):

@@ -10,9 +10,9 @@ import pytest
     "module",
     [
         "keras_graft", "keras_graft.errors", "keras_graft.terminal", "keras_graft.child_process",
-        "keras_graft.arguments", "keras_graft.hyperparameters", "keras_graft.op_layer", "keras_graft.registry",
-        "keras_graft.safety", "keras_graft.composite_methods", "keras_graft.higher_order",
-        "keras_graft.printing", "keras_graft.static_values", "keras_graft.operators", "keras_graft.lambdas",
+        "keras_graft.core.arguments", "keras_graft.layers.hyperparameters", "keras_graft.core.op_layer", "keras_graft.core.op_names",
+        "keras_graft.core.safety", "keras_graft.patches.composite_methods", "keras_graft.patches.higher_order",
+        "keras_graft.patches.printing", "keras_graft.core.static_values", "keras_graft.patches.operators", "keras_graft.patches.lambda_warning",
         *(f"keras_graft.keras2.{name}" for name in (
             "consistency", "constants", "convert", "files", "layer_configs", "loading", "names", "nodes",
             "op_layers", "predict_child", "references", "report", "tf1_names", "weights",

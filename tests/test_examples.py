@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_graft import TFOp, demo
-from keras_graft.authoring import FunctionLayer
+from keras_graft import TFOp
+from keras_graft_tools import demo
+from keras_graft.layers.authoring import FunctionLayer
 
 
 @pytest.mark.parametrize("name", demo.EXAMPLES)

@@ -1,7 +1,7 @@
 """`keras-graft convert` and `keras-graft inspect` on hostile files (`_hostile_keras2`).
 
 Every run is a child with an address-space limit and a timeout, in a working
-directory where `keras_hub`, `keras_cv`, `keras_nlp` and `keras_graft_command`
+directory where `keras_hub`, `keras_cv`, `keras_nlp` and the `keras_graft_tools` package
 are planted (each writes the marker when imported). Without
 `--trust-file-code`, nothing a file holds may run: no marker, no file but
 convert's own target, every process under 1.5 GB resident (TensorFlow
@@ -69,11 +69,11 @@ def test_forged_keras2_files_are_refused_by_both_commands_and_nothing_runs(files
         assert REFUSED[name] in " ".join(run["stderr"].split()), (name, run["stderr"][-2000:])
 
 
-@pytest.mark.parametrize("command", [forged.launcher(), [sys.executable, "-m", "keras_graft"]],
-                         ids=["keras-graft", "python -m keras_graft"])
+@pytest.mark.parametrize("command", [forged.launcher(), [sys.executable, "-m", "keras_graft_tools"]],
+                         ids=["keras-graft", "python -m keras_graft_tools"])
 def test_nothing_is_imported_from_the_working_directory(files, mark, command):
     """A config naming `keras_hub` next to planted packages: Keras looks for it, and
-    finds none (neither does the launcher find the planted `keras_graft_command`).
+    finds none (neither does the console script find the planted `keras_graft_tools`).
     (`convert` goes through the same launcher: `test_convert_...` below.)"""
     result = forged.run_command(["inspect", files["keras3_keras_hub"]], marker_path=mark, command=command)
     assert_inert(result)

@@ -5,7 +5,7 @@ import inspect
 import keras
 import pytest
 
-from keras_graft.hyperparameters import validate_stored
+from keras_graft.layers.hyperparameters import validate_stored
 
 DENSE = {"module": "keras.layers", "class_name": "Dense", "config": {"units": 2}, "registered_name": None}
 ONES = keras.saving.serialize_keras_object(keras.initializers.Ones())

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_graft
-from keras_graft import inference
+from keras_graft.core import inference
 
 
 def test_top_k_keeps_namedtuple_and_int32_indices():

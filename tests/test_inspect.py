@@ -14,7 +14,8 @@ import tensorflow as tf
 from rich.console import Console
 
 import keras_graft
-from keras_graft import _compat, safety
+from keras_graft import _compat
+from keras_graft.core import safety
 from keras_graft.errors import BudgetExceededError
 from keras_graft.inspection import CHECKS, LAMBDA_UNSAFE, checks, equivalents, html, inspect, sandbox
 
@@ -204,7 +205,7 @@ def test_no_keras_ops_equivalent_is_named_that_the_installed_keras_lacks(monkeyp
 # ---------------------------------------------------------------------------
 def run_cli(*arguments):
     return subprocess.run(
-        [sys.executable, "-m", "keras_graft", "inspect", *arguments],
+        [sys.executable, "-m", "keras_graft_tools", "inspect", *arguments],
         capture_output=True, text=True, timeout=300, env=ENV,
     )
 
@@ -296,7 +297,7 @@ def test_python_m_keras_graft_inspect_help():
 # Keras 2 files
 # ---------------------------------------------------------------------------
 def test_keras2_files_report_what_convert_would_do_and_where_it_deploys(keras2_files, capsys):
-    from keras_graft import cli
+    from keras_graft_tools import cli
 
     source = keras2_files / "ops.h5"
     assert cli.main(["inspect", str(source), "--json"]) == 0
@@ -360,7 +361,7 @@ def test_cli_imports_the_module_that_defines_the_model_s_own_ops(tmp_path):
     assert saved.returncode == 0, saved.stderr
 
     def inspect_in(*arguments):
-        return subprocess.run([sys.executable, "-m", "keras_graft", "inspect", "own.keras", *arguments],
+        return subprocess.run([sys.executable, "-m", "keras_graft_tools", "inspect", "own.keras", *arguments],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300, env=ENV)
 
     without = inspect_in()

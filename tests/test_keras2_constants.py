@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from _keras2_models import read_arrays
 
-from keras_graft.arguments import MAX_RANK, MAX_STORED_ELEMENTS, MAX_STORED_ITEMS
+from keras_graft.core.arguments import MAX_RANK, MAX_STORED_ELEMENTS, MAX_STORED_ITEMS
 from keras_graft.errors import UntranslatableConfigError
 from keras_graft.keras2 import constants
 

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from _keras2_models import read_arrays
-from keras_graft import cli
+from keras_graft_tools import cli
 from keras_graft.errors import BudgetExceededError
 from keras_graft.keras2 import convert, predict
 
@@ -50,7 +50,7 @@ def test_without_trust_keras2_is_not_run_and_the_output_says_so(keras2_files, tm
 def test_converted_file_loads_in_safe_mode_in_a_fresh_process(keras2_files, tmp_path):
     source, target = keras2_files / "transformer.h5", tmp_path / "transformer.keras"
     completed = subprocess.run(
-        [sys.executable, "-m", "keras_graft", "convert", str(source), str(target), "--no-check"],
+        [sys.executable, "-m", "keras_graft_tools", "convert", str(source), str(target), "--no-check"],
         capture_output=True, text=True, env=ENV, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
@@ -150,7 +150,7 @@ def test_convert_import_converts_a_file_with_a_registered_custom_layer(tmp_path)
     source, target = corpus / "files" / "keras2.15" / "custom_layer.h5", tmp_path / "custom_layer.keras"
 
     def run(*extra):
-        return subprocess.run([sys.executable, "-m", "keras_graft", "convert", str(source), str(target), *extra],
+        return subprocess.run([sys.executable, "-m", "keras_graft_tools", "convert", str(source), str(target), *extra],
                               capture_output=True, text=True, env=ENV, cwd=corpus, timeout=300, check=False)
 
     without = run("--no-check")

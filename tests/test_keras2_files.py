@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from _keras2_models import KERAS_ZIP_MODELS, SAVED_MODELS, read_arrays
-from keras_graft import cli
+from keras_graft_tools import cli
 from keras_graft.keras2 import files
 
 CASES = [(name, f"{name}.keras") for name in KERAS_ZIP_MODELS] + [

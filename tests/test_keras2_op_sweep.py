@@ -12,7 +12,8 @@ and that the weights still load. Every allowed op:
 import _keras2_op_sweep as sweep
 import pytest
 
-from keras_graft import operators, registry
+from keras_graft.core import op_names
+from keras_graft.patches import operators
 from keras_graft.keras2 import tf1_names
 
 
@@ -69,7 +70,7 @@ OPERATOR_NAMES = {"and_": "and", "or_": "or"}
 
 
 def test_operators_on_op_outputs_use_the_ops_keras2_recorded(cases):
-    """`keras_graft.operators` maps each operator to what Keras 2 stored for it."""
+    """`keras_graft.patches.operators` maps each operator to what Keras 2 stored for it."""
     tables = {**operators.OPERATORS, **{k: (v, v) for k, v in operators.COMPARISONS.items()}, **operators.UNARY}
     checked = 0
     for case in cases:
@@ -82,6 +83,6 @@ def test_operators_on_op_outputs_use_the_ops_keras2_recorded(cases):
         on_bools, otherwise = tables[name]
         expected = on_bools if case["form"] == "bools" else otherwise
         recorded = tf1_names.tf2_name(case["op_layers"][0][1])
-        assert registry.name_of(expected) == f"tf.{recorded}", case
+        assert op_names.name_of(expected) == f"tf.{recorded}", case
         checked += 1
     assert checked >= 40

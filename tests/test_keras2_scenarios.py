@@ -27,7 +27,7 @@ import pytest
 import tensorflow as tf
 
 import keras_graft
-from keras_graft import inference
+from keras_graft.core import inference
 
 RNG_SEED = 1234
 

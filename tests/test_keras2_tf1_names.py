@@ -38,7 +38,7 @@ def test_the_derived_map_holds_the_names_keras2_records():
 def test_every_mapped_name_is_an_allowed_tf2_op_and_every_tf1_name_is_tf1():
     for tf1, tf2 in MAP.items():
         assert tf1.startswith("compat.v1.") and not tf2.startswith("compat.")
-        assert keras_graft.safety.refusal_reason(tf2) is None, tf2
+        assert keras_graft.core.safety.refusal_reason(tf2) is None, tf2
 
 
 def test_renamed_and_filled_parameters_are_what_the_tf2_op_hands_on():

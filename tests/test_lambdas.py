@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_graft.errors import LambdaLayerWarning
-from keras_graft.lambdas import direct_form
+from keras_graft.patches.lambda_warning import direct_form
 
 
 def clip(x):

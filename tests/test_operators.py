@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import keras_graft
-from keras_graft import operators
+from keras_graft.patches import operators
 
 FEATURES = 8
 

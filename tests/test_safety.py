@@ -18,7 +18,9 @@ import tensorflow as tf
 import _hostile
 import _op_calls
 import keras_graft
-from keras_graft import _compat, inference, safety
+from keras_graft import _compat
+from keras_graft.core import safety
+from keras_graft.core import inference
 
 
 def save_sin_model(path):
@@ -529,13 +531,13 @@ def test_bounded_arguments_name_parameters_the_op_has(name):
 
 def test_a_bounded_op_keeps_its_name_and_runs_like_the_op(tmp_path):
     with _compat_safe_mode():
-        bounded_split = keras_graft.registry.resolve("tf.split")
+        bounded_split = keras_graft.core.op_names.resolve("tf.split")
     assert bounded_split is not tf.split and bounded_split.graft_tf_name == "split"
-    assert keras_graft.registry.name_of(bounded_split) == "tf.split"
+    assert keras_graft.core.op_names.name_of(bounded_split) == "tf.split"
     assert [t.numpy().tolist() for t in bounded_split(tf.range(4), 2)] == [[0, 1], [2, 3]]
     with pytest.raises(keras_graft.errors.TracingBudgetError, match="num_or_size_splits=5000"):
         bounded_split(tf.range(4), 5000)
-    assert keras_graft.registry.resolve("tf.split") is tf.split  # not while building in code
+    assert keras_graft.core.op_names.resolve("tf.split") is tf.split  # not while building in code
 
 
 def _compat_safe_mode():

@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from keras_graft import static_values
+from keras_graft.core import static_values
 
 
 def _build(make):

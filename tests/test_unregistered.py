@@ -18,7 +18,7 @@ import textwrap
 import keras
 import pytest
 
-from keras_graft import unregistered
+from keras_graft.core import unregistered
 from keras_graft.errors import UnregisteredNameError
 
 PACKAGE, MODULE = "h7_unregistered", "h7_unregistered.parts"
@@ -45,7 +45,7 @@ def close_enough(y_true, y_pred):
 CHILD = textwrap.dedent('''
     import json, sys, io, contextlib
     import keras, keras_graft
-    from keras_graft import cli
+    from keras_graft_tools import cli
     messages = {}
     for name in ("layer", "op", "loss", "metric"):
         try:

@@ -1,7 +1,7 @@
 """The wheel holds what users get: every module and data file, the examples, the command.
 
-pyproject.toml lists the packages one by one, so a new subpackage or data
-file is left out of the wheel unless it is listed too; an editable install
+pyproject.toml lists the packages one by one (the library and its tools), so a new
+subpackage or data file is left out of the wheel unless it is listed too; an editable install
 would never notice. CI also installs the wheel in a fresh venv and runs the
 demo from it (`.ci/run`).
 """
@@ -15,14 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Where each folder of the repository lands in the wheel.
-SHIPPED = {"src/keras_graft": "keras_graft", "examples": "keras_graft/examples"}
-COMMAND = "src/keras_graft_command.py"
+SHIPPED = {"src/keras_graft": "keras_graft", "src/keras_graft_tools": "keras_graft_tools",
+           "examples": "keras_graft/examples"}
 
 
 def tracked_files() -> list[str]:
     """The files git tracks under the shipped folders (what a clone, and CI, builds from)."""
     listed = subprocess.run(
-        ["git", "ls-files", "-z", *SHIPPED, COMMAND, "pyproject.toml", "README.md"],
+        ["git", "ls-files", "-z", *SHIPPED, "pyproject.toml", "README.md"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout
     return [name for name in listed.split("\0") if name]
@@ -53,10 +53,10 @@ def test_the_wheel_holds_every_tracked_file_and_the_command(tmp_path):
         entry_points = wheel.read(entry_points).decode()
 
     expected = {in_wheel(name) for name in files if name not in ("pyproject.toml", "README.md")}
-    assert "keras_graft/examples/clip_values.py" in expected and "keras_graft_command.py" in expected
+    assert "keras_graft/examples/clip_values.py" in expected and "keras_graft_tools/command.py" in expected
     missing = sorted(expected - names)
     assert not missing, (
         f"the wheel lacks {missing}: list their packages in pyproject.toml's [tool.setuptools] "
         "packages (data files: package-data)"
     )
-    assert "keras-graft = keras_graft_command:main" in entry_points
+    assert "keras-graft = keras_graft_tools.command:main" in entry_points

@@ -9,13 +9,10 @@ shapes and dtypes, and models that use them save and load in safe mode.
 """
 
 from keras_graft import _compat, errors
-from keras_graft import composite_methods as _composite_methods
-from keras_graft import dispatch as _dispatch
-from keras_graft import higher_order as _higher_order
-from keras_graft import lambdas as _lambdas
-from keras_graft import operators as _operators
-from keras_graft import printing as _printing
-from keras_graft.authoring import LayerContext, layer, loss, metric
+from keras_graft import patches as _patches
+from keras_graft.core import safety
+from keras_graft.core.op_layer import Op, TFOp, op
+from keras_graft.core.safety import allow, allow_process_wide, revoke_process_wide
 from keras_graft.errors import (
     KerasGraftError,
     MalformedModelFileError,
@@ -26,18 +23,12 @@ from keras_graft.errors import (
 from keras_graft.inspection import inspect
 from keras_graft.inspection.export import export
 from keras_graft.keras2 import loading as _keras2_loading
-from keras_graft.op_layer import Op, TFOp
-from keras_graft.registry import op
-from keras_graft.safety import allow, allow_process_wide, revoke_process_wide
+from keras_graft.layers.context import LayerContext
+from keras_graft.layers.decorators import layer, loss, metric
 
 __version__ = "0.1.0"
 
-_dispatch.install()
-_operators.install()
-_lambdas.install()
-_composite_methods.install()
-_higher_order.install()
-_printing.install()
+_patches.install()
 _keras2_loading.install()
 _compat.stop_unresolvable_functional_nodes()
 
@@ -60,4 +51,5 @@ __all__ = [
     "metric",
     "op",
     "revoke_process_wide",
+    "safety",
 ]

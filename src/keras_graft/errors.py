@@ -38,8 +38,8 @@ class TracingBudgetError(KerasGraftError, ValueError):
     Wrong (in a file): `tf.dynamic_partition(x, p, num_partitions=1_000_000)`
     (a million graph outputs), `tf.einsum(..., optimize="optimal")` (an
     exhaustive path search), or an op layer whose trace builds more than
-    `keras_graft.safety.MAX_TRACE_OPS` graph ops.
-    Right: at most `keras_graft.safety.MAX_OP_OUTPUTS` outputs per op; a file
+    `keras_graft.core.safety.MAX_TRACE_OPS` graph ops.
+    Right: at most `keras_graft.core.safety.MAX_OP_OUTPUTS` outputs per op; a file
     you trust loads with `keras.models.load_model(path, safe_mode=False)`.
     """
 

@@ -153,21 +153,6 @@ def check_static_shapes(name: str, function: Callable, inputs, outputs, target: 
             )
 
 
-def xla_compile_error(function: Callable, specs) -> str | None:
-    """Why TensorFlow's XLA does not compile `function` for these (static)
-    specs, or None when it does. Needs no JAX.
-
-    >>> xla_compile_error(lambda x: tf.math.sin(x), [tf.TensorSpec((2,))]) is None
-    True
-    """
-    try:
-        compiled = tf.function(function, jit_compile=True, autograph=False)
-        compiled.experimental_get_compiler_ir(*specs)(stage="hlo")
-    except Exception as error:  # Any failure to compile means: not on the XLA path.
-        return str(error) or type(error).__name__
-    return None
-
-
 def _jax_x64() -> bool:
     try:
         import jax

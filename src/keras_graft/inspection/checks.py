@@ -29,8 +29,9 @@ import keras
 import tensorflow as tf
 from keras import tree
 
-from keras_graft import _compat, backends, safety
-from keras_graft.authoring import FunctionLayer
+from keras_graft import _compat, backends
+from keras_graft.core import safety
+from keras_graft.layers.authoring import FunctionLayer
 from keras_graft.errors import (
     BudgetExceededError,
     CheckProcessError,
@@ -38,8 +39,8 @@ from keras_graft.errors import (
     UncheckableLayerError,
 )
 from keras_graft.inspection import sandbox
-from keras_graft.op_layer import TFOp
-from keras_graft.printing import Print
+from keras_graft.core.op_layer import TFOp
+from keras_graft.patches.printing import Print
 
 UNKNOWN_DIMENSION = 2
 

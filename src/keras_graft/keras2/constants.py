@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_graft.arguments import MAX_RANK, MAX_STORED_ELEMENTS
+from keras_graft.core.arguments import MAX_RANK, MAX_STORED_ELEMENTS
 from keras_graft.errors import UntranslatableConfigError
 
 _INT32 = np.iinfo(np.int32)

@@ -48,7 +48,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_graft import _compat, unregistered
+from keras_graft import _compat
+from keras_graft.core import unregistered
 from keras_graft.errors import Keras2FileError
 from keras_graft.keras2 import compile_configs, consistency, lambdas, weights, zip_weights
 

@@ -6,7 +6,7 @@ Run as a script, in a fresh interpreter, only when the user trusts the file
     python lambda_child.py REQUEST.json REPLY.json
 
 `REQUEST.json`: `{"source": "old.h5", "modules": ["my_project.lambdas"], "paths": ["/src"]}`
-(`keras_graft.child_imports.request`).
+(`keras_graft.keras2.child_imports.request`).
 The child imports the user's modules, builds the Keras 2 model in Keras 3
 with each `Lambda` a `TracedLambda`, which runs the function on the layer's
 inputs (so the layers after it get their shapes) and records the input shapes
@@ -186,7 +186,7 @@ class _TFOperators:
 
     def __enter__(self):
         from keras_graft import _compat
-        from keras_graft.op_layer import TFOp
+        from keras_graft.core.op_layer import TFOp
 
         def operator(function, swapped):
             if swapped:
@@ -208,7 +208,7 @@ class _TFOperators:
 def _trace(path: str, layer) -> dict:
     import keras
 
-    from keras_graft.op_layer import TFOp
+    from keras_graft.core.op_layer import TFOp
 
     try:
         spec = _general_spec(layer.calls)

@@ -36,7 +36,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from keras_graft import child_imports
+from keras_graft.keras2 import child_imports
 from keras_graft.errors import LambdaLayerError
 from keras_graft.keras2 import references, report
 

@@ -29,7 +29,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from keras_graft import _compat, unregistered
+from keras_graft import _compat
+from keras_graft.core import unregistered
 from keras_graft.errors import malformed
 from keras_graft.keras2 import files, lambdas, layer_configs, names, nodes, op_layers
 
@@ -106,7 +107,7 @@ def load(config, custom_objects, keras_load: Callable):
 def load_model(filepath, custom_objects, compile, safe_mode, keras_load: Callable):
     """`keras.models.load_model`: a Keras 2 file through `files.load_model`, any
     other through Keras (`keras_load`), and a name nothing registered explained
-    (`keras_graft.unregistered`)."""
+    (`keras_graft.core.unregistered`)."""
     local = isinstance(filepath, (str, os.PathLike)) and "://" not in str(filepath)
     if local and files.kind(Path(filepath)) is not None:
         return files.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)

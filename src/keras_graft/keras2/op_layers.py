@@ -13,7 +13,7 @@ and, in slicing layers, slices as `{"start", "stop", "step"}` dicts.
 
 `translate_functional` rewrites each such layer of a functional model config
 into a `TFOp` config, through keras-graft's own checks: the op name goes
-through `keras_graft.registry.resolve` (the allow-list), the constants through
+through `keras_graft.core.op_names.resolve` (the allow-list), the constants through
 `ArgumentTemplate.capture` (the argument rules), and the graph audit runs when
 Keras builds the layer. A Keras 2 op layer called more than once becomes one
 layer per call. TF 1 names Keras 2 recorded (`compat.v1.floor_div` for
@@ -46,8 +46,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from keras_graft import _compat, registry
-from keras_graft.arguments import ArgumentTemplate
+from keras_graft import _compat
+from keras_graft.core import op_names
+from keras_graft.core.arguments import ArgumentTemplate
 from keras_graft.errors import (
     LossyKeras2FileError,
     UnsafeOpError,
@@ -193,7 +194,7 @@ def _op_layer(layer: dict, node: Any, name: str, layer_names, outputs_read: int)
         raise malformed(f"Keras 2 op layer {name!r} names no op (its `function` is {keras2_name!r})",
                         writer="Keras 2")
     # The name is checked before anything of the call is read.
-    stored_name = registry.TF_PREFIX + tf1_names.tf2_name(keras2_name)
+    stored_name = op_names.TF_PREFIX + tf1_names.tf2_name(keras2_name)
     function = _resolve(stored_name, name, keras2_class)
     for key, value in layer["config"].items():
         if key not in _READ_KEYS and not _dtype_policy(value):
@@ -267,9 +268,9 @@ def _dtype_named(name: str) -> tf.DType | None:
 
 def _resolve(stored_name: str, layer_name: str, keras2_class: str) -> Callable:
     try:
-        return registry.resolve(stored_name)
+        return op_names.resolve(stored_name)
     except UnsafeOpError as error:
-        if not stored_name.startswith(registry.TF_PREFIX + tf1_names.TF1_PREFIX):
+        if not stored_name.startswith(op_names.TF_PREFIX + tf1_names.TF1_PREFIX):
             raise
         raise UnsafeOpError(
             f"Layer `{layer_name}` (Keras 2 `{keras2_class}`): {error} Keras 2 recorded this "
@@ -343,7 +344,7 @@ def _signature(function) -> inspect.Signature | None:
 
 def _call_text(function, args: tuple, kwargs: dict) -> str:
     arguments = [_short(a) for a in args] + [f"{key}={_short(value)}" for key, value in kwargs.items()]
-    return f"{registry.display_name(function)}({', '.join(arguments)})"
+    return f"{op_names.display_name(function)}({', '.join(arguments)})"
 
 
 def _short(value) -> str:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 KERAS2, KERAS3, KERAS3_OF_KERAS2 = "keras2", "keras3", "keras3_of_keras2"
-# The user's modules to import first: `keras_graft.child_imports.request`, as JSON.
+# The user's modules to import first: `keras_graft.keras2.child_imports.request`, as JSON.
 IMPORTS_VARIABLE = "KERAS_GRAFT_CHILD_IMPORTS"
 
 

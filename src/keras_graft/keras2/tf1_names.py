@@ -53,7 +53,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from keras_graft import _compat, safety
+from keras_graft import _compat
+from keras_graft.core import safety
 from keras_graft.errors import UntranslatableConfigError
 
 TF1_PREFIX = "compat.v1."

@@ -30,7 +30,8 @@ import warnings
 
 import keras
 
-from keras_graft import _compat, dispatch
+from keras_graft import _compat
+from keras_graft.patches import dispatch
 from keras_graft.errors import LambdaLayerWarning
 
 

@@ -28,7 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import keras_graft  # noqa: F401  (auto-wrapping)
-from keras_graft import side_by_side
+from keras_graft_tools import side_by_side
 from keras_graft.terminal import wide_console
 
 FEATURES, HIDDEN, BATCH = 256, 512, 256
@@ -110,7 +110,7 @@ def median_call_seconds(functions: dict, inputs, *, calls: int, repeats: int) ->
 
 
 def other_backends(backends, *, quick: bool) -> dict:
-    """`keras_graft.backend_bench` on each backend, each in its own process."""
+    """`keras_graft_tools.backend_bench` on each backend, each in its own process."""
     import json
     import subprocess
 
@@ -119,7 +119,7 @@ def other_backends(backends, *, quick: bool) -> dict:
     measured = {}
     for backend in backends:
         completed = subprocess.run(
-            child_process.python_module("keras_graft.backend_bench", *(["quick"] if quick else [])),
+            child_process.python_module("keras_graft_tools.backend_bench", *(["quick"] if quick else [])),
             capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend},
         )
         if completed.returncode != 0:
@@ -208,7 +208,7 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
 
 
 def side_by_side_results(progress: Progress, *, quick: bool) -> dict:
-    """Every way to write the same model (`keras_graft.side_by_side`), and Keras 2."""
+    """Every way to write the same model (`keras_graft_tools.side_by_side`), and Keras 2."""
     sizes, repeats, run_blocks = ((2, 4, 8), 2, 2) if quick else ((50, 200, 800), 3, 20)
     task = progress.add_task("side by side", total=len(sizes) + 4)
     results = side_by_side.measure(sizes, repeats=repeats, run_blocks=run_blocks,

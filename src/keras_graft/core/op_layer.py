@@ -11,12 +11,17 @@ from __future__ import annotations
 import contextlib
 from typing import Callable
 
+import functools
+
 import keras
 import tensorflow as tf
 from keras import tree
 
-from keras_graft import _compat, backends, inference, registry, safety
-from keras_graft.arguments import WHOLE_INPUTS, ArgumentTemplate
+from keras_graft import _compat, backends
+from keras_graft.core import safety
+from keras_graft.core import op_names
+from keras_graft.core import inference
+from keras_graft.core.arguments import WHOLE_INPUTS, ArgumentTemplate, holds_keras_tensor
 from keras_graft.errors import malformed
 
 
@@ -45,18 +50,18 @@ class TFOp(keras.layers.Layer):
     """
 
     def __init__(self, function: Callable, arguments: ArgumentTemplate | dict, **kwargs):
-        self.op_name = registry.require_name(function)
-        registry.check_allowed(self.op_name)
-        self.function = registry.unwrap(function)
+        self.op_name = op_names.require_name(function)
+        op_names.check_allowed(self.op_name)
+        self.function = op_names.unwrap(function)
         if isinstance(arguments, dict):
             arguments = ArgumentTemplate(arguments)
         self.arguments = arguments
         if "name" not in kwargs or kwargs["name"] is None:
-            kwargs["name"] = _compat.unique_layer_name(registry.display_name(function))
+            kwargs["name"] = _compat.unique_layer_name(op_names.display_name(function))
         kwargs["autocast"] = False
         super().__init__(**kwargs)
         # Made from a file being loaded in safe mode: traced, never run, and
-        # within a budget (`safety.trace_budget`); `registry.resolve` gave it
+        # within a budget (`safety.trace_budget`); `op_names.resolve` gave it
         # (and the functions among its arguments) their argument bounds.
         self.untrusted = _compat.deserializing_untrusted()
         # Output ranks only running the op told (see `inference.trace`).
@@ -106,9 +111,9 @@ class TFOp(keras.layers.Layer):
         name = kwargs.pop("name", None)
         # Refuse a disallowed op before looking at its arguments: for
         # `tf.numpy_function(np.sin, ...)` the op is the problem, not `np.sin`.
-        registry.check_allowed(registry.require_name(function))
+        op_names.check_allowed(op_names.require_name(function))
         template, tensors = ArgumentTemplate.capture(
-            args, kwargs, where=registry.display_name(function), function=function
+            args, kwargs, where=op_names.display_name(function), function=function
         )
         layer_name = _compat.unique_layer_name(name) if isinstance(name, str) else None
         layer = cls(function, template, name=layer_name)
@@ -130,7 +135,7 @@ class TFOp(keras.layers.Layer):
         return self.function(*args, **kwargs)
 
     def compute_output_spec(self, inputs):
-        audit = registry.needs_audit(self.op_name)
+        audit = op_names.needs_audit(self.op_name)
         key = inference.signatures.key(
             self.function,
             self.arguments.key,
@@ -170,7 +175,7 @@ class TFOp(keras.layers.Layer):
         config = super().get_config()
         config.pop("dtype", None)
         config.update({"op": self.op_name, "arguments": self.arguments.get_config()})
-        module = registry.defining_module(self.op_name)
+        module = op_names.defining_module(self.op_name)
         if module is not None:  # named when a loading process lacks it
             config["op_module"] = module
         if self.output_ranks is not None:
@@ -180,7 +185,7 @@ class TFOp(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        function = registry.resolve(config.pop("op", None), config.pop("op_module", None))
+        function = op_names.resolve(config.pop("op", None), config.pop("op_module", None))
         config.pop("dtype", None)
         output_ranks = _stored_ranks(config.pop("output_ranks", None))
         arguments = config.pop("arguments", None)
@@ -219,7 +224,7 @@ class Op(TFOp):
     """
 
     def __init__(self, function: Callable, *args, name: str | None = None, **kwargs):
-        where = registry.display_name(function)
+        where = op_names.display_name(function)
         template, tensors = ArgumentTemplate.capture(
             (WHOLE_INPUTS, *args), kwargs, where=where, function=function
         )
@@ -234,7 +239,7 @@ class Op(TFOp):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        function = registry.resolve(config.pop("op"), config.pop("op_module", None))
+        function = op_names.resolve(config.pop("op"), config.pop("op_module", None))
         args, kwargs = ArgumentTemplate(config.pop("arguments")).fill(None)
         if not args or args[0] is not None:
             raise malformed("An Op layer's stored arguments must start with its inputs")
@@ -272,3 +277,39 @@ _ON_TORCH = keras.backend.backend() == "torch"
 if _ON_TORCH:
     import torch
 
+
+def op(function: Callable | None = None, *, package: str = "Custom", name: str | None = None):
+    """Registers a Python function made of TF ops as a serializable op.
+
+    Called on Keras tensors, the function becomes one op layer in the model,
+    stored under `"package>name"` (never as bytecode); called on real tensors,
+    it is just the function.
+
+    Example:
+
+    >>> import keras, tensorflow as tf, keras_graft
+    >>> @keras_graft.op(package="docs")
+    ... def soft_clip(x, limit=1.0):
+    ...     return limit * tf.math.tanh(x / limit)
+    >>> y = soft_clip(keras.Input((4,)), limit=2.0)
+    >>> y.shape
+    (None, 4)
+
+    The module that defines the function must be imported before a model
+    that uses it is loaded.
+    """
+    if function is None:
+        return functools.partial(op, package=package, name=name)
+    if not callable(function):
+        raise TypeError(f"@keras_graft.op decorates functions; got {function!r}.")
+    function = op_names.unwrap(function)
+    key = op_names.register(function, package, name)
+
+    @functools.wraps(function)
+    def dispatching(*args, **kwargs):
+        if holds_keras_tensor((args, kwargs)):
+            return TFOp.wrap(function, args, kwargs)
+        return function(*args, **kwargs)
+
+    dispatching.graft_name = key
+    return dispatching

@@ -28,9 +28,10 @@ import keras
 import tensorflow as tf
 from keras import tree
 
-from keras_graft import _compat, safety
-from keras_graft.arguments import ArgumentTemplate
-from keras_graft.dispatch import route_keras_tensors
+from keras_graft import _compat
+from keras_graft.core import safety
+from keras_graft.core.arguments import ArgumentTemplate
+from keras_graft.patches.dispatch import route_keras_tensors
 from keras_graft.errors import UnsafeOpError, UnstorableArgumentError, malformed
 
 ALLOW_NAME = "print"

@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             # The demo saves on TensorFlow in this process; the other backend
             # runs in a child process.
             os.environ["KERAS_BACKEND"] = "tensorflow"
-        from keras_graft import demo
+        from keras_graft_tools import demo
 
         examples = arguments.only or demo.EXAMPLES
         try:
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.passed or not result.checked else 1
     if arguments.command == "inspect":
         return _inspect(arguments)
-    from keras_graft import bench
+    from keras_graft_tools import bench
 
     bench.run(quick=arguments.quick, markdown=arguments.markdown, backends=arguments.backends,
               results_dir=arguments.results)

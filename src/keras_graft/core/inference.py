@@ -31,7 +31,9 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from keras_graft import _compat, safety, static_values
+from keras_graft import _compat
+from keras_graft.core import safety
+from keras_graft.core import static_values
 from keras_graft.errors import OpTraceError, TracingBudgetError, UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000
@@ -174,7 +176,7 @@ def trace(
     found them.
 
     With `audit`, refuses graphs that hold unsafe op types
-    (`keras_graft.safety`). With `untrusted` (an op from a model file), runs
+    (`keras_graft.core.safety`). With `untrusted` (an op from a model file), runs
     nothing: large inputs get fresh stand-ins, so TensorFlow's constant
     folding cannot compute large values from the file's constants, and
     outputs of unknown rank take the `stored_ranks` of the file or are

@@ -37,7 +37,7 @@ flips a switch of the whole process. Four rules guard it.
    graph does not define would call a function of the loading process by
    name, and is refused too.
 
-3. **Loading runs nothing from the file** (`keras_graft.inference`): ops from
+3. **Loading runs nothing from the file** (`keras_graft.core.inference`): ops from
    a file are only traced into a graph, never run, and are traced on
    stand-ins for all but small inputs, so TensorFlow's constant folding
    cannot compute large values from a file's constants. An output whose rank

@@ -8,7 +8,7 @@ nothing.
 
 Some Keras 3 behaviours stand in the way and are adjusted here, on
 `KerasTensor` itself, only where Keras would fail anyway (Python's operators
-are `keras_graft.operators`):
+are `keras_graft.patches.operators`):
 - iterating a `KerasTensor` raises `NotImplementedError`. In user code, a
   tensor with a known first dimension iterates as in Keras 2: `q, k, v =
   tf.transpose(qkv, [2, 0, 1, 3])` is one `tf.unstack` layer along axis 0.
@@ -32,14 +32,9 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_graft import _compat
-from keras_graft.arguments import contains
+from keras_graft.core.arguments import contains, holds_keras_tensor
 from keras_graft.errors import NoDispatchError, SymbolicIterationError
-from keras_graft.op_layer import TFOp
-
-
-def holds_keras_tensor(value) -> bool:
-    """Whether a Keras tensor sits anywhere in `value` (lists, dicts, slices...)."""
-    return contains(value, lambda item: isinstance(item, _compat.KerasTensor))
+from keras_graft.core.op_layer import TFOp
 
 
 class KerasTensorDispatcher(_compat.GlobalOpDispatcher):

@@ -60,11 +60,12 @@ import types
 import keras
 import tensorflow as tf
 
-from keras_graft import _compat, backends, safety
+from keras_graft import _compat, backends
+from keras_graft.core import safety
 from keras_graft._compat import AutocastScope, get_keras_mask
-from keras_graft.context import BridgedState, LayerContext, _BuildingScope, _creating_variable
+from keras_graft.layers.context import BridgedState, LayerContext, _BuildingScope, _creating_variable
 from keras_graft.errors import DistributedStateError
-from keras_graft.hyperparameters import validate_stored
+from keras_graft.layers.hyperparameters import validate_stored
 
 __all__ = ["FunctionLayer", "layer", "loss", "metric"]
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_graft import _compat, registry
-from keras_graft.op_layer import TFOp
+from keras_graft import _compat
+from keras_graft.core import op_names
+from keras_graft.core.op_layer import TFOp
 
 RAGGED_PROPERTIES = ("values", "flat_values", "row_splits", "nested_row_splits")
 RAGGED_METHODS = (
@@ -51,7 +52,7 @@ def _registered():
     for kind, cls, properties, methods in _KINDS:
         for name in properties + methods:
             function = _function(cls, name)
-            registry.op(function, package="keras_graft", name=f"{cls.__name__}.{name}")
+            op_names.register(function, "keras_graft", f"{cls.__name__}.{name}")
             functions[(kind, name)] = function
     return functions
 

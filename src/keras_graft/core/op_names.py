@@ -3,16 +3,16 @@
 A TensorFlow op is stored as `"tf."` plus its canonical public name
 (`"tf.math.top_k"`); a function registered with `@keras_graft.op` as
 `"package>name"`, like Keras' own registered objects. Resolving a name runs
-the safety checks (`keras_graft.safety`) before looking anything up.
+the safety checks (`keras_graft.core.safety`) before looking anything up.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
-from keras_graft import _compat, safety
-from keras_graft.unregistered import unregistered
+from keras_graft import _compat
+from keras_graft.core import safety
+from keras_graft.core.unregistered import unregistered
 
 TF_PREFIX = "tf."
 
@@ -20,33 +20,10 @@ _registered: dict[str, Callable] = {}
 _name_of_registered: dict[int, str] = {}
 
 
-def op(function: Callable | None = None, *, package: str = "Custom", name: str | None = None):
-    """Registers a Python function made of TF ops as a serializable op.
-
-    Called on Keras tensors, the function becomes one op layer in the model,
-    stored under `"package>name"` (never as bytecode); called on real tensors,
-    it is just the function.
-
-    Example:
-
-    >>> import keras, tensorflow as tf, keras_graft
-    >>> @keras_graft.op(package="docs")
-    ... def soft_clip(x, limit=1.0):
-    ...     return limit * tf.math.tanh(x / limit)
-    >>> y = soft_clip(keras.Input((4,)), limit=2.0)
-    >>> y.shape
-    (None, 4)
-
-    The module that defines the function must be imported before a model
-    that uses it is loaded.
-    """
-    if function is None:
-        return functools.partial(op, package=package, name=name)
-    if not callable(function):
-        raise TypeError(f"@keras_graft.op decorates functions; got {function!r}.")
+def register(function: Callable, package: str, name: str | None) -> str:
+    """Stores `function` under `"package>name"` (its own name by default); returns the key."""
     if ">" in package or (name is not None and ">" in name):
         raise ValueError(f"`package` and `name` cannot contain '>'; got {package!r}, {name!r}.")
-    function = unwrap(function)
     key = f"{package}>{name or function.__name__}"
     existing = _registered.get(key)
     if existing is not None and _qualified(existing) != _qualified(function):
@@ -56,18 +33,7 @@ def op(function: Callable | None = None, *, package: str = "Custom", name: str |
         )
     _registered[key] = function
     _name_of_registered[id(function)] = key
-
-    @functools.wraps(function)
-    def dispatching(*args, **kwargs):
-        from keras_graft.dispatch import holds_keras_tensor
-        from keras_graft.op_layer import TFOp
-
-        if holds_keras_tensor((args, kwargs)):
-            return TFOp.wrap(function, args, kwargs)
-        return function(*args, **kwargs)
-
-    dispatching.graft_name = key
-    return dispatching
+    return key
 
 
 def unwrap(function: Callable) -> Callable:

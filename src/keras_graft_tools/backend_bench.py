@@ -4,13 +4,13 @@ The same small models, once with TF ops (keras-graft) and once in native
 `keras.ops`, timed on one Keras backend in one process (the backend is fixed
 per process), in interleaved rounds: forward per op, forward of a whole
 model, and a training step. Run by `bench.py` as
-`KERAS_BACKEND=jax python -m keras_graft.backend_bench QUICK`, which prints
+`KERAS_BACKEND=jax python -m keras_graft_tools.backend_bench QUICK`, which prints
 one JSON line.
 
 Where the time of one workload goes, as cProfile sees it (the functions
 that cost most in themselves, over 200 calls of the keras-graft model):
 
-    KERAS_BACKEND=torch python -m keras_graft.backend_bench profile "training step"
+    KERAS_BACKEND=torch python -m keras_graft_tools.backend_bench profile "training step"
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """The `keras-graft` command's entry point: fast and quiet.
 
 `import keras_graft` imports TensorFlow (it installs auto-wrapping), which
-takes seconds. So the command first parses its arguments with the parser of
-`keras_graft/cli.py` loaded on its own, without the package: `--help`,
+takes seconds. The tools import the library only inside the commands that
+need it, so the command first parses its arguments (`cli.parse`): `--help`,
 `--version` and usage errors answer at once. Only a real command imports
 TensorFlow, with its start-up log lines (oneDNN, CUDA drivers, absl) held
 back, unless the user set `TF_CPP_MIN_LOG_LEVEL` and so asked for TF's own.
 
 Before anything is imported, the command takes the working directory off
-`sys.path` where Python put it (`python -m keras_graft_command`, `python -m
-keras_graft`): Keras imports a module a model config names when its package
+`sys.path` where Python put it (`python -m keras_graft_tools`): Keras imports a module a model config names when its package
 is `keras_hub`, `keras_cv` or `keras_nlp`, so such a folder next to a
 downloaded model must never be found. (`keras-graft inspect --import MODULE`
 looks there for MODULE only.)
@@ -17,11 +16,9 @@ looks there for MODULE only.)
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
-from pathlib import Path
 
 # Marks a TF_CPP_MIN_LOG_LEVEL that the command set, not the user.
 _SET_BY_US = "KERAS_GRAFT_QUIET_TENSORFLOW"
@@ -47,16 +44,6 @@ def forget_working_directory() -> None:
     and `python -c` put it (unless `-P` or PYTHONSAFEPATH kept it out)."""
     if sys.path and not getattr(sys.flags, "safe_path", False) and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
-
-
-def _standalone_cli():
-    """`keras_graft/cli.py` as a module of its own, without `keras_graft/__init__`."""
-    package = importlib.util.find_spec("keras_graft")
-    path = Path(package.submodule_search_locations[0]) / "cli.py"
-    spec = importlib.util.spec_from_file_location("keras_graft_standalone_cli", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def import_tensorflow_quietly() -> None:
@@ -91,10 +78,10 @@ def import_tensorflow_quietly() -> None:
 def main(argv: list[str] | None = None) -> int:
     forget_working_directory()
     argv = sys.argv[1:] if argv is None else list(argv)
-    _standalone_cli().parse(argv)  # --help, --version, usage errors: exit here
-    import_tensorflow_quietly()
-    from keras_graft import cli
+    from keras_graft_tools import cli  # no TensorFlow: it imports the library where a command needs it
 
+    cli.parse(argv)  # --help, --version, usage errors: exit here
+    import_tensorflow_quietly()
     return cli.main(argv)
 
 

@@ -30,9 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from keras_graft import child_process
-from keras_graft.authoring import FunctionLayer
+from keras_graft.layers.authoring import FunctionLayer
 from keras_graft.inspection import inspect, sandbox
-from keras_graft.op_layer import TFOp
+from keras_graft.core.op_layer import TFOp
 from keras_graft.terminal import escape, wide_console
 
 EXAMPLES = ("clip_values", "custom_matmul", "sequence_counter")
@@ -299,8 +299,8 @@ def run_on_backend(backend: str, examples=EXAMPLES, *, epochs: int = 3, keep: st
         names = [r.name for r in results if r.ok]
         console.print(f"\nLoading the saved files on [bold]{backend}[/] ...")
         # Through the command's launcher, so TF's start-up noise stays held back.
-        launch = ("import runpy, keras_graft_command; keras_graft_command.import_tensorflow_quietly(); "
-                  "runpy.run_module('keras_graft.demo', run_name='__main__')")
+        launch = ("import runpy, keras_graft_tools.command; keras_graft_tools.command.import_tensorflow_quietly(); "
+                  "runpy.run_module('keras_graft_tools.demo', run_name='__main__')")
         child = subprocess.run(
             child_process.python_code(launch, directory.resolve(), epochs, *names),
             cwd=directory, env={**os.environ, "KERAS_BACKEND": backend},

@@ -1,4 +1,4 @@
-"""The Keras 2 (`tf_keras`) side of `keras_graft.side_by_side`, run by path in a
+"""The Keras 2 (`tf_keras`) side of `keras_graft_tools.side_by_side`, run by path in a
 child process with `TF_USE_LEGACY_KERAS=1`, without importing keras_graft:
 `python keras2_bench.py SIZES REPEATS RUN_BLOCKS UNITS BATCH` prints one JSON
 line of `{workload: [seconds per round]}`.

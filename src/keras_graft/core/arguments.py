@@ -8,7 +8,7 @@ splits `tf.clip_by_value(x, -1.0, 1.0)` into the tensors `[x]` and a template
 The stored form is plain JSON data, tagged with `"__graft__"` where JSON has
 no native form. It describes constants, and functions only by the name an op
 layer could have (`tf.math.sin`, `my_project>row_fn`), resolved on load
-through `keras_graft.registry.resolve` and so through the same allow-list:
+through `keras_graft.core.op_names.resolve` and so through the same allow-list:
 there is no tag for code, so a forged file cannot smuggle any in.
 
 Stored values:
@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from keras_graft import registry, safety
+from keras_graft.core import safety
+from keras_graft.core import op_names
 from keras_graft._compat import KerasTensor
 from keras_graft.errors import UnstorableArgumentError, malformed
 
@@ -187,8 +188,8 @@ class _Encoder:
             return {TAG: "shape", "dims": dims}
         if isinstance(value, (np.ndarray, np.generic)):
             return _encode_array("array", self._storable(np.asarray(value), path))
-        if callable(value) and not isinstance(value, type) and registry.name_of(value):
-            return {TAG: "function", "name": registry.name_of(value)}
+        if callable(value) and not isinstance(value, type) and op_names.name_of(value):
+            return {TAG: "function", "name": op_names.name_of(value)}
         if isinstance(value, (tf.Variable, tf.__internal__.CompositeTensor)) or _is_keras_variable(value):
             raise self._refuse(value, path)
         if tf.is_tensor(value):
@@ -385,7 +386,7 @@ def _decode_value(config: Any, depth: int, budget: list) -> Any:
     if kind == "tensor":
         return tf.constant(_decode_array(config))
     if kind == "function":
-        return registry.resolve(config["name"])
+        return op_names.resolve(config["name"])
     raise malformed(f"Unknown stored op argument kind {kind!r:.40}", newer=True)
 
 
@@ -428,6 +429,11 @@ def nested_values(value: Any):
 def contains(value: Any, is_wanted: Callable[[Any], bool]) -> bool:
     """Whether `is_wanted` holds for `value` or anything nested in it."""
     return any(is_wanted(item) for item in nested_values(value))
+
+
+def holds_keras_tensor(value) -> bool:
+    """Whether a Keras tensor sits anywhere in `value` (lists, dicts, slices...)."""
+    return contains(value, lambda item: isinstance(item, KerasTensor))
 
 
 def _is_input_marker(value: Any) -> bool:

@@ -1,0 +1,1 @@
+"""The op-layer machinery: names, the safety rules, argument templates, inference, `TFOp`."""

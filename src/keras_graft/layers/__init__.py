@@ -1,0 +1,1 @@
+"""Layers, losses and metrics written as functions of TF ops."""
