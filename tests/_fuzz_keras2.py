@@ -40,14 +40,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import hypothesis  # noqa: E402
-import hypothesis.configuration  # noqa: E402
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
 import _fuzz_loading  # noqa: E402
 import _hostile  # noqa: E402
 import _hostile_keras2  # noqa: E402
 import _keras2_models  # noqa: E402
+import hypothesis  # noqa: E402
+import hypothesis.configuration  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
+
 import keras_graft  # noqa: E402
 from keras_graft import inspection, registry, safety  # noqa: E402
 from keras_graft.inspection import loading  # noqa: E402

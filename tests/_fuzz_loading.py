@@ -41,17 +41,18 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _hostile  # noqa: E402
+import hypothesis  # noqa: E402
+import hypothesis.configuration  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import hypothesis  # noqa: E402
-import hypothesis.configuration  # noqa: E402
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
+from tensorflow.python.util import tf_export  # noqa: E402
 
-import _hostile  # noqa: E402
 import keras_graft  # noqa: E402
 from keras_graft import printing, registry, safety  # noqa: E402
-from tensorflow.python.util import tf_export  # noqa: E402
 
 
 @keras_graft.layer(package="fuzz")

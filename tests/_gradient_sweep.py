@@ -38,15 +38,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _op_arguments  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import _op_arguments  # noqa: E402
 import keras_graft  # noqa: E402
 from keras_graft import _compat, safety  # noqa: E402
-from keras_graft.layers.authoring import FunctionLayer  # noqa: E402
 from keras_graft.errors import KerasGraftError, NoDispatchError  # noqa: E402
+from keras_graft.layers.function_layer import FunctionLayer  # noqa: E402
 
 LEARNING_RATE = 0.1
 FEATURES = 48

@@ -648,9 +648,9 @@ VICTIM = "_hostile:register_victim_layer"
 def register_victim_layer():
     """Registers `hostile_victim>scaled`, an ordinary-looking `@keras_graft.layer`:
     `scaled(ctx, x, scale=2.0, activation=None)` applies `activation` if given."""
-    import keras_graft
-
     import keras
+
+    import keras_graft
 
     @keras_graft.layer(package="hostile_victim")
     def scaled(ctx, x, scale=2.0, activation=None):
@@ -1292,6 +1292,7 @@ def _child_main(path: str, arguments: list[str]) -> None:
 
     sys.path.insert(0, str(_HERE))
     import keras  # noqa: F401
+
     import keras_graft  # noqa: F401
 
     before_path = next((a.split("=", 1)[1] for a in arguments if a.startswith("--before=")), None)

@@ -29,7 +29,8 @@ import hypothesis  # noqa: E402
 import hypothesis.configuration  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 import keras_graft  # noqa: E402,F401  (auto-wrapping)
 from keras_graft import inference  # noqa: E402

@@ -28,3 +28,14 @@ def keras2_files(tmp_path_factory):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent
     return _keras2_models.generate(root / "keras2_models")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Under tests/, only test files are collected (with their doctests): the
+    helpers and child-process scripts are imported or run by the tests, never
+    collected as modules of their own (`--doctest-modules` would import them)."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    path = str(collection_path)
+    if path.startswith(tests) and path.endswith(".py"):
+        return not os.path.basename(path).startswith(("test_", "conftest"))
+    return None

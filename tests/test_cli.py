@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from keras_graft_tools import cli
-from keras_graft_tools import demo
-from keras_graft_tools import bench
+from keras_graft_tools import bench, cli, demo
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from keras_graft import TFOp
+from keras_graft.layers.function_layer import FunctionLayer
 from keras_graft_tools import demo
-from keras_graft.layers.authoring import FunctionLayer
 
 
 @pytest.mark.parametrize("name", demo.EXAMPLES)

@@ -11,9 +11,8 @@ when the model runs, for the attacks that run it) or a change of process
 state. A model that loads must report the output shapes it computes.
 """
 
-import pytest
-
 import _hostile
+import pytest
 
 # Peak resident memory of the loading process, TensorFlow included.
 MEMORY_BUDGET_MB = 1536

@@ -412,9 +412,8 @@ def test_a_session_stops_trying_after_its_misses(monkeypatch):
 
 
 def test_export_refuses_a_layer_whose_tflite_check_was_not_made(monkeypatch, tmp_path):
-    from keras_graft.errors import ExportError
-
     import keras_graft.inspection as inspection
+    from keras_graft.errors import ExportError
 
     monkeypatch.setitem(inspection._CHECK_FUNCTIONS, "tflite",
                         lambda p: checks.Verdict(checks.BUDGET, "went over its memory budget"))

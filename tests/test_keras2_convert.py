@@ -10,12 +10,12 @@ import h5py
 import keras as keras_module
 import numpy as np
 import pytest
+from _keras2_models import read_arrays
 from rich.console import Console
 
-from _keras2_models import read_arrays
-from keras_graft_tools import cli
 from keras_graft.errors import BudgetExceededError
 from keras_graft.keras2 import convert, predict
+from keras_graft_tools import cli
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 

@@ -10,10 +10,10 @@ import h5py
 import keras
 import numpy as np
 import pytest
-
 from _keras2_models import KERAS_ZIP_MODELS, SAVED_MODELS, read_arrays
-from keras_graft_tools import cli
+
 from keras_graft.keras2 import files
+from keras_graft_tools import cli
 
 CASES = [(name, f"{name}.keras") for name in KERAS_ZIP_MODELS] + [
     (name, f"{name}_savedmodel") for name in SAVED_MODELS

@@ -34,9 +34,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from keras_graft_tools import cli
 from keras_graft.errors import ConversionError, LambdaLayerError
 from keras_graft.keras2 import convert, files
+from keras_graft_tools import cli
 
 TF_KERAS_WRITER = textwrap.dedent('''
     import sys

@@ -9,8 +9,8 @@ the table has its own test, on the Keras 2 files that need it.
 import keras
 import numpy as np
 import pytest
-
 from _keras2_models import LAYERS, read_arrays
+
 from keras_graft.keras2 import layer_configs, report
 from keras_graft.keras2.layer_configs import TABLE, UntranslatableConfigError
 

@@ -12,9 +12,9 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from _keras2_models import MODELS, read_arrays
 
 import keras_graft
-from _keras2_models import MODELS, read_arrays
 
 ATOL = 1e-4
 

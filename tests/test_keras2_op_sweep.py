@@ -13,8 +13,8 @@ import _keras2_op_sweep as sweep
 import pytest
 
 from keras_graft.core import op_names
-from keras_graft.patches import operators
 from keras_graft.keras2 import tf1_names
+from keras_graft.patches import operators
 
 
 @pytest.fixture(scope="module")

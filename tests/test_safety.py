@@ -10,17 +10,16 @@ import textwrap
 import threading
 import zipfile
 
+import _hostile
+import _op_calls
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import _hostile
-import _op_calls
 import keras_graft
 from keras_graft import _compat
-from keras_graft.core import safety
-from keras_graft.core import inference
+from keras_graft.core import inference, safety
 
 
 def save_sin_model(path):

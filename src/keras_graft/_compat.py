@@ -37,6 +37,7 @@ __all__ = [
     "canonical_tf_name",
     "decode_legacy_json",
     "deserializing_untrusted",
+    "function_graph",
     "get_keras_mask",
     "in_keras_safe_mode",
     "keras3_only_optimizer_variables",
@@ -307,6 +308,12 @@ def call_concrete_flat(concrete, tensors: list) -> list:
     of a small function's call). Captured tensors are appended, as the
     public call does."""
     return concrete._inference_function.call_flat(*tensors, *concrete.captured_inputs)
+
+
+def function_graph(name: str) -> tf.Graph:
+    """A fresh `FuncGraph`: a graph in which `tf.init_scope` lifts variable
+    creation out to the eager context, as a `tf.function` trace does."""
+    return tf.__internal__.FuncGraph(name)
 
 
 def call_signature(layer) -> inspect.Signature:

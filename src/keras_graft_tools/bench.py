@@ -28,8 +28,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 import keras_graft  # noqa: F401  (auto-wrapping)
-from keras_graft_tools import side_by_side
 from keras_graft.terminal import wide_console
+from keras_graft_tools import side_by_side
 
 FEATURES, HIDDEN, BATCH = 256, 512, 256
 

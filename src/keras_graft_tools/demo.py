@@ -30,9 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from keras_graft import child_process
-from keras_graft.layers.authoring import FunctionLayer
-from keras_graft.inspection import inspect, sandbox
 from keras_graft.core.op_layer import TFOp
+from keras_graft.inspection import inspect, sandbox
+from keras_graft.layers.function_layer import FunctionLayer
 from keras_graft.terminal import escape, wide_console
 
 EXAMPLES = ("clip_values", "custom_matmul", "sequence_counter")

@@ -33,8 +33,8 @@ import tensorflow as tf
 from jax.experimental import jax2tf
 
 from keras_graft import _compat
-from keras_graft.backends.xla import xla_compile_error
 from keras_graft.backends.tracing import Traced, no_gradient_error, random_op_error
+from keras_graft.backends.xla import xla_compile_error
 from keras_graft.errors import OpTraceError
 
 

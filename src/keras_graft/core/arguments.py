@@ -32,9 +32,8 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from keras_graft.core import safety
-from keras_graft.core import op_names
 from keras_graft._compat import KerasTensor
+from keras_graft.core import op_names, safety
 from keras_graft.errors import UnstorableArgumentError, malformed
 
 TAG = "__graft__"

@@ -32,8 +32,7 @@ import tensorflow as tf
 from keras import tree
 
 from keras_graft import _compat
-from keras_graft.core import safety
-from keras_graft.core import static_values
+from keras_graft.core import safety, static_values
 from keras_graft.errors import OpTraceError, TracingBudgetError, UnstorableArgumentError
 
 MAX_GRAPH_VERSION = 200_000

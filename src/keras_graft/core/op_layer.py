@@ -9,18 +9,15 @@ them save to `.keras` and load back in safe mode.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
-
 import functools
+from typing import Callable
 
 import keras
 import tensorflow as tf
 from keras import tree
 
 from keras_graft import _compat, backends
-from keras_graft.core import safety
-from keras_graft.core import op_names
-from keras_graft.core import inference
+from keras_graft.core import inference, op_names, safety
 from keras_graft.core.arguments import WHOLE_INPUTS, ArgumentTemplate, holds_keras_tensor
 from keras_graft.errors import malformed
 

@@ -26,10 +26,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from keras_graft.child_process import Budget
-from keras_graft.terminal import escape
 from keras_graft.inspection import checks, sandbox
 from keras_graft.inspection.equivalents import keras_ops_equivalent
 from keras_graft.inspection.report import CHECKS, LayerReport, Report
+from keras_graft.terminal import escape
 
 __all__ = ["CHECKS", "Budget", "LayerReport", "Report", "inspect", "lambda_layers", "op_layers"]
 

@@ -31,7 +31,7 @@ from keras import tree
 
 from keras_graft import _compat, backends
 from keras_graft.core import safety
-from keras_graft.layers.authoring import FunctionLayer
+from keras_graft.core.op_layer import TFOp
 from keras_graft.errors import (
     BudgetExceededError,
     CheckProcessError,
@@ -39,7 +39,7 @@ from keras_graft.errors import (
     UncheckableLayerError,
 )
 from keras_graft.inspection import sandbox
-from keras_graft.core.op_layer import TFOp
+from keras_graft.layers.function_layer import FunctionLayer
 from keras_graft.patches.printing import Print
 
 UNKNOWN_DIMENSION = 2

@@ -36,9 +36,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from keras_graft.keras2 import child_imports
 from keras_graft.errors import LambdaLayerError
-from keras_graft.keras2 import references, report
+from keras_graft.keras2 import child_imports, references, report
 
 LAMBDA = "Lambda"
 FUNCTIONAL_CLASSES = ("Functional", "Model")

@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from keras_graft import child_process
-from keras_graft.keras2 import child_imports
 from keras_graft.child_process import Budget
 from keras_graft.errors import BudgetExceededError, PredictionError
-from keras_graft.keras2 import predict_child
+from keras_graft.keras2 import child_imports, predict_child
 from keras_graft.keras2.predict_child import (
     KERAS2,
     KERAS3,

@@ -5,191 +5,41 @@ context for the variables it needs, *where it needs them*, and the context
 creates them once, when the layer is built, and hands back the same variables
 on every later call:
 
-```python
-import tensorflow as tf
-import keras_graft
+>>> import tensorflow as tf, keras_graft
+>>> @keras_graft.layer(package="docs")
+... def scaled_counter(ctx, x, scale=2.0):
+...     gain = ctx.weight("gain", (x.shape[-1],), initializer="ones")
+...     calls = ctx.state("calls")                    # float32 scalar, "sum"
+...     calls.assign_add(1.0)
+...     return x * gain * scale
+>>> layer = scaled_counter(scale=3.0)
+>>> layer(tf.ones((2, 4))).shape
+TensorShape([2, 4])
+>>> float(layer.named_variables["calls"].numpy())
+1.0
 
-@keras_graft.layer
-def scaled_counter(ctx, x, scale=2.0):
-    gain = ctx.weight("gain", (x.shape[-1],), initializer="ones")
-    calls = ctx.state("calls")                    # float32 scalar, "sum"
-    calls.assign_add(1.0)
-    return x * gain * scale
-
-layer = scaled_counter(scale=3.0)
-y = layer(tf.ones((2, 4)))
-layer.named_variables["calls"].numpy()            # 1.0
-```
-
-`ctx.state(...)` returns a `StateVariable`: a non-trainable `keras.Variable`
-whose `assign_add` / `assign_sub` / `assign` keep their plain meaning under
-`tf.distribute` (see `StateVariable`).
+`ctx.state(...)` returns a `StateVariable` (`keras_graft.layers.state`): a
+non-trainable `keras.Variable` whose `assign_add` / `assign_sub` / `assign`
+keep their plain meaning under `tf.distribute`.
 """
 
 from __future__ import annotations
 
 import numbers
-import threading
 
 import keras
 import tensorflow as tf
 
-__all__ = ["AGGREGATIONS", "LayerContext", "StateVariable"]
+from keras_graft.layers.state import (
+    AGGREGATION_MEANING,
+    AGGREGATIONS,
+    BridgedState,
+    StateVariable,
+    creating_variable,
+)
+from keras_graft.layers.variables import LayerVariables, VariableSpec
 
-#: The values `ctx.state(..., aggregation=...)` accepts.
-AGGREGATIONS = ("sum", "mean", "only_first_replica")
-
-_AGGREGATION_MEANING = {
-    "sum": "the increments of all replicas are added up",
-    "mean": "the replicas' increments (or assigned values) are averaged",
-    "only_first_replica": "only the first replica's update is applied",
-}
-
-_local = threading.local()
-
-
-def _building() -> bool:
-    """Whether the current thread is tracing a layer function to build it."""
-    return getattr(_local, "building", False)
-
-
-class _BuildingScope:
-    """While active, `StateVariable` updates are traced but never applied."""
-
-    def __enter__(self):
-        self._previous = _building()
-        _local.building = True
-        return self
-
-    def __exit__(self, *exc):
-        _local.building = self._previous
-        return False
-
-
-def _creating_variable() -> bool:
-    """Whether ctx.weight / ctx.state is creating a variable right now."""
-    return getattr(_local, "creating", False)
-
-
-def _synchronizing_replica_context():
-    """The replica context when updates must be synchronized, else None.
-
-    None outside `strategy.run` (cross-replica context: an update is applied
-    once, to every copy) and under the default strategy (one replica).
-    """
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return None
-    return context
-
-
-class StateVariable(keras.Variable):
-    """A non-trainable variable whose updates mean the same on any strategy.
-
-    Made by `ctx.state(...)`, not directly. It is a `keras.Variable`: read it,
-    do arithmetic with it, pass it to TF ops. Its updates mean what they say:
-
-    - `assign_add(delta)` / `assign_sub(delta)`: under a strategy with several
-      replicas, every replica's `delta` is combined by the state's
-      `aggregation` ("sum": added up; "mean": averaged; "only_first_replica":
-      the first replica's), and the combined increment is applied once, to
-      every copy. A "sum" counter incremented by 1 per call reads
-      steps x replicas; a "mean" or "only_first_replica" one reads steps.
-    - `assign(value)`: "mean" stores the replicas' average value,
-      "only_first_replica" the first replica's. "sum" cannot add up absolute
-      values, so it accepts only a value known when the step is traced (a
-      Python number, a NumPy array, `tf.constant`), which is the same on every
-      replica: `counter.assign(0)` resets a counter anywhere.
-
-    Without a strategy (or outside `strategy.run`) they are ordinary updates.
-    The underlying variable is mirrored with `"only_first_replica"`, so all
-    copies receive the same, already combined, value; it is never autocast
-    (a float32 counter stays float32 under `mixed_float16`).
-
-    Keep updates out of `tf.cond` branches that replicas may take differently
-    (every replica must reach the same updates); write
-    `counter.assign_add(tf.where(condition, 1.0, 0.0))` instead.
-    """
-
-    def __init__(self, *args, state_aggregation="sum", owner=None, **kwargs):
-        if state_aggregation not in AGGREGATIONS:
-            raise ValueError(
-                f"aggregation={state_aggregation!r} is not one of "
-                f"{', '.join(map(repr, AGGREGATIONS))}."
-            )
-        self._state_aggregation = state_aggregation
-        self._owner_name = owner
-        kwargs.update(trainable=False, autocast=False)
-        kwargs["aggregation"] = "only_first_replica"
-        super().__init__(*args, **kwargs)
-
-    @property
-    def state_aggregation(self) -> str:
-        """How replicas' updates combine: "sum", "mean" or "only_first_replica"."""
-        return self._state_aggregation
-
-    def _describe(self) -> str:
-        owner = f"{self._owner_name}: " if self._owner_name else ""
-        return f"{owner}state {self.name!r} (aggregation={self._state_aggregation!r})"
-
-    def _as_tensor(self, value):
-        return tf.convert_to_tensor(value, dtype=self._dtype)
-
-    def _combine(self, context, value):
-        """`value` combined across replicas by this state's aggregation."""
-        if self._state_aggregation == "sum":
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-        if self._state_aggregation == "mean":
-            return context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
-        # only_first_replica: broadcast replica 0's value to every replica
-        # (an all-reduce, so it holds across workers too).
-        first = tf.equal(context.replica_id_in_sync_group, 0)
-        return context.all_reduce(
-            tf.distribute.ReduceOp.SUM,
-            tf.where(first, value, tf.zeros_like(value)),
-        )
-
-    def _increment(self, delta):
-        delta = self._as_tensor(delta)
-        context = None if _building() else _synchronizing_replica_context()
-        if context is not None:
-            delta = self._combine(context, delta)
-        return delta
-
-    def _apply(self, new_value):
-        if _building():
-            # Building only traces the layer function to create its variables;
-            # the traced graph is thrown away, so nothing is assigned.
-            return self._as_tensor(new_value)
-        return super().assign(new_value)
-
-    def assign(self, value):
-        value = self._as_tensor(value)
-        context = None if _building() else _synchronizing_replica_context()
-        if context is not None:
-            if self._state_aggregation == "sum":
-                if tf.get_static_value(value) is None:
-                    raise ValueError(
-                        f"{self._describe()}: `assign` of a value computed in "
-                        f"the step cannot be expressed with aggregation='sum' "
-                        f"on {context.num_replicas_in_sync} replicas (each "
-                        "replica may assign a different value, and absolute "
-                        "values cannot be added up). Use assign_add/assign_sub "
-                        "(increments are summed), assign a constant "
-                        "(`assign(0)`), or declare the state with "
-                        "aggregation='mean' (stores the replicas' average) or "
-                        "aggregation='only_first_replica' (stores the first "
-                        "replica's value)."
-                    )
-            else:
-                value = self._combine(context, value)
-        return self._apply(value)
-
-    def assign_add(self, value):
-        return self._apply(self.value + self._increment(value))
-
-    def assign_sub(self, value):
-        return self._apply(self.value - self._increment(value))
+__all__ = ["LayerContext"]
 
 
 def _standardize_shape(shape, what: str) -> tuple:
@@ -258,24 +108,27 @@ class LayerContext:
 
     Example:
 
-    ```python
-    @keras_graft.layer
-    def noisy_dense(ctx, x, units=8, noise=0.1, l2=1e-4):
-        kernel = ctx.weight("kernel", (x.shape[-1], units),
-                            regularizer=keras.regularizers.L2(l2))
-        y = tf.matmul(x, kernel)
-        if ctx.training:
-            y += tf.random.normal(tf.shape(y), stddev=noise, dtype=y.dtype)
-        ctx.add_loss(1e-3 * tf.reduce_mean(tf.square(y)))
-        return y
-    ```
+    >>> import keras, tensorflow as tf, keras_graft
+    >>> @keras_graft.layer(package="docs")
+    ... def noisy_dense(ctx, x, units=8, noise=0.1, l2=1e-4):
+    ...     kernel = ctx.weight("kernel", (x.shape[-1], units),
+    ...                         regularizer=keras.regularizers.L2(l2))
+    ...     y = tf.matmul(x, kernel)
+    ...     if ctx.training:
+    ...         y += tf.random.normal(tf.shape(y), stddev=noise, dtype=y.dtype)
+    ...     ctx.add_loss(1e-3 * tf.reduce_mean(tf.square(y)))
+    ...     return y
+    >>> noisy_dense(units=2)(keras.Input((3,))).shape
+    (None, 2)
     """
 
-    __slots__ = ("_layer", "_training", "_masks", "_building", "_stand_ins", "_losses",
-                 "building_was_read")
+    __slots__ = ("_layer", "_variables", "_training", "_masks", "_building", "_stand_ins",
+                 "_losses", "building_was_read")
 
-    def __init__(self, layer, *, training=False, masks=None, building=False, stand_ins=None):
+    def __init__(self, layer, variables: LayerVariables, *, training=False, masks=None,
+                 building=False, stand_ins=None):
         self._layer = layer
+        self._variables = variables
         self._training = training
         self._masks = dict(masks or {})
         self._building = building
@@ -287,6 +140,12 @@ class LayerContext:
         # Whether the function asked `ctx.building`: then the build trace's
         # outputs may differ from the call's (`FunctionLayer`).
         self.building_was_read = False
+
+    @property
+    def losses(self) -> list:
+        """The losses `add_loss` collected for the layer to add on its backend
+        (JAX, torch: the function ran in TensorFlow on stand-ins)."""
+        return list(self._losses)
 
     def __repr__(self):
         phase = "building" if self._building else (
@@ -368,8 +227,7 @@ class LayerContext:
         _validate_name(name, "weight")
         shape = _standardize_shape(shape, what)
         dtype = keras.backend.standardize_dtype(dtype or self._layer.variable_dtype)
-        spec = {"kind": "weight", "shape": shape, "dtype": dtype,
-                "trainable": bool(trainable)}
+        spec = VariableSpec("weight", shape, dtype, trainable=bool(trainable))
         existing = self._existing(name, spec)
         if existing is not None:
             return existing
@@ -414,17 +272,16 @@ class LayerContext:
 
         Example:
 
-        ```python
-        @keras_graft.layer
-        def examples_seen(ctx, x):
-            seen = ctx.state("seen", dtype="int64")
-            seen.assign_add(tf.shape(x, out_type=tf.int64)[0])
-            return x
-
-        layer = examples_seen()
-        layer(tf.ones((3, 2)))
-        layer.named_variables["seen"].numpy()  # 3
-        ```
+        >>> import tensorflow as tf, keras_graft
+        >>> @keras_graft.layer(package="docs")
+        ... def examples_seen(ctx, x):
+        ...     seen = ctx.state("seen", dtype="int64")
+        ...     seen.assign_add(tf.shape(x, out_type=tf.int64)[0])
+        ...     return x
+        >>> layer = examples_seen()
+        >>> _ = layer(tf.ones((3, 2)))
+        >>> int(layer.named_variables["seen"].numpy())
+        3
         """
         what = f"{self._layer.name}: state {name!r}"
         _validate_name(name, "state")
@@ -433,7 +290,7 @@ class LayerContext:
         if aggregation not in AGGREGATIONS:
             raise ValueError(
                 f"{what}: aggregation={aggregation!r} is not one of "
-                + ", ".join(f"{a!r} ({_AGGREGATION_MEANING[a]})" for a in AGGREGATIONS)
+                + ", ".join(f"{a!r} ({AGGREGATION_MEANING[a]})" for a in AGGREGATIONS)
                 + "."
             )
         if aggregation == "mean" and not dtype.startswith(("float", "bfloat", "complex")):
@@ -447,8 +304,7 @@ class LayerContext:
                 f"{what}: dtype={dtype!r} cannot be combined across replicas; "
                 "use a numeric dtype (e.g. 'int32' holding 0/1)."
             )
-        spec = {"kind": "state", "shape": shape, "dtype": dtype,
-                "aggregation": aggregation}
+        spec = VariableSpec("state", shape, dtype, aggregation=aggregation)
         existing = self._existing(name, spec)
         if existing is not None:
             return existing
@@ -470,26 +326,23 @@ class LayerContext:
                     state_aggregation=aggregation,
                     owner=layer.name,
                 )
-            layer._graft_track_state(variable)
             return variable
 
         return self._create(name, spec, create)
 
     # -- internals -----------------------------------------------------------
-    def _existing(self, name, spec):
+    def _existing(self, name, spec: VariableSpec):
         """The variable `name` if it exists and matches `spec`, else None."""
-        registry = self._layer._graft_registry
-        entry = registry.get(name)
+        entry = self._variables.get(name)
         if entry is None:
             if self._building:
                 return None
-            kind = spec["kind"]
             raise ValueError(
-                f"{self._layer.name}: {kind} {name!r} was not created when the "
+                f"{self._layer.name}: {spec.kind} {name!r} was not created when the "
                 f"layer was built, so it cannot be created now. Variables are "
                 f"created by tracing the function once at build time "
                 f"(ctx.building=True, ctx.training=False): request "
-                f"ctx.{kind}({name!r}, ...) on every call, outside any "
+                f"ctx.{spec.kind}({name!r}, ...) on every call, outside any "
                 f"`if ctx.training:` or other branch that the build trace "
                 f"does not take."
             )
@@ -498,114 +351,33 @@ class LayerContext:
             variable = self._stand_ins[name]
         if old_spec == spec:
             return variable
-        if old_spec["kind"] != spec["kind"]:
+        if old_spec.kind != spec.kind:
             raise ValueError(
                 f"{self._layer.name}: {name!r} is already a "
-                f"{old_spec['kind']} of this layer; give the {spec['kind']} "
+                f"{old_spec.kind} of this layer; give the {spec.kind} "
                 "another name."
             )
         if self._building:
             raise ValueError(
-                f"{self._layer.name}: {spec['kind']} {name!r} is requested "
-                f"twice with different arguments ({_diff(old_spec, spec)}); "
+                f"{self._layer.name}: {spec.kind} {name!r} is requested "
+                f"twice with different arguments ({old_spec.differences(spec)}); "
                 "give each variable its own name."
             )
-        shape_ok = tf.TensorShape(old_spec["shape"]).is_compatible_with(
-            tf.TensorShape(spec["shape"])
-        )
-        rest_ok = {k: v for k, v in old_spec.items() if k != "shape"} == {
-            k: v for k, v in spec.items() if k != "shape"
-        }
-        if shape_ok and rest_ok:
+        if old_spec.accepts(spec):
             return variable
-        built_on = self._layer._graft_built_on()
         raise ValueError(
-            f"{self._layer.name}: {spec['kind']} {name!r} was created with "
-            f"{_describe_spec(old_spec)} when the layer was built{built_on}, "
-            f"but this call requests {_describe_spec(spec)}. A layer's "
+            f"{self._layer.name}: {spec.kind} {name!r} was created with "
+            f"{old_spec.describe()} when the layer was built{self._variables.built_on}, "
+            f"but this call requests {spec.describe()}. A layer's "
             "variables are created once: call it on inputs like those it was "
             "built on, or make a new layer for the new inputs."
         )
 
-    def _create(self, name, spec, create):
-        if not self._building:  # pragma: no cover - _existing raised already
-            raise AssertionError("variables are only created while building")
-        # Lift creation out of the build trace's graph into the eager (or
-        # outermost) context, where the layer's other variables live.
-        previous = _creating_variable()
-        _local.creating = True
-        try:
-            with tf.init_scope():
-                variable = create()
-        finally:
-            _local.creating = previous
-        self._layer._graft_registry[name] = (spec, variable)
+    def _create(self, name, spec: VariableSpec, create):
+        with creating_variable():
+            variable = create()
+        self._variables.add(name, spec, variable)
         if keras.backend.backend() != "tensorflow":
             # The build trace is TensorFlow's; hand it a TF stand-in.
-            value = tf.compat.v1.placeholder(tf.as_dtype(spec["dtype"]), spec["shape"])
-            return BridgedState(value) if spec["kind"] == "state" else value
+            return BridgedState(spec.placeholder()) if spec.kind == "state" else spec.placeholder()
         return variable
-
-
-class BridgedState:
-    """A state variable inside a TF function run for another Keras backend.
-
-    Reads as its current value (a TF tensor); `assign`, `assign_add` and
-    `assign_sub` replace that value, and the layer assigns the final one to
-    the real variable after the call. There is no `tf.distribute` here, so
-    updates are plain.
-    """
-
-    def __init__(self, value):
-        self.value = value
-
-    def __tf_tensor__(self, dtype=None, name=None):
-        return tf.convert_to_tensor(self.value, dtype=dtype, name=name)
-
-    @property
-    def dtype(self):
-        return self.value.dtype
-
-    @property
-    def shape(self):
-        return self.value.shape
-
-    def assign(self, value):
-        self.value = tf.convert_to_tensor(value, dtype=self.value.dtype)
-        return self.value
-
-    def assign_add(self, value):
-        return self.assign(self.value + tf.cast(value, self.value.dtype))
-
-    def assign_sub(self, value):
-        return self.assign(self.value - tf.cast(value, self.value.dtype))
-
-
-def _delegate(operator):
-    def method(self, *others):
-        return getattr(self.value, operator)(*others)
-
-    method.__name__ = operator
-    return method
-
-
-for _operator in (
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-    "__truediv__", "__rtruediv__", "__floordiv__", "__mod__", "__pow__",
-    "__neg__", "__abs__", "__lt__", "__le__", "__gt__", "__ge__", "__getitem__",
-):
-    setattr(BridgedState, _operator, _delegate(_operator))
-
-
-def _describe_spec(spec) -> str:
-    text = f"shape {spec['shape']}, dtype {spec['dtype']}"
-    if spec["kind"] == "weight" and not spec["trainable"]:
-        text += ", trainable=False"
-    if spec["kind"] == "state":
-        text += f", aggregation={spec['aggregation']!r}"
-    return text
-
-
-def _diff(old, new) -> str:
-    keys = [k for k in new if old.get(k) != new.get(k)]
-    return "; ".join(f"{k}: {old.get(k)!r} then {new.get(k)!r}" for k in keys)

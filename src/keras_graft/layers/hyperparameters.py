@@ -28,6 +28,7 @@ TypeError: scale: the model file gives hyperparameter 'factor' (default 2.0) a K
 from __future__ import annotations
 
 import inspect
+import types
 from typing import Any
 
 import keras
@@ -133,3 +134,27 @@ def _refusal(layer_name, name, default, stored, wanted) -> TypeError:
         f"{_describe(stored)}; it takes {wanted}. The file was edited, or "
         "written by a different version of the layer."
     )
+
+
+def check_given(layer_name: str, name: str, value: Any) -> Any:
+    """A hyperparameter value given in code, normalized (NumPy scalars become
+    Python numbers); refuses what a saved model could not restore safely.
+
+    >>> check_given("scale", "factor", [1, 2])
+    [1, 2]
+    """
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if isinstance(value, types.LambdaType) and value.__name__ == "<lambda>":
+        raise TypeError(
+            f"{layer_name}: hyperparameter {name!r} is a lambda, which a saved "
+            "model can only restore by running its bytecode (refused in safe "
+            "mode). Pass a named function registered with "
+            "keras.saving.register_keras_serializable (or @keras_graft.loss / "
+            "@keras_graft.metric), or a string."
+        )
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(check_given(layer_name, name, v) for v in value)
+    if isinstance(value, dict):
+        return {k: check_given(layer_name, name, v) for k, v in value.items()}
+    return value

@@ -32,9 +32,9 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_graft import _compat
-from keras_graft.core.arguments import contains, holds_keras_tensor
-from keras_graft.errors import NoDispatchError, SymbolicIterationError
+from keras_graft.core.arguments import holds_keras_tensor
 from keras_graft.core.op_layer import TFOp
+from keras_graft.errors import NoDispatchError, SymbolicIterationError
 
 
 class KerasTensorDispatcher(_compat.GlobalOpDispatcher):

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_graft.patches.dispatch import route_keras_tensors
 from keras_graft.core.op_layer import TFOp
+from keras_graft.patches.dispatch import route_keras_tensors
 
 ROUTED = ("map_fn", "vectorized_map")
 

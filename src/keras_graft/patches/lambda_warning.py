@@ -31,8 +31,8 @@ import warnings
 import keras
 
 from keras_graft import _compat
-from keras_graft.patches import dispatch
 from keras_graft.errors import LambdaLayerWarning
+from keras_graft.patches import dispatch
 
 
 def direct_form(function) -> str:

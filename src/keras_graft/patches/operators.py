@@ -32,8 +32,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_graft import _compat
-from keras_graft.patches.dispatch import holds_keras_tensor
 from keras_graft.core.op_layer import TFOp
+from keras_graft.patches.dispatch import holds_keras_tensor
 
 # Python's binary operators: the TF op for (bool operands, other operands).
 # A reflected operator (`__radd__`) calls the op with the operands swapped.

@@ -31,8 +31,8 @@ from keras import tree
 from keras_graft import _compat
 from keras_graft.core import safety
 from keras_graft.core.arguments import ArgumentTemplate
-from keras_graft.patches.dispatch import route_keras_tensors
 from keras_graft.errors import UnsafeOpError, UnstorableArgumentError, malformed
+from keras_graft.patches.dispatch import route_keras_tensors
 
 ALLOW_NAME = "print"
 

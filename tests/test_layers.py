@@ -20,8 +20,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_graft  # noqa: E402
-from keras_graft import authoring  # noqa: E402
-from keras_graft.layers.context import StateVariable  # noqa: E402
+from keras_graft.layers import decorators  # noqa: E402
+from keras_graft.layers.state import StateVariable  # noqa: E402
 
 
 # --------------------------------------------------------------------------
@@ -121,10 +121,10 @@ def test_decorator_makes_a_registered_layer_class():
     assert issubclass(custom_matmul, keras.layers.Layer)
     assert custom_matmul.__name__ == "custom_matmul"
     assert custom_matmul.__module__ == __name__
-    assert custom_matmul.registered_name == "test_authoring>custom_matmul"
-    assert keras.saving.get_registered_object("test_authoring>custom_matmul") is custom_matmul
-    assert keras.saving.get_registered_name(custom_matmul) == "test_authoring>custom_matmul"
-    assert keras_graft.layer is authoring.layer
+    assert custom_matmul.registered_name == "test_layers>custom_matmul"
+    assert keras.saving.get_registered_object("test_layers>custom_matmul") is custom_matmul
+    assert keras.saving.get_registered_name(custom_matmul) == "test_layers>custom_matmul"
+    assert keras_graft.layer is decorators.layer
     assert str(__import__("inspect").signature(custom_matmul)).startswith("(units=3, *, name=None")
 
 
@@ -404,7 +404,7 @@ def test_save_load_safe_mode_without_custom_objects(tmp_path):
     registered = {
         layer["registered_name"] for layer in json.loads(config)["config"]["layers"]
     }
-    assert {"test_authoring>custom_matmul", "test_authoring>counter"} <= registered
+    assert {"test_layers>custom_matmul", "test_layers>counter"} <= registered
 
 
 def test_a_counter_at_11_reloads_at_11(tmp_path):
@@ -776,8 +776,8 @@ def test_variables_created_outside_ctx_are_refused():
 # 8. @loss and @metric
 # --------------------------------------------------------------------------
 def test_compiled_model_with_registered_loss_and_metric_reloads_compiled(tmp_path):
-    assert keras_graft.loss is authoring.loss and keras_graft.metric is authoring.metric
-    assert keras.saving.get_registered_name(log_cosh_loss) == "test_authoring>log_cosh_loss"
+    assert keras_graft.loss is decorators.loss and keras_graft.metric is decorators.metric
+    assert keras.saving.get_registered_name(log_cosh_loss) == "test_layers>log_cosh_loss"
     model = _counter_model()
     model.compile(optimizer="adam", loss=log_cosh_loss, metrics=[within_half])
     x, y = _data()
