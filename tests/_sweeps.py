@@ -2,6 +2,7 @@
 
     python tests/test_keras2_corpus.py --all      # every file of the Keras 2 corpus
     python tests/test_keras2_training.py --all    # every optimizer, in both formats
+    python tests/test_hostile_files.py --all      # every hostile model file
 
 Without `--all` (and in `pytest`), each sweep runs its fixed sample, chosen to
 cover every class of case (every release and format, every kind of state).

@@ -25,6 +25,20 @@ CLEAN_REFUSALS = {
 KERAS_OWN_PARSE = {"config_zip_bomb"}
 MUST_BE_REFUSED = {1, 2, 4}
 MUST_LOAD = {5}  # models a user could have built: they load, with true shapes
+# At least one attack of each class and of each way in: names, process switches, bombs
+# parsed or folded at load, unbounded searches and counts (also through functions passed
+# as arguments), malformed Keras structure (the functional loader's loops), stored
+# tensors in nodes, hyperparameters, `Print` options, and the signature cache.
+CI_SAMPLE = {
+    "xla_call_module_spin", "rpc_server", "timestamp",
+    "enable_check_numerics", "state_then_valid_op",
+    "parse_tensor_bomb", "decode_png_bomb", "fill_constant_value", "keras_op_fill_bypass",
+    "einsum_optimal_path", "map_flat_values_einsum", "dynamic_partition_count", "graph_ops_loop",
+    "deep_nesting", "config_zip_bomb", "self_referencing_node", "unknown_node_index",
+    "node_stored_tensor_fill", "hyperparameter_any_object", "print_to_file",
+    "cache_partly_known_shape",
+}
+ATTACKS = _sweeps.sample(_hostile.ATTACKS, lambda attack: attack.name in CI_SAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +48,14 @@ def forge_dir(tmp_path_factory):
     return directory
 
 
-@pytest.mark.parametrize("attack", _hostile.ATTACKS, ids=lambda attack: f"class{attack.weakness}-{attack.name}")
+def test_the_ci_sample_covers_every_class_of_attack():
+    names = {attack.name for attack in _hostile.ATTACKS}
+    assert CI_SAMPLE <= names, CI_SAMPLE - names
+    sampled = {attack.weakness for attack in _hostile.ATTACKS if attack.name in CI_SAMPLE}
+    assert sampled == {attack.weakness for attack in _hostile.ATTACKS}
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda attack: f"class{attack.weakness}-{attack.name}")
 def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir):
     before = attack.before(forge_dir) if attack.before else None
     result = _hostile.load_in_child(attack.build(forge_dir), timeout_s=90, preload=attack.preload,
@@ -66,3 +87,8 @@ def test_the_sandbox_sees_what_a_load_changes(forge_dir):
     )
     assert result["outcome"] == "loaded"
     assert "traceback_filtering" in result["state_changes"]
+
+
+if __name__ == "__main__":
+    # python tests/test_hostile_files.py [--all] [pytest arguments]
+    _sweeps.main(__file__)
