@@ -20,7 +20,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import keras_graft  # lets TF ops take Keras tensors
 import keras_graft_tools.demo
 
 

@@ -66,19 +66,19 @@ def _dataset() -> tf.data.Dataset:
     x = rng.normal(size=(STEPS * GLOBAL_BATCH, 5)).astype("float32")
     y = x.sum(axis=1, keepdims=True)
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA
-    )
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
     return dataset.repeat().with_options(options)
 
 
 def worker(index: int, ports: list[int], result_path: str) -> None:
     """One worker of the cluster: train, then write its results as JSON."""
-    os.environ["TF_CONFIG"] = json.dumps({
-        "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-        "task": {"type": "worker", "index": index},
-    })
+    os.environ["TF_CONFIG"] = json.dumps(
+        {
+            "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+    )
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -162,15 +162,25 @@ def run(timeout: float = 240.0, workdir: str | None = None) -> list[dict]:
                 log_path = os.path.join(str(workdir), f"worker{index}.log")
                 logs.append(log_path)
                 with open(log_path, "w") as log:
-                    processes.append(subprocess.Popen(
-                        [sys.executable, os.path.abspath(__file__),
-                         "--worker", str(index),
-                         "--ports", ",".join(map(str, ports)),
-                         "--result", os.path.join(str(workdir), f"worker{index}.json")],
-                        env=env, stdout=log, stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,  # its own process group
-                    ))
+                    processes.append(
+                        subprocess.Popen(
+                            [
+                                sys.executable,
+                                os.path.abspath(__file__),
+                                "--worker",
+                                str(index),
+                                "--ports",
+                                ",".join(map(str, ports)),
+                                "--result",
+                                os.path.join(str(workdir), f"worker{index}.json"),
+                            ],
+                            env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            start_new_session=True,  # its own process group
+                        )
+                    )
             deadline = time.monotonic() + timeout
             for process in processes:
                 remaining = deadline - time.monotonic()
@@ -179,16 +189,19 @@ def run(timeout: float = 240.0, workdir: str | None = None) -> list[dict]:
                 except subprocess.TimeoutExpired:
                     raise WorkerError(
                         f"the workers did not finish within {timeout:g} s.\n"
-                        + "\n".join(f"--- worker {i} ---\n{_tail(p)}"
-                                    for i, p in enumerate(logs)),
+                        + "\n".join(f"--- worker {i} ---\n{_tail(p)}" for i, p in enumerate(logs)),
                         [p.pid for p in processes],
                     ) from None
             failed = [i for i, p in enumerate(processes) if p.returncode != 0]
             if failed:
                 raise WorkerError(
-                    "worker(s) " + ", ".join(map(str, failed)) + " failed.\n"
-                    + "\n".join(f"--- worker {i} (exit {processes[i].returncode}) "
-                                f"---\n{_tail(logs[i])}" for i in failed),
+                    "worker(s) "
+                    + ", ".join(map(str, failed))
+                    + " failed.\n"
+                    + "\n".join(
+                        f"--- worker {i} (exit {processes[i].returncode}) ---\n{_tail(logs[i])}"
+                        for i in failed
+                    ),
                     [p.pid for p in processes],
                 )
             for index in range(WORKERS):

@@ -79,7 +79,9 @@ def check_load_predict_fit(directory) -> dict:
     findings["unchanged_weights"] = [
         w.path for w in trainable.trainable_weights if np.array_equal(before[w.path], to_numpy(w))
     ]
-    findings["calls_counted"] = int(to_numpy(model.get_layer("scaled").named_variables["calls"])) - calls_before
+    findings["calls_counted"] = (
+        int(to_numpy(model.get_layer("scaled").named_variables["calls"])) - calls_before
+    )
     return findings
 
 
@@ -176,9 +178,6 @@ def check_torch_memory_layout(directory) -> dict:
     }
 
 
-
-
-
 def check_unsupported_differentiation(directory) -> dict:
     """What differentiation cannot go through TF ops says so."""
     x = keras.Input((4,))
@@ -189,13 +188,13 @@ def check_unsupported_differentiation(directory) -> dict:
 
         source = torch.randn(2, 4, requires_grad=True)
         findings["double_backward"] = _error_of(
-            lambda: torch.autograd.grad(model(source).sum(), source, create_graph=True))
+            lambda: torch.autograd.grad(model(source).sum(), source, create_graph=True)
+        )
         output = model(source).sum()
         output.backward(retain_graph=True)
         first = source.grad.clone()
         findings["second_backward"] = _error_of(lambda: output.backward())
-        findings["second_backward_adds_the_same_gradient"] = bool(
-            torch.allclose(source.grad, 2 * first))
+        findings["second_backward_adds_the_same_gradient"] = bool(torch.allclose(source.grad, 2 * first))
     else:
         import jax
         import jax.numpy as jnp
@@ -266,13 +265,14 @@ def check_keras_distribution(directory) -> dict:
             found = model.get_weights()
             findings[name] = {
                 "error_of_update": max(float(np.abs(a - b).max()) for a, b in zip(found, expected)) / scale,
-                "devices_holding_weights": sorted({
-                    len(w.value.sharding.device_set) for w in model.trainable_weights}),
-                "sharded": sorted(w.path for w in model.trainable_weights
-                                  if not w.value.sharding.is_fully_replicated),
+                "devices_holding_weights": sorted(
+                    {len(w.value.sharding.device_set) for w in model.trainable_weights}
+                ),
+                "sharded": sorted(
+                    w.path for w in model.trainable_weights if not w.value.sharding.is_fully_replicated
+                ),
             }
-            findings[f"state_at_build_{name}"] = _error_of(
-                lambda: scaled_matmul(units=2)(keras.Input((4,))))
+            findings[f"state_at_build_{name}"] = _error_of(lambda: scaled_matmul(units=2)(keras.Input((4,))))
         finally:
             keras.distribution.set_distribution(None)
     # A model built before the distribution was set: refused where it is called.
@@ -301,8 +301,10 @@ def check_random_ops(directory) -> dict:
     source = torch.tensor(values, requires_grad=True)
     output = model(source)
     output.sum().backward()
-    return {"gradient_is_the_forward_mask": bool(torch.equal(source.grad, output.detach())),
-            "kept": int((output != 0).sum())}
+    return {
+        "gradient_is_the_forward_mask": bool(torch.equal(source.grad, output.detach())),
+        "kept": int((output != 0).sum()),
+    }
 
 
 def check_torch_compile(directory) -> dict:

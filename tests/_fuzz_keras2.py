@@ -66,8 +66,12 @@ def payloads(marker: Path) -> list:
         {"class_name": "Lambda", "config": lambda_node["config"]},
         {"module": "os", "class_name": "function", "config": "system", "registered_name": "function"},
         {"module": "keras_hub.src.evil", "class_name": "Evil", "config": {}, "registered_name": None},
-        {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": None},
-         "registered_name": "keras_graft>TFOp"},
+        {
+            "module": "keras.initializers",
+            "class_name": "GlorotUniform",
+            "config": {"seed": None},
+            "registered_name": "keras_graft>TFOp",
+        },
         {"class_name": "__lambda__", "config": {"value": lambda_node["config"]["function"]}},
     ]
 
@@ -83,27 +87,76 @@ def _layers(config: dict) -> list[dict]:
 
 def mutations(names: list[str], marker: Path):
     """One change to one layer of a Keras 2 model config: (kind, index, value)."""
-    junk = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**40), st.text(max_size=10),
-                     st.lists(st.integers(-2, 8), max_size=3))
+    junk = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 2**40),
+        st.text(max_size=10),
+        st.lists(st.integers(-2, 8), max_size=3),
+    )
     values = st.one_of(junk, st.sampled_from(payloads(marker)))
-    class_names = st.sampled_from(["Lambda", "TFOpLambda", "SlicingOpLambda", "Functional", "Sequential",
-                                   "keras_graft>TFOp", "InputLayer", "Dense", "SeparableConv1D", "ThresholdedReLU",
-                                   "MultiHeadAttention", "Bidirectional", "", "os.system"])
-    functions = st.one_of(st.sampled_from(names), st.sampled_from(sorted(safety.allowed_ops())),
-                          st.text(max_size=12), st.sampled_from(["io.write_file", "py_function", "print"]))
-    keys = st.sampled_from(["kernel_initializer", "kernel_regularizer", "kernel_constraint", "groups",
-                            "activity_regularizer", "dtype", "trainable", "name", "query_shape", "rng_type",
-                            "time_major", "function", "layer", "units", "axis", "extra"])
+    class_names = st.sampled_from(
+        [
+            "Lambda",
+            "TFOpLambda",
+            "SlicingOpLambda",
+            "Functional",
+            "Sequential",
+            "keras_graft>TFOp",
+            "InputLayer",
+            "Dense",
+            "SeparableConv1D",
+            "ThresholdedReLU",
+            "MultiHeadAttention",
+            "Bidirectional",
+            "",
+            "os.system",
+        ]
+    )
+    functions = st.one_of(
+        st.sampled_from(names),
+        st.sampled_from(sorted(safety.allowed_ops())),
+        st.text(max_size=12),
+        st.sampled_from(["io.write_file", "py_function", "print"]),
+    )
+    keys = st.sampled_from(
+        [
+            "kernel_initializer",
+            "kernel_regularizer",
+            "kernel_constraint",
+            "groups",
+            "activity_regularizer",
+            "dtype",
+            "trainable",
+            "name",
+            "query_shape",
+            "rng_type",
+            "time_major",
+            "function",
+            "layer",
+            "units",
+            "axis",
+            "extra",
+        ]
+    )
     return st.one_of(
         st.tuples(st.just("class_name"), st.integers(0, 60), class_names),
         st.tuples(st.just("function"), st.integers(0, 60), functions),
         st.tuples(st.just("config"), st.integers(0, 60), st.tuples(keys, values)),
         st.tuples(st.just("entry"), st.integers(0, 60), st.tuples(keys, values)),
         st.tuples(st.just("node_kwargs"), st.integers(0, 60), st.dictionaries(keys, values, max_size=2)),
-        st.tuples(st.just("module"), st.integers(0, 60), st.sampled_from(
-            [None, "os", "keras_hub.src.evil", "keras.layers", "tf_keras.src.layers.core.lambda_layer", 3])),
-        st.tuples(st.just("registered_name"), st.integers(0, 60), st.sampled_from(
-            [None, "keras_graft>TFOp", "Lambda", "Custom>CustomScaleLayer", ""])),
+        st.tuples(
+            st.just("module"),
+            st.integers(0, 60),
+            st.sampled_from(
+                [None, "os", "keras_hub.src.evil", "keras.layers", "tf_keras.src.layers.core.lambda_layer", 3]
+            ),
+        ),
+        st.tuples(
+            st.just("registered_name"),
+            st.integers(0, 60),
+            st.sampled_from([None, "keras_graft>TFOp", "Lambda", "Custom>CustomScaleLayer", ""]),
+        ),
     )
 
 
@@ -122,7 +175,9 @@ def mutate(config: dict, mutation) -> None:
         layer[value[0]] = copy.deepcopy(value[1])
     elif kind == "node_kwargs":  # the last input of the first call gets other kwargs
         nodes = layer.get("inbound_nodes") or []
-        entries = [e for e in (nodes[0] if nodes and isinstance(nodes[0], list) else []) if isinstance(e, list)]
+        entries = [
+            e for e in (nodes[0] if nodes and isinstance(nodes[0], list) else []) if isinstance(e, list)
+        ]
         if entries and len(entries[-1]) == 4:
             entries[-1][3] = copy.deepcopy(value)
         elif nodes and isinstance(nodes[0], list) and len(nodes[0]) == 4 and isinstance(nodes[0][0], str):
@@ -137,7 +192,9 @@ def forge(source: Path, target: Path, mutation, savedmodel_change) -> Path:
     if source.suffix == ".h5":
         return _hostile_keras2._edit_h5(source, target.with_suffix(".h5"), lambda c: mutate(c, mutation))
     if source.suffix == ".keras":
-        return _hostile_keras2._edit_keras_zip(source, target.with_suffix(".keras"), lambda c: mutate(c, mutation))
+        return _hostile_keras2._edit_keras_zip(
+            source, target.with_suffix(".keras"), lambda c: mutate(c, mutation)
+        )
 
     def edit(metadata):
         root = _hostile_keras2._node(metadata, "root")
@@ -161,8 +218,11 @@ def forge(source: Path, target: Path, mutation, savedmodel_change) -> Path:
 
 
 def op_names_in(model) -> list[str]:
-    return [layer.op_name for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, keras_graft.TFOp)]
+    return [
+        layer.op_name
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras_graft.TFOp)
+    ]
 
 
 def run(examples: int, seed: int, keras2_dir: Path, checks_to_run=inspection.CHECKS) -> dict:
@@ -181,10 +241,18 @@ def run(examples: int, seed: int, keras2_dir: Path, checks_to_run=inspection.CHE
     kinds: dict[str, int] = {}
     problems: list[str] = []
 
-    @settings(max_examples=examples, derandomize=seed == 0, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(source=st.sampled_from(sources), mutation=mutations(names, marker),
-           savedmodel_change=st.sampled_from(["root only", "layers too", "reversed"]))
+    @settings(
+        max_examples=examples,
+        derandomize=seed == 0,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        source=st.sampled_from(sources),
+        mutation=mutations(names, marker),
+        savedmodel_change=st.sampled_from(["root only", "layers too", "reversed"]),
+    )
     def case(source, mutation, savedmodel_change):
         where = f"{source.name} {mutation!r:.200} ({savedmodel_change})"
         forged = forge(source, workdir / "forged", mutation, savedmodel_change)
@@ -207,7 +275,7 @@ def run(examples: int, seed: int, keras2_dir: Path, checks_to_run=inspection.CHE
         else:
             tally["converted"] += 1
             for name in op_names_in(model):
-                if ">" not in name and safety.refusal_reason(name[len(registry.TF_PREFIX):]) is not None:
+                if ">" not in name and safety.refusal_reason(name[len(registry.TF_PREFIX) :]) is not None:
                     problems.append(f"converted a disallowed op {name} from {where}")
         if marker.exists():
             problems.append(f"a payload ran: {where}")
@@ -243,11 +311,20 @@ def _quiet_console():
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=100, help="forged files to try (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search")
-    parser.add_argument("--keras2-files", type=Path, default=None,
-                        help="a folder of tf_keras files (_keras2_models.py); default: written afresh")
-    parser.add_argument("--checks", default="safe,gradient,torch",
-                        help="inspect's checks to run, comma-separated, or 'all' (default safe,gradient,torch)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search"
+    )
+    parser.add_argument(
+        "--keras2-files",
+        type=Path,
+        default=None,
+        help="a folder of tf_keras files (_keras2_models.py); default: written afresh",
+    )
+    parser.add_argument(
+        "--checks",
+        default="safe,gradient,torch",
+        help="inspect's checks to run, comma-separated, or 'all' (default safe,gradient,torch)",
+    )
     arguments = parser.parse_args(argv)
     keras2_dir = arguments.keras2_files or _keras2_models.generate(Path(tempfile.mkdtemp()) / "keras2")
     checks_to_run = inspection.CHECKS if arguments.checks == "all" else tuple(arguments.checks.split(","))

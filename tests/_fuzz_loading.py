@@ -89,8 +89,15 @@ def seed_models(directory: Path) -> list[Path]:
     matrix = np.eye(6, dtype="float32")
     save("forwarded", x, tf.ragged.map_flat_values(tf.einsum, "bi,ij->bj", x, matrix, optimize="greedy"))
     parts = keras.Input((), dtype="int32")
-    save("counts", [x, parts], [tf.dynamic_partition(x, parts, num_partitions=2)[0],
-                                tf.split(x, 2, axis=1)[0], tf.unstack(x, num=6, axis=1)[0]])
+    save(
+        "counts",
+        [x, parts],
+        [
+            tf.dynamic_partition(x, parts, num_partitions=2)[0],
+            tf.split(x, 2, axis=1)[0],
+            tf.unstack(x, num=6, axis=1)[0],
+        ],
+    )
     return paths
 
 
@@ -107,48 +114,104 @@ def graft_layers(config: dict) -> list[dict]:
     found = []
 
     def visit(layer):
-        if (layer.get("module") or "").startswith("keras_graft") or (layer.get("registered_name") or "").startswith(("keras_graft", "fuzz")):
+        if (layer.get("module") or "").startswith("keras_graft") or (
+            layer.get("registered_name") or ""
+        ).startswith(("keras_graft", "fuzz")):
             found.append(layer)
-        for inner in layer.get("config", {}).get("layers", []) if isinstance(layer.get("config"), dict) else []:
+        for inner in (
+            layer.get("config", {}).get("layers", []) if isinstance(layer.get("config"), dict) else []
+        ):
             visit(inner)
 
     visit(config)
     return found
 
 
-_TAGS = ["input", "inputs", "tuple", "dict", "slice", "ellipsis", "float", "bytes", "dtype",
-         "shape", "array", "tensor", "function", "module", "lambda", "", None]
-_DTYPES = ["float32", "int32", "int64", "string", "bool", "resource", "variant", "qint8",
-           "bfloat16", "complex64", "nonsense", 3]
+_TAGS = [
+    "input",
+    "inputs",
+    "tuple",
+    "dict",
+    "slice",
+    "ellipsis",
+    "float",
+    "bytes",
+    "dtype",
+    "shape",
+    "array",
+    "tensor",
+    "function",
+    "module",
+    "lambda",
+    "",
+    None,
+]
+_DTYPES = [
+    "float32",
+    "int32",
+    "int64",
+    "string",
+    "bool",
+    "resource",
+    "variant",
+    "qint8",
+    "bfloat16",
+    "complex64",
+    "nonsense",
+    3,
+]
 
 
 def json_scalars():
     return st.one_of(
-        st.none(), st.booleans(), st.integers(-(2**40), 2**40),
-        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**40), 2**40),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=12),
         st.sampled_from([2**31, -1, 0, 10**12, "inf", "nan", "-inf", "1e999", "AAAA"]),
     )
 
 
 def stored_arguments():
     """Tagged-JSON argument trees, well-formed and not."""
+
     def tagged(children):
         return st.one_of(
             st.builds(lambda i: {"__graft__": "input", "index": i}, st.integers(-2, 4)),
             st.builds(lambda items: {"__graft__": "tuple", "items": items}, st.lists(children, max_size=4)),
-            st.builds(lambda items: {"__graft__": "dict", "items": [[k, v] for k, v in items]},
-                      st.lists(st.tuples(st.text(max_size=5), children), max_size=3)),
-            st.builds(lambda a, b, c: {"__graft__": "slice", "start": a, "stop": b, "step": c},
-                      children, children, children),
-            st.builds(lambda d, shape, values: {"__graft__": "array", "dtype": d, "shape": shape, "values": values},
-                      st.sampled_from(_DTYPES), st.lists(st.integers(-1, 5), max_size=3),
-                      st.lists(json_scalars(), max_size=6)),
-            st.builds(lambda d, shape, values: {"__graft__": "tensor", "dtype": d, "shape": shape, "values": values},
-                      st.sampled_from(_DTYPES), st.lists(st.integers(-1, 2**20), max_size=3),
-                      st.lists(st.integers(0, 255), max_size=6)),
+            st.builds(
+                lambda items: {"__graft__": "dict", "items": [[k, v] for k, v in items]},
+                st.lists(st.tuples(st.text(max_size=5), children), max_size=3),
+            ),
+            st.builds(
+                lambda a, b, c: {"__graft__": "slice", "start": a, "stop": b, "step": c},
+                children,
+                children,
+                children,
+            ),
+            st.builds(
+                lambda d, shape, values: {"__graft__": "array", "dtype": d, "shape": shape, "values": values},
+                st.sampled_from(_DTYPES),
+                st.lists(st.integers(-1, 5), max_size=3),
+                st.lists(json_scalars(), max_size=6),
+            ),
+            st.builds(
+                lambda d, shape, values: {
+                    "__graft__": "tensor",
+                    "dtype": d,
+                    "shape": shape,
+                    "values": values,
+                },
+                st.sampled_from(_DTYPES),
+                st.lists(st.integers(-1, 2**20), max_size=3),
+                st.lists(st.integers(0, 255), max_size=6),
+            ),
             st.builds(lambda n: {"__graft__": "dtype", "name": n}, st.sampled_from(_DTYPES)),
-            st.builds(lambda d: {"__graft__": "shape", "dims": d},
-                      st.one_of(st.none(), st.lists(st.one_of(st.none(), st.integers(-1, 2**40)), max_size=4))),
+            st.builds(
+                lambda d: {"__graft__": "shape", "dims": d},
+                st.one_of(st.none(), st.lists(st.one_of(st.none(), st.integers(-1, 2**40)), max_size=4)),
+            ),
             st.builds(lambda v: {"__graft__": "float", "value": v}, json_scalars()),
             st.builds(lambda v: {"__graft__": "bytes", "base64": v}, st.text(max_size=12)),
             st.builds(lambda t, v: {"__graft__": t, "value": v}, st.sampled_from(_TAGS), json_scalars()),
@@ -156,10 +219,14 @@ def stored_arguments():
             st.just({"class_name": "function", "config": "os.system", "module": "os"}),
         )
 
-    tree = st.recursive(json_scalars(), lambda children: st.one_of(st.lists(children, max_size=4), tagged(children)),
-                        max_leaves=12)
-    return st.fixed_dictionaries({"args": st.lists(tree, max_size=4),
-                                  "kwargs": st.dictionaries(st.text(max_size=8), tree, max_size=3)})
+    tree = st.recursive(
+        json_scalars(),
+        lambda children: st.one_of(st.lists(children, max_size=4), tagged(children)),
+        max_leaves=12,
+    )
+    return st.fixed_dictionaries(
+        {"args": st.lists(tree, max_size=4), "kwargs": st.dictionaries(st.text(max_size=8), tree, max_size=3)}
+    )
 
 
 def op_names(names: list[str]):
@@ -175,18 +242,45 @@ def op_names(names: list[str]):
 
 
 # Keyword arguments that bound an op from a file, and values beyond and within the bounds.
-_BOUNDED_KEYWORDS = ["optimize", "num_partitions", "num_or_size_splits", "num", "num_split",
-                     "top_paths", "axis", "summarize", "sep", "end", "output_stream", "name"]
-_BOUND_BREAKERS = [10**6, 4097, 4096, 2, -1, "optimal", "branch-all", "dp", "greedy", True,
-                   "file://fuzz-created.txt", "stdout", "log(info)", [1] * 5000]
+_BOUNDED_KEYWORDS = [
+    "optimize",
+    "num_partitions",
+    "num_or_size_splits",
+    "num",
+    "num_split",
+    "top_paths",
+    "axis",
+    "summarize",
+    "sep",
+    "end",
+    "output_stream",
+    "name",
+]
+_BOUND_BREAKERS = [
+    10**6,
+    4097,
+    4096,
+    2,
+    -1,
+    "optimal",
+    "branch-all",
+    "dp",
+    "greedy",
+    True,
+    "file://fuzz-created.txt",
+    "stdout",
+    "log(info)",
+    [1] * 5000,
+]
 
 
 def bounded_keywords():
     """Stored keyword arguments (or `Print` options) aimed at the bounds."""
     return st.dictionaries(
         st.one_of(st.sampled_from(_BOUNDED_KEYWORDS), st.text(max_size=8)),
-        st.one_of(st.sampled_from(_BOUND_BREAKERS), json_scalars(),
-                  st.just({"__graft__": "input", "index": 0})),
+        st.one_of(
+            st.sampled_from(_BOUND_BREAKERS), json_scalars(), st.just({"__graft__": "input", "index": 0})
+        ),
         max_size=3,
     )
 
@@ -199,17 +293,38 @@ def mutations(names: list[str]):
         st.tuples(st.just("arguments"), stored_arguments()),
         st.tuples(st.just("function_argument"), functions),
         st.tuples(st.just("keywords"), bounded_keywords()),
-        st.tuples(st.just("output_ranks"), st.one_of(st.none(), st.lists(st.integers(-1, 300), max_size=3),
-                                                      json_scalars())),
+        st.tuples(
+            st.just("output_ranks"),
+            st.one_of(st.none(), st.lists(st.integers(-1, 300), max_size=3), json_scalars()),
+        ),
         # Keras's own base-layer fields: `dtype` is left out, since Keras 3.15
         # itself raises AttributeError for a non-policy object there (any layer).
-        st.tuples(st.sampled_from(["name", "trainable"]), st.one_of(json_scalars(), st.lists(json_scalars()))),
-        st.tuples(st.sampled_from(["factor", "use_bias", "label", "sizes", "init"]),
-                  st.one_of(json_scalars(), st.lists(json_scalars(), max_size=3),
-                            st.just({"module": "keras.layers", "class_name": "Dense", "config": {"units": 2},
-                                     "registered_name": None}),
-                            st.just({"module": "keras.config", "class_name": "function", "config": "set_epsilon",
-                                     "registered_name": "function"}))),
+        st.tuples(
+            st.sampled_from(["name", "trainable"]), st.one_of(json_scalars(), st.lists(json_scalars()))
+        ),
+        st.tuples(
+            st.sampled_from(["factor", "use_bias", "label", "sizes", "init"]),
+            st.one_of(
+                json_scalars(),
+                st.lists(json_scalars(), max_size=3),
+                st.just(
+                    {
+                        "module": "keras.layers",
+                        "class_name": "Dense",
+                        "config": {"units": 2},
+                        "registered_name": None,
+                    }
+                ),
+                st.just(
+                    {
+                        "module": "keras.config",
+                        "class_name": "function",
+                        "config": "set_epsilon",
+                        "registered_name": "function",
+                    }
+                ),
+            ),
+        ),
         st.tuples(st.just("call_args"), st.lists(st.one_of(json_scalars(), stored_arguments()), max_size=3)),
     )
 
@@ -255,9 +370,10 @@ def loaded_problems(model, allowed: tuple) -> list[str]:
                 registry.name_of(function) or repr(function) for function in layer.arguments.functions()
             ]
             for name in names:
-                tf_name = name[len(registry.TF_PREFIX):] if name.startswith(registry.TF_PREFIX) else None
-                if ">" not in name and (tf_name is None or (
-                        safety.refusal_reason(tf_name) is not None and tf_name not in allowed)):
+                tf_name = name[len(registry.TF_PREFIX) :] if name.startswith(registry.TF_PREFIX) else None
+                if ">" not in name and (
+                    tf_name is None or (safety.refusal_reason(tf_name) is not None and tf_name not in allowed)
+                ):
                     problems.append(f"loaded a disallowed op {name}")
         if isinstance(layer, printing.Print):
             options = set(layer.arguments.get_config()["kwargs"])
@@ -288,8 +404,13 @@ def run(examples: int, seed: int) -> dict:
     kinds: dict[str, int] = {}
     problems: list[str] = []
 
-    @settings(max_examples=examples, derandomize=seed == 0, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        derandomize=seed == 0,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(source=st.sampled_from(sources), layer_index=st.integers(0, 3), mutation=mutations(names))
     def case(source, layer_index, mutation):
         field, value = mutation
@@ -325,7 +446,9 @@ def run(examples: int, seed: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=300, help="forged files to try (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search"
+    )
     arguments = parser.parse_args(argv)
     result = run(arguments.examples, arguments.seed)
     print(json.dumps(result, indent=1))

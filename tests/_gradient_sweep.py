@@ -124,8 +124,10 @@ def _head(tensors):
     for tensor in tensors:
         if "complex" in tensor.dtype:
             # Keras 3.15 gives keras.ops.real/imag results the complex dtype.
-            parts += [keras.ops.cast(keras.ops.real(tensor), "float32"),
-                      keras.ops.cast(keras.ops.imag(tensor), "float32")]
+            parts += [
+                keras.ops.cast(keras.ops.real(tensor), "float32"),
+                keras.ops.cast(keras.ops.imag(tensor), "float32"),
+            ]
         elif "float" in tensor.dtype:
             parts.append(tensor)
     flat = [keras.ops.reshape(part, (1, -1)) for part in parts]
@@ -256,13 +258,11 @@ def compile_model(model, case):
 
 def data(seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(1, FEATURES)).astype("float32"),
-            rng.normal(size=(1, 1)).astype("float32"))
+    return (rng.normal(size=(1, FEATURES)).astype("float32"), rng.normal(size=(1, 1)).astype("float32"))
 
 
 def op_layer_names(model) -> list[str]:
-    return [layer.name for layer in model.layers
-            if isinstance(layer, (keras_graft.TFOp, FunctionLayer))]
+    return [layer.name for layer in model.layers if isinstance(layer, (keras_graft.TFOp, FunctionLayer))]
 
 
 def weights_of(model) -> list[np.ndarray]:
@@ -296,8 +296,9 @@ def op_cases(names=None) -> tuple[list[dict], dict]:
             skipped[name] = found
         else:
             recipe, gradient = found
-            cases.append({"id": f"op {name}", "kind": "op", "op": name, "recipe": recipe,
-                          "inspect_gradient": gradient})
+            cases.append(
+                {"id": f"op {name}", "kind": "op", "op": name, "recipe": recipe, "inspect_gradient": gradient}
+            )
     return cases, skipped
 
 
@@ -313,16 +314,20 @@ def _first_float_recipe(function) -> tuple[int, str] | str:
     for index, recipe in enumerate(_op_arguments.RECIPES):
         if not _op_arguments.is_float_recipe(recipe):
             continue
-        arguments = [keras.Input(batch_shape=kind.shape) if _op_arguments.is_float_kind(kind) else kind
-                     for kind in recipe]
+        arguments = [
+            keras.Input(batch_shape=kind.shape) if _op_arguments.is_float_kind(kind) else kind
+            for kind in recipe
+        ]
         try:
             outputs = keras.tree.flatten(call_op(function, arguments))
         except Exception as error:  # Not a way this op is called; try the next recipe.
             reason = f"no float recipe builds it ({type(error).__name__})"
             continue
-        layers = {id(o._keras_history.operation): o._keras_history.operation for o in outputs
-                  if isinstance(o, _compat.KerasTensor) and isinstance(
-                      o._keras_history.operation, keras_graft.TFOp)}
+        layers = {
+            id(o._keras_history.operation): o._keras_history.operation
+            for o in outputs
+            if isinstance(o, _compat.KerasTensor) and isinstance(o._keras_history.operation, keras_graft.TFOp)
+        }
         if len(layers) != 1:  # Returned its input, or nothing a model keeps.
             return "makes no op layer"
         if not any("float" in o.dtype or "complex" in o.dtype for o in outputs):
@@ -337,8 +342,7 @@ def _first_float_recipe(function) -> tuple[int, str] | str:
 def _deterministic(model) -> bool:
     x, _ = data()
     first = keras.ops.convert_to_numpy(model(x))
-    return all(np.array_equal(first, keras.ops.convert_to_numpy(model(x)), equal_nan=True)
-               for _ in range(2))
+    return all(np.array_equal(first, keras.ops.convert_to_numpy(model(x)), equal_nan=True) for _ in range(2))
 
 
 def reference(directory: Path, names=SAMPLE_OPS) -> dict:
@@ -468,7 +472,9 @@ def compare(directory: Path) -> None:
 def _child(backend: str, *arguments, timeout: float) -> str:
     completed = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), *arguments],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     if completed.returncode != 0:
@@ -476,12 +482,16 @@ def _child(backend: str, *arguments, timeout: float) -> str:
     return completed.stdout
 
 
-def run(directory: Path, *, names=SAMPLE_OPS, backends=("jax", "torch"),
-        timeout: float = 3600) -> dict:
+def run(directory: Path, *, names=SAMPLE_OPS, backends=("jax", "torch"), timeout: float = 3600) -> dict:
     """The sweep of the ops `names` (None: every op) and every chain:
     {"manifest": ..., backend: {(case id, mode): finding}}."""
-    _child("tensorflow", "reference", str(directory),
-           *(["--all"] if names is None else ["--ops", ",".join(names)]), timeout=timeout)
+    _child(
+        "tensorflow",
+        "reference",
+        str(directory),
+        *(["--all"] if names is None else ["--ops", ",".join(names)]),
+        timeout=timeout,
+    )
     result = {"manifest": json.loads((directory / "manifest.json").read_text())}
     for backend in backends:
         lines = _child(backend, "compare", str(directory), timeout=timeout).splitlines()
@@ -500,14 +510,17 @@ def summary(result: dict) -> int:
     manifest = result["manifest"]
     backends = [b for b in result if b != "manifest"]
     ops = [c for c in manifest["cases"] if c["kind"] == "op"]
-    table = Table(title=f"{len(ops)} ops with a gradient, {len(CHAINS)} chains; "
-                        f"{len(manifest['skipped'])} ops out of scope")
+    table = Table(
+        title=f"{len(ops)} ops with a gradient, {len(CHAINS)} chains; "
+        f"{len(manifest['skipped'])} ops out of scope"
+    )
     for column in ("status", *backends):
         table.add_column(column)
     statuses = ("match", "refused", "raised", "mismatch", "silent", "error")
     for status in statuses:
-        table.add_row(status, *(str(sum(f["status"] == status for f in result[b].values()))
-                                for b in backends))
+        table.add_row(
+            status, *(str(sum(f["status"] == status for f in result[b].values())) for b in backends)
+        )
     console = Console(width=160)
     console.print(table)
     failures = 0
@@ -516,8 +529,10 @@ def summary(result: dict) -> int:
             if finding["status"] in ("match",):
                 continue
             detail = finding.get("detail", f"worst error {finding.get('worst', 0):.3g}x tolerance")
-            console.print(f"{backend} {escape(case)} ({mode}): {finding['status']}: "
-                          f"{escape(detail.strip().splitlines()[-1])[:300]}")
+            console.print(
+                f"{backend} {escape(case)} ({mode}): {finding['status']}: "
+                f"{escape(detail.strip().splitlines()[-1])[:300]}"
+            )
             failures += finding["status"] in ("mismatch", "silent", "error")
     return failures
 
@@ -541,12 +556,17 @@ def main(argv=None) -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory() as directory:
-        result = run(Path(directory), names=names,
-                     backends=tuple(arguments.backends.split(",")))
+        result = run(Path(directory), names=names, backends=tuple(arguments.backends.split(",")))
     if arguments.json:
-        Path(arguments.json).write_text(json.dumps(
-            {"manifest": result["manifest"],
-             **{b: list(f.values()) for b, f in result.items() if b != "manifest"}}, indent=1))
+        Path(arguments.json).write_text(
+            json.dumps(
+                {
+                    "manifest": result["manifest"],
+                    **{b: list(f.values()) for b, f in result.items() if b != "manifest"},
+                },
+                indent=1,
+            )
+        )
     return 1 if summary(result) else 0
 
 

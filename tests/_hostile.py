@@ -55,8 +55,9 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 GiB = 1 << 30
 _MARKER = "@@HOSTILE_RESULT@@"
@@ -299,21 +300,33 @@ def _xla_call_module_kwargs(module: bytes, out_dims) -> dict:
 
 def xla_call_module(directory) -> Path:
     """`tf.xla_call_module` (export table only) loads: the file ships a StableHLO program."""
-    return single_op(directory, "xla_call_module.keras", "tf.xla_call_module",
-                     kwargs=_xla_call_module_kwargs(_IDENTITY_MODULE, [None, 3]))
+    return single_op(
+        directory,
+        "xla_call_module.keras",
+        "tf.xla_call_module",
+        kwargs=_xla_call_module_kwargs(_IDENTITY_MODULE, [None, 3]),
+    )
 
 
 def xla_call_module_spin(directory) -> Path:
     """`tf.xla_call_module` with an endless StableHLO while loop and an output of unknown
     rank (`Sout` = `TensorShape(None)`): the rank probe runs it eagerly, load never returns."""
-    return single_op(directory, "xla_call_module_spin.keras", "tf.xla_call_module",
-                     kwargs=_xla_call_module_kwargs(_ENDLESS_MODULE, None))
+    return single_op(
+        directory,
+        "xla_call_module_spin.keras",
+        "tf.xla_call_module",
+        kwargs=_xla_call_module_kwargs(_ENDLESS_MODULE, None),
+    )
 
 
 def xla_call_module_spin_on_call(directory) -> Path:
     """The endless module with a static `Sout`: loads fine, the first call never returns."""
-    return single_op(directory, "xla_call_module_spin_on_call.keras", "tf.xla_call_module",
-                     kwargs=_xla_call_module_kwargs(_ENDLESS_MODULE, [None, 3]))
+    return single_op(
+        directory,
+        "xla_call_module_spin_on_call.keras",
+        "tf.xla_call_module",
+        kwargs=_xla_call_module_kwargs(_ENDLESS_MODULE, [None, 3]),
+    )
 
 
 def rpc_server(directory) -> Path:
@@ -324,7 +337,9 @@ def rpc_server(directory) -> Path:
 def rpc_client(directory) -> Path:
     """`tf.rpc_client(address, timeout)` (export table only): connects to a server."""
     return single_op(
-        directory, "rpc_client.keras", "tf.rpc_client",
+        directory,
+        "rpc_client.keras",
+        "tf.rpc_client",
         kwargs={"server_address": "10.255.255.1:47124", "timeout_in_ms": 0},
     )
 
@@ -336,23 +351,35 @@ def check_preemption(directory) -> Path:
 
 def audio_microfrontend(directory) -> Path:
     """`tf.audio_microfrontend` (export table only): a contrib op from a loaded .so."""
-    return single_op(directory, "audio_microfrontend.keras", "tf.audio_microfrontend",
-                     args=[INPUT0], shape=(), dtype="int16")
+    return single_op(
+        directory,
+        "audio_microfrontend.keras",
+        "tf.audio_microfrontend",
+        args=[INPUT0],
+        shape=(),
+        dtype="int16",
+    )
 
 
 def xla_recv(directory) -> Path:
     """`tf.xla_recv` (export table only): waits for a cross-host transfer."""
     return single_op(
-        directory, "xla_recv.keras", "tf.xla_recv",
-        kwargs={"dtype": graft("dtype", name="float32"), "tensor_name": "t",
-                "shape": graft("shape", dims=[3])},
+        directory,
+        "xla_recv.keras",
+        "tf.xla_recv",
+        kwargs={
+            "dtype": graft("dtype", name="float32"),
+            "tensor_name": "t",
+            "shape": graft("shape", dims=[3]),
+        },
     )
 
 
 def xla_send(directory) -> Path:
     """`tf.xla_send` (export table only): sends the input to another host."""
-    return single_op(directory, "xla_send.keras", "tf.xla_send",
-                     kwargs={"tensor": INPUT0, "tensor_name": "t"})
+    return single_op(
+        directory, "xla_send.keras", "tf.xla_send", kwargs={"tensor": INPUT0, "tensor_name": "t"}
+    )
 
 
 def timestamp(directory) -> Path:
@@ -372,20 +399,21 @@ def enable_check_numerics(directory) -> Path:
 
 def set_log_device_placement(directory) -> Path:
     """Turns on device-placement logging of every later op, process-wide."""
-    return single_op(directory, "set_log_device_placement.keras",
-                     "tf.debugging.set_log_device_placement", args=[True])
+    return single_op(
+        directory, "set_log_device_placement.keras", "tf.debugging.set_log_device_placement", args=[True]
+    )
 
 
 def disable_traceback_filtering(directory) -> Path:
     """Turns TF's traceback filtering off for the whole process."""
-    return single_op(directory, "disable_traceback_filtering.keras",
-                     "tf.debugging.disable_traceback_filtering")
+    return single_op(
+        directory, "disable_traceback_filtering.keras", "tf.debugging.disable_traceback_filtering"
+    )
 
 
 def set_global_generator(directory) -> Path:
     """Replaces the global RNG with an int: every later `get_global_generator()` breaks."""
-    return single_op(directory, "set_global_generator.keras",
-                     "tf.random.set_global_generator", args=[7])
+    return single_op(directory, "set_global_generator.keras", "tf.random.set_global_generator", args=[7])
 
 
 def get_global_generator(directory) -> Path:
@@ -414,28 +442,44 @@ def parse_tensor_bomb(directory, gib: float = 4) -> Path:
     """A 20-byte TensorProto of `gib` GiB of float32 zeros, materialized by the rank probe."""
     elements = int(gib * GiB) // 4
     proto = _tensor_proto(1, [elements])  # DT_FLOAT
-    return single_op(directory, "parse_tensor_bomb.keras", "tf.io.parse_tensor",
-                     args=[raw_bytes(proto), graft("dtype", name="float32")])
+    return single_op(
+        directory,
+        "parse_tensor_bomb.keras",
+        "tf.io.parse_tensor",
+        args=[raw_bytes(proto), graft("dtype", name="float32")],
+    )
 
 
 def decode_image_bomb(directory, side: int = 16384) -> Path:
     """A 1 MB RGBA PNG of `side`² pixels (1 GiB decoded), decoded by the rank probe.
 
     (TF refuses PNGs whose byte size overflows an int, so 1-2 GiB per image.)"""
-    return single_op(directory, "decode_image_bomb.keras", "tf.io.decode_image",
-                     args=[raw_bytes(_png(side, side, color_type=6))])
+    return single_op(
+        directory,
+        "decode_image_bomb.keras",
+        "tf.io.decode_image",
+        args=[raw_bytes(_png(side, side, color_type=6))],
+    )
 
 
 def decode_png_bomb(directory, side: int = 16384) -> Path:
     """The same PNG through `tf.io.decode_png` (static rank: no probe, no decode)."""
-    return single_op(directory, "decode_png_bomb.keras", "tf.io.decode_png",
-                     args=[raw_bytes(_png(side, side, color_type=6))])
+    return single_op(
+        directory,
+        "decode_png_bomb.keras",
+        "tf.io.decode_png",
+        args=[raw_bytes(_png(side, side, color_type=6))],
+    )
 
 
 def decode_compressed_bomb(directory, size: int = 2 * GiB) -> Path:
     """A 2 MB zlib stream of 2 GiB, via `tf.io.decode_compressed` (static rank: no probe)."""
-    return single_op(directory, "decode_compressed_bomb.keras", "tf.io.decode_compressed",
-                     args=[raw_bytes(_zlib_bomb(size)), "ZLIB"])
+    return single_op(
+        directory,
+        "decode_compressed_bomb.keras",
+        "tf.io.decode_compressed",
+        args=[raw_bytes(_zlib_bomb(size)), "ZLIB"],
+    )
 
 
 def fill_huge(directory) -> Path:
@@ -448,12 +492,13 @@ def probe_huge_input(directory, rows: int = 16384, columns: int = 65536) -> Path
     `tf.reshape(x, s)` with `s` a second input: the probe allocates `tf.ones` of that shape."""
     x = input_layer("x", shape=(columns,))
     x["config"]["batch_shape"] = [rows, columns]
-    layers = [x, input_layer("s", shape=(), dtype="int32"),
-              op_layer("reshaped", "tf.reshape", [INPUT0, graft("input", index=1)],
-                       inputs=["x", "s"])]
+    layers = [
+        x,
+        input_layer("s", shape=(), dtype="int32"),
+        op_layer("reshaped", "tf.reshape", [INPUT0, graft("input", index=1)], inputs=["x", "s"]),
+    ]
     layers[1]["config"]["batch_shape"] = [None]
-    return write_keras(directory, "probe_huge_input.keras",
-                       model_config(layers, input_name=["x", "s"]))
+    return write_keras(directory, "probe_huge_input.keras", model_config(layers, input_name=["x", "s"]))
 
 
 def range_constant_value(directory, elements: int = 2**31 - 1) -> Path:
@@ -540,35 +585,41 @@ def deep_nesting(directory, depth: int = 900) -> Path:
 
 def resource_dtype(directory) -> Path:
     """An array of dtype `resource`: `_decode_array` fails with a bare KeyError."""
-    return single_op(directory, "resource_dtype.keras", "tf.math.add",
-                     args=[INPUT0, array("resource", [1], [0])])
+    return single_op(
+        directory, "resource_dtype.keras", "tf.math.add", args=[INPUT0, array("resource", [1], [0])]
+    )
 
 
 def variant_dtype_tensor(directory) -> Path:
     """A `tensor` of dtype `variant`."""
-    return single_op(directory, "variant_dtype.keras", "tf.identity",
-                     args=[tensor("variant", [1], [0])])
+    return single_op(directory, "variant_dtype.keras", "tf.identity", args=[tensor("variant", [1], [0])])
 
 
 def huge_shape_argument(directory) -> Path:
     """A `tf.TensorShape` of 10 million dims, from a 100 KB file (zip deflates the JSON)."""
     dims = [1] * 10_000_000
-    return single_op(directory, "huge_shape_argument.keras", "tf.ensure_shape",
-                     args=[INPUT0, graft("shape", dims=dims)])
+    return single_op(
+        directory, "huge_shape_argument.keras", "tf.ensure_shape", args=[INPUT0, graft("shape", dims=dims)]
+    )
 
 
 def negative_shape(directory) -> Path:
     """Negative and -1 array shapes (numpy infers -1; others error)."""
-    return single_op(directory, "negative_shape.keras", "tf.math.add",
-                     args=[INPUT0, array("float32", [-1, 3], [0.0] * 3)])
+    return single_op(
+        directory, "negative_shape.keras", "tf.math.add", args=[INPUT0, array("float32", [-1, 3], [0.0] * 3)]
+    )
 
 
 def config_zip_bomb(directory, elements: int = 100_000_000) -> Path:
     """`values` of 100M zeros: a ~200 KB .keras file, 200 MB of JSON, GBs as Python lists."""
-    prefix = json.dumps(model_config([
-        input_layer(),
-        op_layer("forged", "tf.math.add", [INPUT0, array("float32", [elements], ["@@"])]),
-    ])).encode()
+    prefix = json.dumps(
+        model_config(
+            [
+                input_layer(),
+                op_layer("forged", "tf.math.add", [INPUT0, array("float32", [elements], ["@@"])]),
+            ]
+        )
+    ).encode()
     head, _, tail = prefix.partition(b'"@@"')
     raw = head + b",".join([b"0"] * elements) + tail
     return write_keras(directory, "config_zip_bomb.keras", None, raw_config=raw)
@@ -600,39 +651,46 @@ def _called_on_stored_tensor(directory, filename, layer) -> Path:
 def node_stored_tensor_fill(directory) -> Path:
     """`tf.fill(dims, 1.0)` whose node calls it on a stored tensor `[20000, 20000]`: the
     layer ran at load, a 1.6 GB fill (2.3 GB peak); `[40000, 40000]` runs out of memory."""
-    return _called_on_stored_tensor(directory, "node_stored_tensor_fill.keras",
-                                    op_layer("filled", "tf.fill", [INPUT0, 1.0]))
+    return _called_on_stored_tensor(
+        directory, "node_stored_tensor_fill.keras", op_layer("filled", "tf.fill", [INPUT0, 1.0])
+    )
 
 
 def node_stored_tensor_print(directory) -> Path:
     """A `Print` layer (printing allowed) whose node calls it on a stored tensor: it
     printed at load, before the model ever ran."""
-    return _called_on_stored_tensor(directory, "node_stored_tensor_print.keras",
-                                    print_layer("printed", ["x:", INPUT0]))
+    return _called_on_stored_tensor(
+        directory, "node_stored_tensor_print.keras", print_layer("printed", ["x:", INPUT0])
+    )
 
 
 def node_stored_tensor_kwarg(directory) -> Path:
     """`tf.math.sin` called on the input, with a stored tensor as a node keyword argument."""
     layer = op_layer("sin", "tf.math.sin", [INPUT0])
     layer["inbound_nodes"][0]["kwargs"] = {"training": _STORED_SHAPE_TENSOR}
-    return write_keras(directory, "node_stored_tensor_kwarg.keras",
-                       model_config([input_layer(), layer]))
+    return write_keras(directory, "node_stored_tensor_kwarg.keras", model_config([input_layer(), layer]))
 
 
 def node_stored_tensor_layer(directory) -> Path:
     """Victim layer (preload `VICTIM`) called on a stored tensor: a `@keras_graft.layer`
     function ran on the file's data at load, instead of being traced."""
     layer = _victim_layer()
-    layer["inbound_nodes"] = [{"args": [{"class_name": "__tensor__", "config": {
-        "value": [[1.0, 2.0, 3.0]], "dtype": "float32"}}], "kwargs": {"mask": None}}]
-    return write_keras(directory, "node_stored_tensor_layer.keras",
-                       model_config([input_layer(), layer], output="input"))
+    layer["inbound_nodes"] = [
+        {
+            "args": [
+                {"class_name": "__tensor__", "config": {"value": [[1.0, 2.0, 3.0]], "dtype": "float32"}}
+            ],
+            "kwargs": {"mask": None},
+        }
+    ]
+    return write_keras(
+        directory, "node_stored_tensor_layer.keras", model_config([input_layer(), layer], output="input")
+    )
 
 
 def slot_out_of_range(directory) -> Path:
     """A tensor slot index past the layer's inputs."""
-    return single_op(directory, "slot_out_of_range.keras", "tf.math.sin",
-                     args=[graft("input", index=10**9)])
+    return single_op(directory, "slot_out_of_range.keras", "tf.math.sin", args=[graft("input", index=10**9)])
 
 
 def layer_name_path(directory) -> Path:
@@ -686,12 +744,19 @@ def _victim_layer(victim="scaled", **hyperparameters) -> dict:
         "class_name": victim,
         "config": {"name": victim, "trainable": True, **defaults, **hyperparameters},
         "registered_name": f"hostile_victim>{victim}",
-        "build_config": {"input_shape": [None, 3], "input_dtypes": ["float32"],
-                         "input_masks": [None]},
+        "build_config": {"input_shape": [None, 3], "input_dtypes": ["float32"], "input_masks": [None]},
         "name": victim,
-        "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
-            "shape": [None, 3], "dtype": "float32", "keras_history": ["input", 0, 0]}}],
-            "kwargs": {"mask": None}}],
+        "inbound_nodes": [
+            {
+                "args": [
+                    {
+                        "class_name": "__keras_tensor__",
+                        "config": {"shape": [None, 3], "dtype": "float32", "keras_history": ["input", 0, 0]},
+                    }
+                ],
+                "kwargs": {"mask": None},
+            }
+        ],
     }
 
 
@@ -703,26 +768,47 @@ def _victim_model(directory, filename, victim="scaled", **hyperparameters) -> Pa
 def hyperparameter_set_epsilon(directory) -> Path:
     """Victim layer (preload `VICTIM`): `activation` = `keras.config.set_epsilon`, any Keras
     API function being accepted; the build trace calls it on a tensor: global epsilon changed."""
-    return _victim_model(directory, "hyperparameter_set_epsilon.keras", activation={
-        "module": "keras.config", "class_name": "function", "config": "set_epsilon",
-        "registered_name": "function"})
+    return _victim_model(
+        directory,
+        "hyperparameter_set_epsilon.keras",
+        activation={
+            "module": "keras.config",
+            "class_name": "function",
+            "config": "set_epsilon",
+            "registered_name": "function",
+        },
+    )
 
 
 def hyperparameter_function_default(directory) -> Path:
     """Victim layer `activated(activation=keras.activations.relu)`: a file gives it
     `keras.config.set_epsilon`, a Keras function but no activation."""
-    return _victim_model(directory, "hyperparameter_function_default.keras", victim="activated",
-                         activation={"module": "keras.config", "class_name": "function",
-                                     "config": "set_epsilon", "registered_name": "function"})
+    return _victim_model(
+        directory,
+        "hyperparameter_function_default.keras",
+        victim="activated",
+        activation={
+            "module": "keras.config",
+            "class_name": "function",
+            "config": "set_epsilon",
+            "registered_name": "function",
+        },
+    )
 
 
 def hyperparameter_any_object(directory) -> Path:
     """Victim layer: `scale` = a whole Keras `StringLookup` (any Keras object is accepted)
     with a vocabulary file path; Keras' own safe-mode vocabulary guard refuses it."""
-    return _victim_model(directory, "hyperparameter_any_object.keras", scale={
-        "module": "keras.layers", "class_name": "StringLookup",
-        "config": {"name": "lookup", "vocabulary": "/etc/hostname", "output_mode": "int"},
-        "registered_name": None})
+    return _victim_model(
+        directory,
+        "hyperparameter_any_object.keras",
+        scale={
+            "module": "keras.layers",
+            "class_name": "StringLookup",
+            "config": {"name": "lookup", "vocabulary": "/etc/hostname", "output_mode": "int"},
+            "registered_name": None,
+        },
+    )
 
 
 def build_config_huge_input(directory) -> Path:
@@ -736,8 +822,9 @@ def build_config_huge_input(directory) -> Path:
     return write_keras(directory, path.name, config)
 
 
-def keras_op_layer(name: str, class_name: str, config: dict, inputs, dtype="int32",
-                   module="keras.src.ops.numpy") -> dict:
+def keras_op_layer(
+    name: str, class_name: str, config: dict, inputs, dtype="int32", module="keras.src.ops.numpy"
+) -> dict:
     """A Keras op (an `Operation`, not a layer: `keras.ops.sum`) called on the layers `inputs`."""
     return {
         "module": module,
@@ -745,18 +832,30 @@ def keras_op_layer(name: str, class_name: str, config: dict, inputs, dtype="int3
         "config": {"name": name, **config},
         "registered_name": class_name,
         "name": name,
-        "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
-            "shape": [], "dtype": dtype, "keras_history": [source, 0, 0]}} for source in inputs],
-            "kwargs": {}}],
+        "inbound_nodes": [
+            {
+                "args": [
+                    {
+                        "class_name": "__keras_tensor__",
+                        "config": {"shape": [], "dtype": dtype, "keras_history": [source, 0, 0]},
+                    }
+                    for source in inputs
+                ],
+                "kwargs": {},
+            }
+        ],
     }
 
 
 def keras_op_fill_bypass(directory, elements: int = 1 << 29) -> Path:
     """A = `tf.fill([n], 1)`, B = Keras op `keras.ops.sum(A)`, C = `tf.range(B)`: B is rebuilt as
     trusted, on A's cached real Fill tensor, so the refiner fills n int32 (2 GiB) while tracing."""
-    layers = [input_layer(), op_layer("a", "tf.fill", [[elements], 1]),
-              keras_op_layer("b", "Sum", {"axis": None, "keepdims": False}, ["a"]),
-              op_layer("c", "tf.range", [INPUT0], inputs=["b"])]
+    layers = [
+        input_layer(),
+        op_layer("a", "tf.fill", [[elements], 1]),
+        keras_op_layer("b", "Sum", {"axis": None, "keepdims": False}, ["a"]),
+        op_layer("c", "tf.range", [INPUT0], inputs=["b"]),
+    ]
     return write_keras(directory, "keras_op_fill_bypass.keras", model_config(layers))
 
 
@@ -764,12 +863,16 @@ def eigvals_small_output(directory, n: int = 2560) -> Path:
     """A = `tf.linalg.eigvals` of a stored n x n cyclic-shift matrix (a 40 KB file; n values out,
     so kept for folding), then abs, sum, `tf.range`: the refiner runs the O(n^3) eigensolver."""
     values = [[1 if (i - j) % n == 1 else 0 for j in range(n)] for i in range(n)]
-    return chain(directory, "eigvals_small_output.keras", [
-        ("a", "tf.linalg.eigvals", [array("float32", [n, n], values)], {}, ["input"]),
-        ("b", "tf.math.abs", [INPUT0], {}, ["a"]),
-        ("c", "tf.math.reduce_sum", [INPUT0], {}, ["b"]),
-        ("d", "tf.range", [INPUT0], {}, ["c"]),
-    ])
+    return chain(
+        directory,
+        "eigvals_small_output.keras",
+        [
+            ("a", "tf.linalg.eigvals", [array("float32", [n, n], values)], {}, ["input"]),
+            ("b", "tf.math.abs", [INPUT0], {}, ["a"]),
+            ("c", "tf.math.reduce_sum", [INPUT0], {}, ["b"]),
+            ("d", "tf.range", [INPUT0], {}, ["c"]),
+        ],
+    )
 
 
 def einsum_optimal_path(directory, operands: int = 14) -> Path:
@@ -778,15 +881,21 @@ def einsum_optimal_path(directory, operands: int = 14) -> Path:
     letters = "abcdefghijklmnopqrstuvwxyz"
     equation = ",".join(letters[i] + letters[(i + 1) % operands] for i in range(operands)) + "->"
     matrices = [array("float32", [2, 2], [[1.0, 0.0], [0.0, 1.0]]) for _ in range(operands)]
-    return single_op(directory, "einsum_optimal_path.keras", "tf.einsum",
-                     args=[equation, *matrices], kwargs={"optimize": "optimal"})
+    return single_op(
+        directory,
+        "einsum_optimal_path.keras",
+        "tf.einsum",
+        args=[equation, *matrices],
+        kwargs={"optimize": "optimal"},
+    )
 
 
 def polyval_long_list(directory, coefficients: int = 100_000) -> Path:
     """`tf.math.polyval` with a plain list of 100k zero coefficients (a 2 KB file): its Python
     loop adds 3 graph ops per coefficient while tracing, minutes and gigabytes."""
-    return single_op(directory, "polyval_long_list.keras", "tf.math.polyval",
-                     args=[[0.0] * coefficients, INPUT0])
+    return single_op(
+        directory, "polyval_long_list.keras", "tf.math.polyval", args=[[0.0] * coefficients, INPUT0]
+    )
 
 
 # Bounds that follow the function: a function argument gets the bounds of the op it is.
@@ -804,29 +913,51 @@ def map_flat_values_einsum(directory) -> Path:
     """`tf.ragged.map_flat_values(tf.einsum, ring of 14, optimize="optimal")`: the function
     argument gets the keyword, so the exhaustive path search runs while tracing (> 90 s)."""
     equation, matrices = _ring_einsum()
-    return single_op(directory, "map_flat_values_einsum.keras", "tf.ragged.map_flat_values",
-                     args=[graft("function", name="tf.einsum"), equation, *matrices],
-                     kwargs={"optimize": "optimal"})
+    return single_op(
+        directory,
+        "map_flat_values_einsum.keras",
+        "tf.ragged.map_flat_values",
+        args=[graft("function", name="tf.einsum"), equation, *matrices],
+        kwargs={"optimize": "optimal"},
+    )
 
 
 def nested_map_flat_values_einsum(directory) -> Path:
     """The same through two `map_flat_values`, the outer forwarding the inner `tf.linalg.einsum`."""
     equation, matrices = _ring_einsum()
-    return single_op(directory, "nested_map_flat_values_einsum.keras", "tf.ragged.map_flat_values",
-                     args=[graft("function", name="tf.ragged.map_flat_values"),
-                           graft("function", name="tf.linalg.einsum"), equation, *matrices],
-                     kwargs={"optimize": "optimal"})
+    return single_op(
+        directory,
+        "nested_map_flat_values_einsum.keras",
+        "tf.ragged.map_flat_values",
+        args=[
+            graft("function", name="tf.ragged.map_flat_values"),
+            graft("function", name="tf.linalg.einsum"),
+            equation,
+            *matrices,
+        ],
+        kwargs={"optimize": "optimal"},
+    )
 
 
 def sparse_map_values_einsum(directory) -> Path:
     """A = `tf.sparse.from_dense(x)`, B = `tf.sparse.map_values(tf.einsum, "a,ab,...", A, 14
     matrices, optimize="branch-all")`: the values of A join the search of another forwarder."""
     equation, matrices = _ring_einsum()
-    return chain(directory, "sparse_map_values_einsum.keras", [
-        ("a", "tf.sparse.from_dense", [INPUT0], {}, ["input"]),
-        ("b", "tf.sparse.map_values", [graft("function", name="tf.einsum"), "a," + equation,
-                                       INPUT0, *matrices], {"optimize": "branch-all"}, ["a"]),
-    ], shape=())
+    return chain(
+        directory,
+        "sparse_map_values_einsum.keras",
+        [
+            ("a", "tf.sparse.from_dense", [INPUT0], {}, ["input"]),
+            (
+                "b",
+                "tf.sparse.map_values",
+                [graft("function", name="tf.einsum"), "a," + equation, INPUT0, *matrices],
+                {"optimize": "branch-all"},
+                ["a"],
+            ),
+        ],
+        shape=(),
+    )
 
 
 # Output counts from a file: one number, a graph op of a million outputs.
@@ -836,8 +967,13 @@ MILLION = 1_000_000
 
 def dynamic_partition_count(directory) -> Path:
     """`tf.dynamic_partition(x, [0], num_partitions=1_000_000)` (a 2.5 KB file): 2.3 GB, 64 s."""
-    return single_op(directory, "dynamic_partition_count.keras", "tf.dynamic_partition",
-                     args=[INPUT0, tensor("int32", [1], [0])], kwargs={"num_partitions": MILLION})
+    return single_op(
+        directory,
+        "dynamic_partition_count.keras",
+        "tf.dynamic_partition",
+        args=[INPUT0, tensor("int32", [1], [0])],
+        kwargs={"num_partitions": MILLION},
+    )
 
 
 def split_count(directory) -> Path:
@@ -847,57 +983,83 @@ def split_count(directory) -> Path:
 
 def split_sizes(directory) -> Path:
     """`tf.split(x, sizes)` with a stored array of a million sizes (a few KB zipped)."""
-    return single_op(directory, "split_sizes.keras", "tf.split",
-                     args=[INPUT0, array("int32", [MILLION], [0] * MILLION)])
+    return single_op(
+        directory, "split_sizes.keras", "tf.split", args=[INPUT0, array("int32", [MILLION], [0] * MILLION)]
+    )
 
 
 def unstack_count(directory) -> Path:
     """`tf.unstack(x, num=1_000_000)` along the unknown batch dimension."""
-    return single_op(directory, "unstack_count.keras", "tf.unstack", args=[INPUT0],
-                     kwargs={"num": MILLION})
+    return single_op(directory, "unstack_count.keras", "tf.unstack", args=[INPUT0], kwargs={"num": MILLION})
 
 
 def unstack_stored_dimension(directory) -> Path:
     """A = `tf.reshape(x, [-1, 1_000_000])` (a stored shape), B = `tf.unstack(A, axis=1)`:
     the count comes from a static dimension, no argument names it."""
-    return chain(directory, "unstack_stored_dimension.keras", [
-        ("a", "tf.reshape", [INPUT0, [-1, MILLION]], {}, ["input"]),
-        ("b", "tf.unstack", [INPUT0], {"axis": 1}, ["a"]),
-    ])
+    return chain(
+        directory,
+        "unstack_stored_dimension.keras",
+        [
+            ("a", "tf.reshape", [INPUT0, [-1, MILLION]], {}, ["input"]),
+            ("b", "tf.unstack", [INPUT0], {"axis": 1}, ["a"]),
+        ],
+    )
 
 
 def unstack_in_map_fn(directory) -> Path:
     """Input `(None, 1_000_000)`, `tf.map_fn(tf.unstack, x)`: the million outputs in a loop body."""
-    return single_op(directory, "unstack_in_map_fn.keras", "tf.map_fn",
-                     args=[graft("function", name="tf.unstack"), INPUT0], shape=(MILLION,))
+    return single_op(
+        directory,
+        "unstack_in_map_fn.keras",
+        "tf.map_fn",
+        args=[graft("function", name="tf.unstack"), INPUT0],
+        shape=(MILLION,),
+    )
 
 
 def split_in_map_flat_values(directory) -> Path:
     """`tf.ragged.map_flat_values(tf.split, x, 1_000_000)`: the count forwarded to a function argument."""
-    return single_op(directory, "split_in_map_flat_values.keras", "tf.ragged.map_flat_values",
-                     args=[graft("function", name="tf.split"), INPUT0, MILLION])
+    return single_op(
+        directory,
+        "split_in_map_flat_values.keras",
+        "tf.ragged.map_flat_values",
+        args=[graft("function", name="tf.split"), INPUT0, MILLION],
+    )
 
 
 def sparse_split_count(directory) -> Path:
     """A = `tf.sparse.from_dense(x)`, B = `tf.sparse.split(A, num_split=1_000_000, axis=0)`."""
-    return chain(directory, "sparse_split_count.keras", [
-        ("a", "tf.sparse.from_dense", [INPUT0], {}, ["input"]),
-        ("b", "tf.sparse.split", [], {"sp_input": INPUT0, "num_split": MILLION, "axis": 0}, ["a"]),
-    ])
+    return chain(
+        directory,
+        "sparse_split_count.keras",
+        [
+            ("a", "tf.sparse.from_dense", [INPUT0], {}, ["input"]),
+            ("b", "tf.sparse.split", [], {"sp_input": INPUT0, "num_split": MILLION, "axis": 0}, ["a"]),
+        ],
+    )
 
 
 def ctc_top_paths(directory) -> Path:
     """`tf.nn.ctc_beam_search_decoder(x, [2], top_paths=1_000_000)`: three outputs per path."""
-    return single_op(directory, "ctc_top_paths.keras", "tf.nn.ctc_beam_search_decoder",
-                     args=[INPUT0, tensor("int32", [1], [2])],
-                     kwargs={"beam_width": MILLION, "top_paths": MILLION}, shape=(1, 4))
+    return single_op(
+        directory,
+        "ctc_top_paths.keras",
+        "tf.nn.ctc_beam_search_decoder",
+        args=[INPUT0, tensor("int32", [1], [2])],
+        kwargs={"beam_width": MILLION, "top_paths": MILLION},
+        shape=(1, 4),
+    )
 
 
 def meshgrid_rank(directory, arguments: int = 2000) -> Path:
     """`tf.meshgrid` of 2000 stored 1-element arrays (4000 items): 5 graph ops each, every
     output of rank 2000; 10 s and 600 MB while tracing, within the op count."""
-    return single_op(directory, "meshgrid_rank.keras", "tf.meshgrid",
-                     args=[array("float32", [1], [1.0]) for _ in range(arguments)])
+    return single_op(
+        directory,
+        "meshgrid_rank.keras",
+        "tf.meshgrid",
+        args=[array("float32", [1], [1.0]) for _ in range(arguments)],
+    )
 
 
 VICTIM_OP = "_hostile:register_victim_op"
@@ -923,8 +1085,13 @@ def register_victim_op():
 def graph_ops_loop(directory) -> Path:
     """Victim op (preload `VICTIM_OP`) `repeated_sin(x, times=10_000_000)` from a file: its
     loop adds a graph op per step while tracing, an hour and GBs without a bound."""
-    return single_op(directory, "graph_ops_loop.keras", "hostile_victim>repeated_sin",
-                     args=[INPUT0], kwargs={"times": 10_000_000})
+    return single_op(
+        directory,
+        "graph_ops_loop.keras",
+        "hostile_victim>repeated_sin",
+        args=[INPUT0],
+        kwargs={"times": 10_000_000},
+    )
 
 
 # `Print` stores only its formatting options, even where printing is allowed.
@@ -957,8 +1124,9 @@ def print_to_stdout(directory) -> Path:
 
 def print_to_log(directory) -> Path:
     """`output_stream="log(error)"`, and formatting options beside it."""
-    return _print_model(directory, "print_to_log.keras",
-                        {"sep": ",", "output_stream": "log(error)", "summarize": -1})
+    return _print_model(
+        directory, "print_to_log.keras", {"sep": ",", "output_stream": "log(error)", "summarize": -1}
+    )
 
 
 def print_op_name(directory) -> Path:
@@ -968,8 +1136,7 @@ def print_op_name(directory) -> Path:
 
 def print_option_of_another_kind(directory) -> Path:
     """`summarize` as a string, `end` as the input tensor: refused when loaded, not when run."""
-    return _print_model(directory, "print_option_of_another_kind.keras",
-                        {"summarize": "all", "end": INPUT0})
+    return _print_model(directory, "print_option_of_another_kind.keras", {"summarize": "all", "end": INPUT0})
 
 
 # The signature cache answers only for values TensorFlow knows nothing of.
@@ -979,14 +1146,19 @@ def _partly_known_reshape(directory, filename, columns: int) -> Path:
     """`tf.reshape(y, tf.stack([n, columns]))` with `n` computed from the input's value:
     TensorFlow knows the second part of the shape, not the first."""
     rows = 3 * 8 // columns  # on a batch of one row of 24 zeros
-    return chain(directory, filename, [
-        ("zeroed", "tf.math.multiply", [INPUT0, 0.0], {}, ["input"]),
-        ("total", "tf.math.reduce_sum", [INPUT0], {}, ["zeroed"]),
-        ("as_int", "tf.cast", [INPUT0, graft("dtype", name="int32")], {}, ["total"]),
-        ("rows", "tf.math.add", [INPUT0, rows], {}, ["as_int"]),
-        ("shape", "tf.stack", [[INPUT0, columns]], {}, ["rows"]),
-        ("reshaped", "tf.reshape", [INPUT0, graft("input", index=1)], {}, ["input", "shape"]),
-    ], shape=(24,))
+    return chain(
+        directory,
+        filename,
+        [
+            ("zeroed", "tf.math.multiply", [INPUT0, 0.0], {}, ["input"]),
+            ("total", "tf.math.reduce_sum", [INPUT0], {}, ["zeroed"]),
+            ("as_int", "tf.cast", [INPUT0, graft("dtype", name="int32")], {}, ["total"]),
+            ("rows", "tf.math.add", [INPUT0, rows], {}, ["as_int"]),
+            ("shape", "tf.stack", [[INPUT0, columns]], {}, ["rows"]),
+            ("reshaped", "tf.reshape", [INPUT0, graft("input", index=1)], {}, ["input", "shape"]),
+        ],
+        shape=(24,),
+    )
 
 
 def cache_partly_known_first(directory) -> Path:
@@ -1002,13 +1174,17 @@ def cache_partly_known_shape(directory) -> Path:
 
 def _partly_known_fill(directory, filename, columns: int) -> Path:
     """`tf.fill(tf.concat([[n], [columns]], 0), 1.0)` with `n` from the input's value."""
-    return chain(directory, filename, [
-        ("total", "tf.math.reduce_sum", [INPUT0], {}, ["input"]),
-        ("as_int", "tf.cast", [INPUT0, graft("dtype", name="int32")], {}, ["total"]),
-        ("rows", "tf.reshape", [INPUT0, [1]], {}, ["as_int"]),
-        ("shape", "tf.concat", [[INPUT0, array("int32", [1], [columns])], 0], {}, ["rows"]),
-        ("filled", "tf.fill", [INPUT0, 1.0], {}, ["shape"]),
-    ])
+    return chain(
+        directory,
+        filename,
+        [
+            ("total", "tf.math.reduce_sum", [INPUT0], {}, ["input"]),
+            ("as_int", "tf.cast", [INPUT0, graft("dtype", name="int32")], {}, ["total"]),
+            ("rows", "tf.reshape", [INPUT0, [1]], {}, ["as_int"]),
+            ("shape", "tf.concat", [[INPUT0, array("int32", [1], [columns])], 0], {}, ["rows"]),
+            ("filled", "tf.fill", [INPUT0, 1.0], {}, ["shape"]),
+        ],
+    )
 
 
 def cache_partly_known_fill_first(directory) -> Path:
@@ -1032,42 +1208,104 @@ class Attack(NamedTuple):
 
 
 def _attack(weakness: int, build: Callable, **setup) -> Attack:
-    return Attack(build.__name__, weakness, build, (build.__doc__ or "").strip().splitlines()[0],
-                  **setup)
+    return Attack(build.__name__, weakness, build, (build.__doc__ or "").strip().splitlines()[0], **setup)
 
 
 ATTACKS = [
-    *(_attack(1, b) for b in (xla_call_module, xla_call_module_spin,
-                              xla_call_module_spin_on_call, rpc_server, rpc_client, check_preemption,
-                              audio_microfrontend, xla_recv, xla_send, timestamp)),
-    *(_attack(2, b) for b in (enable_check_numerics, set_log_device_placement,
-                              disable_traceback_filtering, set_global_generator,
-                              get_global_generator, state_then_valid_op)),
-    *(_attack(3, b) for b in (parse_tensor_bomb, decode_image_bomb, decode_png_bomb,
-                              decode_compressed_bomb, fill_huge, probe_huge_input,
-                              range_constant_value, fill_constant_value, fill_shape_refiner,
-                              decompress_shape_refiner, decode_image_shape_refiner,
-                              keras_op_fill_bypass, eigvals_small_output, einsum_optimal_path,
-                              polyval_long_list)),
-    *(_attack(3, b) for b in (map_flat_values_einsum, nested_map_flat_values_einsum,
-                              sparse_map_values_einsum, dynamic_partition_count, split_count,
-                              split_sizes, unstack_count, unstack_stored_dimension,
-                              unstack_in_map_fn, split_in_map_flat_values, sparse_split_count,
-                              ctc_top_paths, meshgrid_rank)),
+    *(
+        _attack(1, b)
+        for b in (
+            xla_call_module,
+            xla_call_module_spin,
+            xla_call_module_spin_on_call,
+            rpc_server,
+            rpc_client,
+            check_preemption,
+            audio_microfrontend,
+            xla_recv,
+            xla_send,
+            timestamp,
+        )
+    ),
+    *(
+        _attack(2, b)
+        for b in (
+            enable_check_numerics,
+            set_log_device_placement,
+            disable_traceback_filtering,
+            set_global_generator,
+            get_global_generator,
+            state_then_valid_op,
+        )
+    ),
+    *(
+        _attack(3, b)
+        for b in (
+            parse_tensor_bomb,
+            decode_image_bomb,
+            decode_png_bomb,
+            decode_compressed_bomb,
+            fill_huge,
+            probe_huge_input,
+            range_constant_value,
+            fill_constant_value,
+            fill_shape_refiner,
+            decompress_shape_refiner,
+            decode_image_shape_refiner,
+            keras_op_fill_bypass,
+            eigvals_small_output,
+            einsum_optimal_path,
+            polyval_long_list,
+        )
+    ),
+    *(
+        _attack(3, b)
+        for b in (
+            map_flat_values_einsum,
+            nested_map_flat_values_einsum,
+            sparse_map_values_einsum,
+            dynamic_partition_count,
+            split_count,
+            split_sizes,
+            unstack_count,
+            unstack_stored_dimension,
+            unstack_in_map_fn,
+            split_in_map_flat_values,
+            sparse_split_count,
+            ctc_top_paths,
+            meshgrid_rank,
+        )
+    ),
     _attack(3, graph_ops_loop, preload=(VICTIM_OP,)),
-    *(_attack(4, b) for b in (deep_nesting, resource_dtype, variant_dtype_tensor,
-                              huge_shape_argument, negative_shape, config_zip_bomb,
-                              self_referencing_node, unknown_node_index, slot_out_of_range,
-                              layer_name_path, node_stored_tensor_fill, node_stored_tensor_kwarg)),
+    *(
+        _attack(4, b)
+        for b in (
+            deep_nesting,
+            resource_dtype,
+            variant_dtype_tensor,
+            huge_shape_argument,
+            negative_shape,
+            config_zip_bomb,
+            self_referencing_node,
+            unknown_node_index,
+            slot_out_of_range,
+            layer_name_path,
+            node_stored_tensor_fill,
+            node_stored_tensor_kwarg,
+        )
+    ),
     _attack(4, node_stored_tensor_print, preload=(ALLOW_PRINT,)),
     _attack(4, node_stored_tensor_layer, preload=(VICTIM,)),
-    *(_attack(4, b, preload=(VICTIM,)) for b in (hyperparameter_set_epsilon,
-                                                  hyperparameter_function_default,
-                                                  hyperparameter_any_object)),
+    *(
+        _attack(4, b, preload=(VICTIM,))
+        for b in (hyperparameter_set_epsilon, hyperparameter_function_default, hyperparameter_any_object)
+    ),
     # Loads (the victim layer is registered): its build trace must stay cheap.
     _attack(3, build_config_huge_input, preload=(VICTIM,)),
-    *(_attack(4, b, preload=(ALLOW_PRINT,), run=True) for b in (
-        print_to_file, print_to_stdout, print_to_log, print_op_name, print_option_of_another_kind)),
+    *(
+        _attack(4, b, preload=(ALLOW_PRINT,), run=True)
+        for b in (print_to_file, print_to_stdout, print_to_log, print_op_name, print_option_of_another_kind)
+    ),
     _attack(5, cache_partly_known_shape, before=cache_partly_known_first, run=True),
     _attack(5, cache_partly_known_fill, before=cache_partly_known_fill_first, run=True),
 ]
@@ -1084,14 +1322,21 @@ def _child_env(extra: dict | None = None) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     if os.environ.get("HOSTILE_PYTHONPATH"):
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [os.environ["HOSTILE_PYTHONPATH"], env.get("PYTHONPATH")]))
+            filter(None, [os.environ["HOSTILE_PYTHONPATH"], env.get("PYTHONPATH")])
+        )
     env.update(extra or {})
     return env
 
 
-def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB,
-                  preload: tuple[str, ...] = (), env: dict | None = None,
-                  before=None, run: bool = False) -> dict:
+def load_in_child(
+    path,
+    timeout_s: float = 60,
+    memory_limit_bytes: int = 8 * GiB,
+    preload: tuple[str, ...] = (),
+    env: dict | None = None,
+    before=None,
+    run: bool = False,
+) -> dict:
     """Loads `path` with `keras.models.load_model` in a fresh, limited interpreter.
 
     The child imports `keras_graft` (and the modules in `preload`, found on
@@ -1117,10 +1362,17 @@ def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB
     options = [f"--before={Path(before).resolve()}"] if before is not None else []
     options += ["--run"] if run else []
     with tempfile.TemporaryDirectory(prefix="hostile-") as cwd:
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", str(Path(path).resolve()),
-                   *options, *preload]
-        run = run_limited(command, cwd=cwd, timeout_s=timeout_s,
-                          memory_limit_bytes=memory_limit_bytes, env=env)
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            str(Path(path).resolve()),
+            *options,
+            *preload,
+        ]
+        run = run_limited(
+            command, cwd=cwd, timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes, env=env
+        )
     output, status, timed_out = run["stdout"], run["returncode"], run["timed_out"]
     elapsed, stderr_tail = run["seconds"], run["stderr"][-2000:]
     result = {
@@ -1137,7 +1389,7 @@ def load_in_child(path, timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB
     }
     for line in output.decode(errors="replace").splitlines():
         if line.startswith(_MARKER):
-            reported = json.loads(line[len(_MARKER):])
+            reported = json.loads(line[len(_MARKER) :])
             result.update(reported)
             result["peak_rss_mb"] = max(result["peak_rss_mb"], reported["peak_rss_mb"])
     if result["outcome"] == "crashed" and status is not None and status < 0:
@@ -1161,14 +1413,16 @@ os._exit(code if code >= 0 else 128 - code)
 """
 
 
-def run_limited(command: list[str], *, cwd, timeout_s: float, memory_limit_bytes: int = 8 * GiB,
-                env: dict | None = None) -> dict:
+def run_limited(
+    command: list[str], *, cwd, timeout_s: float, memory_limit_bytes: int = 8 * GiB, env: dict | None = None
+) -> dict:
     """Runs `command` in `cwd` in a new session under an address-space limit, killing
     everything it started after `timeout_s`. Returns `stdout` (bytes), `stderr`
     (text), `returncode`, `peak_rss_mb` (the peak resident memory of the
     largest process of the command's tree, children it waited for included),
     `timed_out`, `seconds`, and `peak_pss_mb`: the largest sum of the tree's
     proportional set sizes seen (shared pages counted once)."""
+
     def limit():
         os.setsid()
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
@@ -1177,16 +1431,27 @@ def run_limited(command: list[str], *, cwd, timeout_s: float, memory_limit_bytes
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "reaped.json"
-        process = subprocess.Popen([sys.executable, "-c", _REAPER, str(report), *command], cwd=cwd,
-                                   env=_child_env(env), stdout=subprocess.PIPE, stderr=err, preexec_fn=limit)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _REAPER, str(report), *command],
+            cwd=cwd,
+            env=_child_env(env),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            preexec_fn=limit,
+        )
         output, status, usage, timed_out, pss = _wait(process, timeout_s)
         err.seek(0)
         stderr = err.read().decode(errors="replace")
         reaped = json.loads(report.read_text()) if report.exists() else {}
-    return {"stdout": output, "stderr": stderr, "returncode": reaped.get("returncode", status),
-            "peak_rss_mb": round(reaped.get("maxrss_kb", usage.ru_maxrss) / 1024),
-            "timed_out": timed_out, "seconds": round(time.perf_counter() - start, 2),
-            "peak_pss_mb": round(pss / 1024)}
+    return {
+        "stdout": output,
+        "stderr": stderr,
+        "returncode": reaped.get("returncode", status),
+        "peak_rss_mb": round(reaped.get("maxrss_kb", usage.ru_maxrss) / 1024),
+        "timed_out": timed_out,
+        "seconds": round(time.perf_counter() - start, 2),
+        "peak_pss_mb": round(pss / 1024),
+    }
 
 
 def _session_pss_kb(session: int) -> int:
@@ -1251,8 +1516,8 @@ def _state() -> dict:
     return {
         "traceback_filtering": tf.debugging.is_traceback_filtering_enabled(),
         "log_device_placement": tf.debugging.get_log_device_placement(),
-        "check_numerics_callback": getattr(check_numerics_callback._state,
-                                           "check_numerics_callback", None) is not None,
+        "check_numerics_callback": getattr(check_numerics_callback._state, "check_numerics_callback", None)
+        is not None,
         "op_callbacks": len(context.context().op_callbacks),
         "global_generator": type(stateful_random_ops.global_generator).__name__,
         "global_seed": context.context()._seed,
@@ -1346,8 +1611,7 @@ def _run_on_zeros(model) -> dict:
     import numpy as np
 
     inputs = [np.zeros([1 if d is None else d for d in t.shape], t.dtype) for t in model.inputs]
-    shapes = {"output_shapes": [list(t.shape) for t in keras.tree.flatten(model.outputs)],
-              "run_shapes": None}
+    shapes = {"output_shapes": [list(t.shape) for t in keras.tree.flatten(model.outputs)], "run_shapes": None}
     try:
         outputs = model(inputs if len(inputs) > 1 else inputs[0])
     except Exception:  # Reported as no run shapes; the test decides.

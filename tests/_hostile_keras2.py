@@ -99,8 +99,11 @@ def sources(directory) -> Path:
     if not (directory / "stft.h5").exists():
         completed = subprocess.run(
             [sys.executable, __file__, "--sources", str(directory), str(marker(directory))],
-            env=_hostile._child_env({"TF_USE_LEGACY_KERAS": "1"}), capture_output=True, text=True,
-            timeout=900, check=False,
+            env=_hostile._child_env({"TF_USE_LEGACY_KERAS": "1"}),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
         if completed.returncode != 0:
             raise RuntimeError(f"tf_keras could not write the sources:\n{completed.stderr[-3000:]}")
@@ -209,8 +212,9 @@ def savedmodel_lambda_in_metadata(directory) -> Path:
     def edit(metadata):
         _node(metadata, "root.layer-2").metadata = payload
 
-    return _edit_savedmodel(directory / "dense_relu_savedmodel",
-                            directory / "savedmodel_lambda_in_metadata", edit)
+    return _edit_savedmodel(
+        directory / "dense_relu_savedmodel", directory / "savedmodel_lambda_in_metadata", edit
+    )
 
 
 def savedmodel_second_root(directory) -> Path:
@@ -240,7 +244,9 @@ def savedmodel_unlisted_lambda(directory) -> Path:
         extra.node_path, extra.node_id, extra.metadata = "root.keras_api.extra", 999, payload
         metadata.nodes.append(extra)
 
-    return _edit_savedmodel(directory / "dense_relu_savedmodel", directory / "savedmodel_unlisted_lambda", edit)
+    return _edit_savedmodel(
+        directory / "dense_relu_savedmodel", directory / "savedmodel_unlisted_lambda", edit
+    )
 
 
 def savedmodel_cell_before_its_rnn(directory) -> Path:
@@ -285,23 +291,50 @@ def _write_file_model(marker_path: Path) -> dict:
     """A tf_keras `Functional` config whose `TFOpLambda` calls `tf.io.write_file(marker)`
     on constants: tf_keras runs it eagerly while it builds the model."""
     return {
-        "module": "tf_keras.src.engine.functional", "class_name": "Functional",
+        "module": "tf_keras.src.engine.functional",
+        "class_name": "Functional",
         "registered_name": "Functional",
         "config": {
-            "name": "payload", "trainable": True,
+            "name": "payload",
+            "trainable": True,
             "layers": [
-                {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-                 "name": "seed", "inbound_nodes": [],
-                 "config": {"batch_input_shape": [None, 1], "dtype": "float32", "sparse": False,
-                            "ragged": False, "name": "seed"}},
-                {"module": "tf_keras.src.layers.core.tf_op_layer", "class_name": "TFOpLambda",
-                 "registered_name": "TFOpLambda", "name": "tf.io.write_file",
-                 "config": {"name": "tf.io.write_file", "trainable": True, "dtype": "float32",
-                            "function": "io.write_file"},
-                 "inbound_nodes": [["_CONSTANT_VALUE", -1, str(marker_path),
-                                    {"contents": "written by the model file", "name": None}]]},
+                {
+                    "module": "keras.layers",
+                    "class_name": "InputLayer",
+                    "registered_name": None,
+                    "name": "seed",
+                    "inbound_nodes": [],
+                    "config": {
+                        "batch_input_shape": [None, 1],
+                        "dtype": "float32",
+                        "sparse": False,
+                        "ragged": False,
+                        "name": "seed",
+                    },
+                },
+                {
+                    "module": "tf_keras.src.layers.core.tf_op_layer",
+                    "class_name": "TFOpLambda",
+                    "registered_name": "TFOpLambda",
+                    "name": "tf.io.write_file",
+                    "config": {
+                        "name": "tf.io.write_file",
+                        "trainable": True,
+                        "dtype": "float32",
+                        "function": "io.write_file",
+                    },
+                    "inbound_nodes": [
+                        [
+                            "_CONSTANT_VALUE",
+                            -1,
+                            str(marker_path),
+                            {"contents": "written by the model file", "name": None},
+                        ]
+                    ],
+                },
             ],
-            "input_layers": [["seed", 0, 0]], "output_layers": [["seed", 0, 0]],
+            "input_layers": [["seed", 0, 0]],
+            "output_layers": [["seed", 0, 0]],
         },
     }
 
@@ -312,7 +345,9 @@ def _hidden_initializer(kind: str, directory) -> Path:
     def edit(config):
         _layer(config, "sep")["config"]["kernel_initializer"] = _write_file_model(marker(directory))
 
-    return _edit_everywhere(kind, directory / f"separable.{kind}", directory / f"hidden_initializer.{kind}", edit)
+    return _edit_everywhere(
+        kind, directory / f"separable.{kind}", directory / f"hidden_initializer.{kind}", edit
+    )
 
 
 def keras_zip_hidden_initializer(directory) -> Path:
@@ -338,27 +373,52 @@ def _dense_initializer(kind: str, directory, name: str, initializer: dict) -> Pa
 def keras_zip_foreign_module(directory) -> Path:
     """tf_keras `.keras`: an initializer config naming module `os` (tf_keras imports
     any module a `.keras` file names)."""
-    return _dense_initializer("keras", directory, "foreign_module", {
-        "module": "os", "class_name": "GlorotUniform", "config": {"seed": None}, "registered_name": None})
+    return _dense_initializer(
+        "keras",
+        directory,
+        "foreign_module",
+        {"module": "os", "class_name": "GlorotUniform", "config": {"seed": None}, "registered_name": None},
+    )
 
 
 def keras_zip_registered_name(directory) -> Path:
     """tf_keras `.keras`: a Dense initializer registered under another name
     (`keras_graft>TFOp`), which Keras 3 and tf_keras look up differently."""
-    return _dense_initializer("keras", directory, "registered_name", {
-        "module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": None},
-        "registered_name": "keras_graft>TFOp"})
+    return _dense_initializer(
+        "keras",
+        directory,
+        "registered_name",
+        {
+            "module": "keras.initializers",
+            "class_name": "GlorotUniform",
+            "config": {"seed": None},
+            "registered_name": "keras_graft>TFOp",
+        },
+    )
 
 
 def keras3_keras_hub(directory) -> Path:
     """A Keras 3 `.keras` whose layer names module `keras_hub.src.evil`: Keras 3, even
     in safe mode, imports it (from the working directory, were it on `sys.path`)."""
     directory = Path(directory)
-    evil = {"module": "keras_hub.src.evil", "class_name": "Evil", "config": {"name": "evil"},
-            "registered_name": "keras_hub>Evil", "name": "evil",
-            "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
-                "shape": [None, 3], "dtype": "float32", "keras_history": ["input", 0, 0]}}],
-                "kwargs": {}}]}
+    evil = {
+        "module": "keras_hub.src.evil",
+        "class_name": "Evil",
+        "config": {"name": "evil"},
+        "registered_name": "keras_hub>Evil",
+        "name": "evil",
+        "inbound_nodes": [
+            {
+                "args": [
+                    {
+                        "class_name": "__keras_tensor__",
+                        "config": {"shape": [None, 3], "dtype": "float32", "keras_history": ["input", 0, 0]},
+                    }
+                ],
+                "kwargs": {},
+            }
+        ],
+    }
     layers = [_hostile.input_layer(), evil]
     return _hostile.write_keras(directory, "keras3_keras_hub.keras", _hostile.model_config(layers))
 
@@ -366,8 +426,12 @@ def keras3_keras_hub(directory) -> Path:
 def keras_hub_initializer(kind: str, directory) -> Path:
     """A Dense initializer of module `keras_hub.src.evil` (Keras imports keras_hub,
     keras_cv and keras_nlp modules a config names)."""
-    return _dense_initializer(kind, directory, "keras_hub", {
-        "module": "keras_hub.src.evil", "class_name": "Evil", "config": {}, "registered_name": None})
+    return _dense_initializer(
+        kind,
+        directory,
+        "keras_hub",
+        {"module": "keras_hub.src.evil", "class_name": "Evil", "config": {}, "registered_name": None},
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -383,8 +447,11 @@ def stft_window_bomb(kind: str, directory) -> Path:
     def edit(config):
         x = _layer(config, "x")
         x["config"]["batch_input_shape"] = [None, STFT_WINDOW]
-        stft = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "TFOpLambda"
-                    and layer["config"]["function"] == "signal.stft")
+        stft = next(
+            layer
+            for layer in config["config"]["layers"]
+            if layer["class_name"] == "TFOpLambda" and layer["config"]["function"] == "signal.stft"
+        )
         stft["inbound_nodes"][0][3].update(frame_length=STFT_WINDOW, frame_step=STFT_WINDOW)
 
     source = directory / ("stft_savedmodel" if kind == "savedmodel" else f"stft.{kind}")
@@ -398,8 +465,10 @@ def stft_window_bomb(kind: str, directory) -> Path:
 
 # ESC sequences (erase line, colour, OSC 8 link), carriage return, backspace,
 # a bidi override, a newline, rich markup and an emoji code.
-FORGED_NAME = ("clip\x1b[2K\x1b[32mCheck passed\x1b[0m\x1b]8;;http://x.test\x07link\x1b]8;;\x07"
-               "\r\b\u202eevil\n[bold red]required[/]:white_check_mark:")
+FORGED_NAME = (
+    "clip\x1b[2K\x1b[32mCheck passed\x1b[0m\x1b]8;;http://x.test\x07link\x1b]8;;\x07"
+    "\r\b\u202eevil\n[bold red]required[/]:white_check_mark:"
+)
 HIDDEN_CHARACTERS = ("\x1b", "\x07", "\r", "\b", "\u202e")
 
 
@@ -461,9 +530,16 @@ def plant_modules(directory: Path, marker_path: Path, launcher_module: bool = Tr
         (directory / "keras_graft_tools" / "command.py").write_text(code + "def main(): pass\n")
 
 
-def run_command(arguments: list, *, marker_path: Path, timeout_s: float = 240,
-                memory_limit_bytes: int = 8 * _hostile.GiB, plant: bool = True,
-                command: list[str] | None = None, env: dict | None = None) -> dict:
+def run_command(
+    arguments: list,
+    *,
+    marker_path: Path,
+    timeout_s: float = 240,
+    memory_limit_bytes: int = 8 * _hostile.GiB,
+    plant: bool = True,
+    command: list[str] | None = None,
+    env: dict | None = None,
+) -> dict:
     """`keras-graft ARGUMENTS` (or `command`) in a fresh working directory (with the
     planted modules of `plant_modules`), under an address-space limit and a timeout.
 
@@ -480,8 +556,13 @@ def run_command(arguments: list, *, marker_path: Path, timeout_s: float = 240,
             plant_modules(cwd, marker_path, launcher_module=console_script)
         before = set(_tree(cwd))
         argv = [str(a).replace("{cwd}", str(cwd)) for a in arguments]
-        result = _hostile.run_limited((command or launcher()) + argv, cwd=cwd, timeout_s=timeout_s,
-                                      memory_limit_bytes=memory_limit_bytes, env=env)
+        result = _hostile.run_limited(
+            (command or launcher()) + argv,
+            cwd=cwd,
+            timeout_s=timeout_s,
+            memory_limit_bytes=memory_limit_bytes,
+            env=env,
+        )
         result["files_created"] = sorted(set(_tree(cwd)) - before)
     result.update(
         outcome="timeout" if result["timed_out"] else "exited",
@@ -492,8 +573,9 @@ def run_command(arguments: list, *, marker_path: Path, timeout_s: float = 240,
 
 
 def _tree(directory: Path) -> list[str]:
-    return [str(path.relative_to(directory)) for path in directory.rglob("*")
-            if "__pycache__" not in path.parts]
+    return [
+        str(path.relative_to(directory)) for path in directory.rglob("*") if "__pycache__" not in path.parts
+    ]
 
 
 _RESULTS = "@@BATCH_RESULTS@@"
@@ -507,11 +589,15 @@ def run_batch(commands: list[list], *, marker_path: Path, timeout_s: float = 900
     A command whose first item is a dict runs with those environment variables
     set (e.g. `{"FORCE_COLOR": "1"}`, read by the consoles it makes)."""
     commands = [[c[0], *map(str, c[1:])] if isinstance(c[0], dict) else [str(a) for a in c] for c in commands]
-    result = run_command(["--batch", json.dumps(commands)],
-                         marker_path=marker_path, timeout_s=timeout_s, env=env,
-                         command=[sys.executable, __file__])
+    result = run_command(
+        ["--batch", json.dumps(commands)],
+        marker_path=marker_path,
+        timeout_s=timeout_s,
+        env=env,
+        command=[sys.executable, __file__],
+    )
     reported = [line for line in result["stdout"].splitlines() if line.startswith(_RESULTS)]
-    result["runs"] = json.loads(reported[-1][len(_RESULTS):]) if reported else None
+    result["runs"] = json.loads(reported[-1][len(_RESULTS) :]) if reported else None
     return result
 
 
@@ -527,7 +613,11 @@ def _batch(commands: list[list[str]]) -> None:
     for argv in commands:
         env, argv = (argv[0], argv[1:]) if isinstance(argv[0], dict) else ({}, argv)
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch.dict(os.environ, env):
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            mock.patch.dict(os.environ, env),
+        ):
             try:
                 status = keras_graft_tools.command.main(argv)
             except SystemExit as exit:  # usage errors
@@ -551,10 +641,20 @@ def keras3_bombs(directory) -> dict:
 def forgeries(directory) -> dict:
     """Every forged file of this module, and `keras3_bombs`, by name."""
     directory = Path(directory)
-    built = [savedmodel_lambda_in_metadata, savedmodel_second_root, savedmodel_unlisted_lambda,
-             savedmodel_cell_before_its_rnn, savedmodel_shared_object, keras_zip_hidden_initializer,
-             h5_hidden_initializer, keras_zip_foreign_module, keras_zip_registered_name,
-             keras3_keras_hub, forged_names_h5, forged_op_name_h5]
+    built = [
+        savedmodel_lambda_in_metadata,
+        savedmodel_second_root,
+        savedmodel_unlisted_lambda,
+        savedmodel_cell_before_its_rnn,
+        savedmodel_shared_object,
+        keras_zip_hidden_initializer,
+        h5_hidden_initializer,
+        keras_zip_foreign_module,
+        keras_zip_registered_name,
+        keras3_keras_hub,
+        forged_names_h5,
+        forged_op_name_h5,
+    ]
     files = {build.__name__: build(directory) for build in built}
     for kind in ("h5", "keras", "savedmodel"):
         files[f"stft_window_bomb_{kind}"] = stft_window_bomb(kind, directory)
@@ -580,9 +680,24 @@ def sweep(directory, only: list[str] | None = None) -> list[dict]:
             mark.unlink(missing_ok=True)
             arguments = [command, path, *(["{cwd}/out.keras"] if command == "convert" else ["--json"])]
             run = run_command(arguments, marker_path=mark)
-            results.append({"forgery": name, "command": command, **{
-                key: run[key] for key in ("returncode", "outcome", "marker", "peak_rss_mb", "peak_pss_mb",
-                                          "seconds", "files_created")}})
+            results.append(
+                {
+                    "forgery": name,
+                    "command": command,
+                    **{
+                        key: run[key]
+                        for key in (
+                            "returncode",
+                            "outcome",
+                            "marker",
+                            "peak_rss_mb",
+                            "peak_pss_mb",
+                            "seconds",
+                            "files_created",
+                        )
+                    },
+                }
+            )
             print(json.dumps(results[-1]), flush=True)
     return results
 
@@ -612,6 +727,14 @@ if __name__ == "__main__":
             runs = sweep(scratch, only=sys.argv[2].split(",") if len(sys.argv) == 3 else None)
         failures = {f"{run['command']} {run['forgery']}": broken_promises(run) for run in runs}
         failures = {run: broken for run, broken in failures.items() if broken}
-        print(json.dumps({"runs": len(runs), "max_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-                          "max_seconds": max(r["seconds"] for r in runs), "failures": failures}))
+        print(
+            json.dumps(
+                {
+                    "runs": len(runs),
+                    "max_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                    "max_seconds": max(r["seconds"] for r in runs),
+                    "failures": failures,
+                }
+            )
+        )
         sys.exit(1 if failures else 0)

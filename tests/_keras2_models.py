@@ -43,16 +43,16 @@ def ops(keras, tf):
     c = keras.Input((6,), dtype="bool", name="c")
     n = keras.Input((), dtype="int32", name="n")
     h = keras.layers.Dense(6)(x)
-    a = tf.math.multiply(h, y=2.0)                 # keyword constant
-    b = tf.clip_by_value(a, -1.0, 1.0)             # positional constants
-    joined = tf.concat([a, b], 1)                  # tensors in a list
-    chosen = tf.where(c, x, a)                     # tensors in kwargs
-    inverted = tf.math.subtract(1.0, x)            # a constant first argument
-    columns = x[:, 1:3]                            # slices
-    expanded = x[..., tf.newaxis]                  # Ellipsis and tf.newaxis
-    prefix = x[:, : n[0]]                          # a tensor inside a slice
-    top = tf.math.top_k(h, k=2)                    # two outputs
-    shifted = x + 3.0                              # tf.__operators__.add
+    a = tf.math.multiply(h, y=2.0)  # keyword constant
+    b = tf.clip_by_value(a, -1.0, 1.0)  # positional constants
+    joined = tf.concat([a, b], 1)  # tensors in a list
+    chosen = tf.where(c, x, a)  # tensors in kwargs
+    inverted = tf.math.subtract(1.0, x)  # a constant first argument
+    columns = x[:, 1:3]  # slices
+    expanded = x[..., tf.newaxis]  # Ellipsis and tf.newaxis
+    prefix = x[:, : n[0]]  # a tensor inside a slice
+    top = tf.math.top_k(h, k=2)  # two outputs
+    shifted = x + 3.0  # tf.__operators__.add
     mean = tf.reduce_mean(tf.nn.softmax(joined, axis=-1), axis=[1], keepdims=True)
     indices = tf.cast(top.indices, tf.float32)
     outputs = [joined, chosen, inverted, columns, expanded, prefix, top.values, indices, shifted, mean]
@@ -88,19 +88,19 @@ def nested(keras, tf):
     inner = _inner(keras, tf, "inner")
     x = keras.Input((4,))
     joined = tf.concat([inner(x), inner(tf.math.negative(x))], axis=-1)
-    return keras.Model(x, tf.math.reduce_sum(joined, axis=-1)), [
-        _rng().normal(size=(3, 4)).astype("float32")
-    ]
+    return keras.Model(x, tf.math.reduce_sum(joined, axis=-1)), [_rng().normal(size=(3, 4)).astype("float32")]
 
 
 def sequential(keras, tf):
     """A Sequential model holding a functional model with op layers."""
-    model = keras.Sequential([
-        keras.Input((4,)),
-        keras.layers.Dense(4),
-        _inner(keras, tf, "inner_ops"),
-        keras.layers.Dense(2),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4),
+            _inner(keras, tf, "inner_ops"),
+            keras.layers.Dense(2),
+        ]
+    )
     return model, [_rng().normal(size=(3, 4)).astype("float32")]
 
 
@@ -172,7 +172,9 @@ def audio_features(keras, tf):
     padding = tf.maximum(0, minimum - samples)
     after_first = tf.maximum(samples, minimum) - minimum
     hop_samples = tf.cast(0.48 * rate, tf.int32)
-    hops = tf.cast(tf.math.ceil(tf.cast(after_first, tf.float32) / tf.cast(hop_samples, tf.float32)), tf.int32)
+    hops = tf.cast(
+        tf.math.ceil(tf.cast(after_first, tf.float32) / tf.cast(hop_samples, tf.float32)), tf.int32
+    )
     padding += hop_samples * hops - after_first
     pads = [[0, 0] for _ in range(len(waveform.shape))]
     pads[-1][-1] = padding
@@ -191,8 +193,11 @@ def audio_features(keras, tf):
     tflite_magnitude = tf.sqrt(tf.add(real * real, imaginary * imaginary))
 
     mel_matrix = tf.signal.linear_to_mel_weight_matrix(
-        num_mel_bins=64, num_spectrogram_bins=fft_length // 2 + 1, sample_rate=rate,
-        lower_edge_hertz=125.0, upper_edge_hertz=7500.0,
+        num_mel_bins=64,
+        num_spectrogram_bins=fft_length // 2 + 1,
+        sample_rate=rate,
+        lower_edge_hertz=125.0,
+        upper_edge_hertz=7500.0,
     )
     outputs = []
     for spectrum in (magnitude, tflite_magnitude):
@@ -209,7 +214,7 @@ def einsum_attention(keras, tf):
     """Attention scores with `tf.einsum`, which Keras 2 saves without its operands."""
     x = keras.Input((5, 8))
     query, key = keras.layers.Dense(8)(x), keras.layers.Dense(8)(x)
-    weights = tf.nn.softmax(tf.einsum("bij,bkj->bik", query, key) / 8 ** 0.5)
+    weights = tf.nn.softmax(tf.einsum("bij,bkj->bik", query, key) / 8**0.5)
     outputs = keras.layers.Dense(3)(tf.einsum("bik,bkj->bij", weights, x))
     return keras.Model(x, outputs), [_rng().normal(size=(2, 5, 8)).astype("float32")]
 
@@ -257,7 +262,11 @@ LAYERS = {
     "DepthwiseConv2D": ((8, 8, 2), "float32", lambda L: L.DepthwiseConv2D(3, depth_multiplier=2)),
     "SeparableConv1D": ((8, 2), "float32", lambda L: L.SeparableConv1D(3, 3, depth_multiplier=2)),
     "SeparableConv2D": ((8, 8, 2), "float32", lambda L: L.SeparableConv2D(3, 3, depth_multiplier=2)),
-    "BatchNormalization": ((4,), "float32", lambda L: L.BatchNormalization(momentum=0.9, epsilon=1e-2, center=False)),
+    "BatchNormalization": (
+        (4,),
+        "float32",
+        lambda L: L.BatchNormalization(momentum=0.9, epsilon=1e-2, center=False),
+    ),
     "BatchNormalizationRenorm": ((4,), "float32", lambda L: L.BatchNormalization(renorm=True)),
     "BatchNormalizationGhost": ((4,), "float32", lambda L: L.BatchNormalization(virtual_batch_size=2)),
     "LayerNormalization": ((2, 3, 4), "float32", lambda L: L.LayerNormalization(axis=[1, 3], epsilon=1e-4)),
@@ -267,7 +276,11 @@ LAYERS = {
     "LSTM": ((5, 3), "float32", lambda L: L.LSTM(4, return_sequences=True)),
     "GRU": ((5, 3), "float32", lambda L: L.GRU(4, reset_after=False)),
     "SimpleRNN": ((5, 3), "float32", lambda L: L.SimpleRNN(4, go_backwards=True)),
-    "Bidirectional": ((5, 3), "float32", lambda L: L.Bidirectional(L.LSTM(2, return_sequences=True), merge_mode="sum")),
+    "Bidirectional": (
+        (5, 3),
+        "float32",
+        lambda L: L.Bidirectional(L.LSTM(2, return_sequences=True), merge_mode="sum"),
+    ),
     "ConvLSTM1D": ((3, 5, 2), "float32", lambda L: L.ConvLSTM1D(2, 3)),
     "TimeDistributed": ((5, 3), "float32", lambda L: L.TimeDistributed(L.Dense(2))),
     "Dropout": ((4,), "float32", lambda L: L.Dropout(0.3, noise_shape=(None, 1), seed=1)),
@@ -292,8 +305,16 @@ LAYERS = {
     "MultiHeadAttention": ((5, 4), "float32", None),
     "Attention": ((5, 4), "float32", None),
     "Rescaling": ((4,), "float32", lambda L: L.Rescaling(0.5, offset=1.0)),
-    "Normalization": ((4,), "float32", lambda L: L.Normalization(mean=[1.0, 2, 3, 4], variance=[1.0, 2, 3, 4])),
-    "Resizing": ((8, 8, 3), "float32", lambda L: L.Resizing(4, 4, interpolation="nearest", crop_to_aspect_ratio=True)),
+    "Normalization": (
+        (4,),
+        "float32",
+        lambda L: L.Normalization(mean=[1.0, 2, 3, 4], variance=[1.0, 2, 3, 4]),
+    ),
+    "Resizing": (
+        (8, 8, 3),
+        "float32",
+        lambda L: L.Resizing(4, 4, interpolation="nearest", crop_to_aspect_ratio=True),
+    ),
     "RandomFlip": ((8, 8, 3), "float32", lambda L: L.RandomFlip("horizontal", seed=1)),
     "RandomRotation": ((8, 8, 3), "float32", lambda L: L.RandomRotation(0.1, seed=1)),
     "CategoryEncoding": ((3,), "int32", lambda L: L.CategoryEncoding(num_tokens=5, output_mode="count")),
@@ -327,8 +348,7 @@ def write_all(directory: Path) -> None:
     import tf_keras as keras
 
     builds = {
-        name: lambda build=build: build(keras, tf)
-        for name, build in {**MODELS, **FEATURES, **LOSSY}.items()
+        name: lambda build=build: build(keras, tf) for name, build in {**MODELS, **FEATURES, **LOSSY}.items()
     }
     (directory / "layers").mkdir(parents=True, exist_ok=True)
     for name in LAYERS:
@@ -344,7 +364,9 @@ def write_all(directory: Path) -> None:
         if name in LOSSY:
             model.save_weights(directory / f"{name}_weights.h5")
         # One batch: a waveform's samples are its first axis.
-        outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], batch_size=len(inputs[0]), verbose=0)
+        outputs = model.predict(
+            inputs if len(inputs) > 1 else inputs[0], batch_size=len(inputs[0]), verbose=0
+        )
         outputs = outputs if isinstance(outputs, list) else [outputs]
         np.savez(
             directory / f"{name}.npz",
@@ -372,8 +394,14 @@ def generate(directory: Path, script: str = __file__, what: str = "the Keras 2 f
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (directory / DONE).exists():
             env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-            completed = subprocess.run([sys.executable, script, str(directory)],
-                                       capture_output=True, text=True, env=env, timeout=900, check=False)
+            completed = subprocess.run(
+                [sys.executable, script, str(directory)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=900,
+                check=False,
+            )
             if completed.returncode != 0:
                 raise RuntimeError(f"tf_keras could not write {what}:\n{completed.stderr[-4000:]}")
             (directory / DONE).touch()

@@ -83,11 +83,32 @@ RANDOM_TRIES = 4
 # slicing, multiple outputs, lists of tensors, strings, images, signals and a
 # random op. Every one of them Keras 2 records.
 CI_SAMPLE = (
-    "einsum", "meshgrid", "math.floordiv", "shape", "gather", "boolean_mask",
-    "concat", "stack", "math.add_n", "unstack", "split", "math.top_k", "where",
-    "clip_by_value", "math.reduce_mean", "linalg.matmul", "transpose", "size",
-    "squeeze", "signal.stft", "image.resize", "strings.length", "one_hot",
-    "random.uniform", "nn.conv2d", "nn.atrous_conv2d",
+    "einsum",
+    "meshgrid",
+    "math.floordiv",
+    "shape",
+    "gather",
+    "boolean_mask",
+    "concat",
+    "stack",
+    "math.add_n",
+    "unstack",
+    "split",
+    "math.top_k",
+    "where",
+    "clip_by_value",
+    "math.reduce_mean",
+    "linalg.matmul",
+    "transpose",
+    "size",
+    "squeeze",
+    "signal.stft",
+    "image.resize",
+    "strings.length",
+    "one_hot",
+    "random.uniform",
+    "nn.conv2d",
+    "nn.atrous_conv2d",
 )
 
 
@@ -131,25 +152,43 @@ def _operator_cases() -> list[tuple[str, str, tuple]]:
     """(operator, form, call) for Python's operators on Keras tensors, as Keras 2 recorded them."""
     cases = []
     for name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):
-        cases += [(name, "tensors", (FLOATS, FLOATS)), (name, "constant", (FLOATS, 2.0)),
-                  (name, "reflected", (2.0, FLOATS))]
-    cases += [("matmul", "tensors", (MATRICES, MATRICES)), ("matmul", "constant", (MATRICES, Constant((4, 4), seed=1)))]
+        cases += [
+            (name, "tensors", (FLOATS, FLOATS)),
+            (name, "constant", (FLOATS, 2.0)),
+            (name, "reflected", (2.0, FLOATS)),
+        ]
+    cases += [
+        ("matmul", "tensors", (MATRICES, MATRICES)),
+        ("matmul", "constant", (MATRICES, Constant((4, 4), seed=1))),
+    ]
     for name in ("lt", "le", "gt", "ge", "eq", "ne"):
         cases += [(name, "tensors", (FLOATS, FLOATS)), (name, "constant", (FLOATS, 0.5))]
     for name in ("and_", "or_", "xor"):
         cases += [(name, "bools", (BOOLS, BOOLS)), (name, "ints", (INTS, INTS))]
-    cases += [("neg", "floats", (FLOATS,)), ("abs", "floats", (FLOATS,)),
-              ("invert", "bools", (BOOLS,)), ("invert", "ints", (INTS,))]
+    cases += [
+        ("neg", "floats", (FLOATS,)),
+        ("abs", "floats", (FLOATS,)),
+        ("invert", "bools", (BOOLS,)),
+        ("invert", "ints", (INTS,)),
+    ]
     everything = slice(None)
     keys = {
-        "int": 1, "negative_int": -1, "slice": slice(1, 3), "slice_negative": slice(-3, -1),
-        "reversed": slice(None, None, -1), "step": slice(None, None, 2),
-        "second_axis": (everything, slice(1, None)), "newaxis": (everything, None),
-        "ellipsis_int": (Ellipsis, 0), "ellipsis_newaxis": (Ellipsis, None),
+        "int": 1,
+        "negative_int": -1,
+        "slice": slice(1, 3),
+        "slice_negative": slice(-3, -1),
+        "reversed": slice(None, None, -1),
+        "step": slice(None, None, 2),
+        "second_axis": (everything, slice(1, None)),
+        "newaxis": (everything, None),
+        "ellipsis_int": (Ellipsis, 0),
+        "ellipsis_newaxis": (Ellipsis, None),
         "mixed": (slice(1, None), Ellipsis, slice(None, None, -2)),
         "all_forms": (everything, None, 1, slice(0, 2)),
-        "tensor_index": SCALAR_INT, "tensor_start": (everything, slice(SCALAR_INT, None)),
-        "tensor_stop": (everything, slice(None, SCALAR_INT)), "tensor_step": slice(None, None, SCALAR_INT),
+        "tensor_index": SCALAR_INT,
+        "tensor_start": (everything, slice(SCALAR_INT, None)),
+        "tensor_stop": (everything, slice(None, SCALAR_INT)),
+        "tensor_step": slice(None, None, SCALAR_INT),
         "tensors_and_forms": (slice(SCALAR_INT, None), Ellipsis, None, SCALAR_INT),
         "bool_mask": ROW_MASK,
     }
@@ -172,7 +211,7 @@ def _function(name: str):
     import operator
 
     if name.startswith("operator."):
-        return getattr(operator, name[len("operator."):])
+        return getattr(operator, name[len("operator.") :])
     if name == "unpacked":
         return unpacked
     function = sys.modules["tensorflow"]
@@ -196,7 +235,8 @@ def call_forms(function, call: tuple):
         return forms
     parameters = signature.parameters
     by_name = [
-        (name, value) for name, value in bound.arguments.items()
+        (name, value)
+        for name, value in bound.arguments.items()
         if parameters[name].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
     ]
     if len(call) > 1 and len(by_name) == len(call):
@@ -367,7 +407,12 @@ def _flat_keras_tensors(value):
 
 
 def _references(value, found: set) -> None:
-    if isinstance(value, list) and len(value) >= 3 and isinstance(value[0], str) and value[0] != "_CONSTANT_VALUE":
+    if (
+        isinstance(value, list)
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and value[0] != "_CONSTANT_VALUE"
+    ):
         found.add((value[0], value[2]))
     if isinstance(value, (list, tuple)):
         for item in value:
@@ -408,16 +453,16 @@ def _keras2_op(keras, tf, name: str, directory: Path, only=None) -> list[dict]:
     if only is None or {"list of tensors", "*args"} & set(only):
         forms += [(label, call, {}) for label, call in _other_structures(keras, tf, function, base)]
     forms = [form for form in forms if only is None or form[0] in only]
-    return [_keras2_form(keras, tf, name, function, label, args, kwargs, directory)
-            for label, args, kwargs in forms]
+    return [
+        _keras2_form(keras, tf, name, function, label, args, kwargs, directory)
+        for label, args, kwargs in forms
+    ]
 
 
 def _other_structures(keras, tf, function, base: tuple):
     """Candidate calls other than `base` that pass tensors in a list, or several
     through `*args`, when the op records them."""
-    takes_varargs = any(
-        p.kind is inspect.Parameter.VAR_POSITIONAL for p in _parameters(function)
-    )
+    takes_varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in _parameters(function))
     for call in CANDIDATES:
         in_list = any(isinstance(a, list) and specs(a) for a in call)
         label = "list of tensors" if in_list else "*args" if takes_varargs and len(specs(call)) > 1 else None
@@ -451,8 +496,11 @@ def _keras2_form(keras, tf, name, function, label, args, kwargs, directory) -> d
         return {**case, "keras2": "unrecorded", "why": _error(error)}
     config = json.loads(model.to_json())["config"]["layers"]
     case.update(
-        keras2="saved", file=path.name,
-        op_layers=[[l["class_name"], l["config"]["function"]] for l in config if l["class_name"] in KERAS2_OP_LAYERS],
+        keras2="saved",
+        file=path.name,
+        op_layers=[
+            [l["class_name"], l["config"]["function"]] for l in config if l["class_name"] in KERAS2_OP_LAYERS
+        ],
         other_layers=sorted({l["class_name"] for l in config} - {"InputLayer", *KERAS2_OP_LAYERS}),
         dropped=_dropped_tensors(model),
         dropped_arguments=_dropped_arguments(model),
@@ -525,7 +573,9 @@ def op_names() -> list[str]:
     return sorted(names.values())
 
 
-def write_keras2_files(names, directory: Path, operators: bool = False, forms=None, timeout: int = 3600) -> list[dict]:
+def write_keras2_files(
+    names, directory: Path, operators: bool = False, forms=None, timeout: int = 3600
+) -> list[dict]:
     """Runs the Keras 2 side in a child process (the ops `names` in the `forms` given, or
     all, and `OPERATOR_CASES` when `operators`); returns its cases."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -534,7 +584,10 @@ def write_keras2_files(names, directory: Path, operators: bool = False, forms=No
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     completed = subprocess.run(
         [sys.executable, __file__, "--keras2-child", str(plan), str(directory)],
-        capture_output=True, text=True, env=env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"the tf_keras side of the sweep failed:\n{completed.stderr[-4000:]}")
@@ -660,7 +713,11 @@ def run(names, directory: Path, operators: bool = False, forms=None) -> list[dic
     and problem (None when it behaves as its class requires). Reuses the Keras 2
     files in `directory` when it holds them already."""
     manifest = directory / "manifest.json"
-    cases = json.loads(manifest.read_text()) if manifest.exists() else write_keras2_files(names, directory, operators, forms)
+    cases = (
+        json.loads(manifest.read_text())
+        if manifest.exists()
+        else write_keras2_files(names, directory, operators, forms)
+    )
     for case in cases:
         case["class"] = classify(case)
         try:
@@ -677,7 +734,9 @@ def _main(argv=None) -> int:
     parser.add_argument("--operators", action="store_true", help="Python's operators (with --all too)")
     parser.add_argument("--json", type=Path, help="write every case's result here")
     parser.add_argument("--verbose", action="store_true", help="print every case, not only problems")
-    parser.add_argument("--workdir", type=Path, help="keep the Keras 2 files here (and reuse them when there)")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the Keras 2 files here (and reuse them when there)"
+    )
     args = parser.parse_args(argv)
     names = op_names() if args.all else (args.ops or ([] if args.operators else list(CI_SAMPLE)))
     with tempfile.TemporaryDirectory() as scratch:
@@ -709,7 +768,9 @@ def summarize(names, cases) -> dict:
         "cases": len(cases),
         "ops_with_a_faithful_case": sum(FAITHFUL in classes for classes in ops.values()),
         "ops_with_a_lossy_case": sorted(name for name, classes in ops.items() if LOSSY in classes),
-        "ops_keras2_cannot_reload_only": sorted(name for name, classes in ops.items() if classes == {UNRELOADABLE}),
+        "ops_keras2_cannot_reload_only": sorted(
+            name for name, classes in ops.items() if classes == {UNRELOADABLE}
+        ),
         "ops_not_recordable": sum(classes == {NOT_RECORDABLE} for classes in ops.values()),
         "cases_per_class": {kind: sum(c["class"] == kind for c in cases) for kind in CLASSES},
         "keras3_outcomes": dict(sorted(outcomes.items())),

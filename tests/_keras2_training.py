@@ -27,49 +27,100 @@ BATCH, FEATURES, CLASSES = 8, 4, 3
 
 # Loss names as Keras 2 accepts them in `compile(loss=...)`, with the kind of head.
 LOSS_NAMES = {
-    "mse": "linear", "mean_squared_error": "linear", "mae": "linear", "mean_absolute_error": "linear",
-    "mape": "positive", "mean_absolute_percentage_error": "positive", "msle": "positive",
-    "mean_squared_logarithmic_error": "positive", "huber": "linear", "log_cosh": "linear",
-    "logcosh": "linear", "cosine_similarity": "linear", "poisson": "positive",
-    "hinge": "signs", "squared_hinge": "signs", "categorical_hinge": "categorical",
-    "binary_crossentropy": "binary", "binary_focal_crossentropy": "binary",
-    "categorical_crossentropy": "categorical", "categorical_focal_crossentropy": "categorical",
-    "sparse_categorical_crossentropy": "sparse", "kld": "categorical", "kl_divergence": "categorical",
+    "mse": "linear",
+    "mean_squared_error": "linear",
+    "mae": "linear",
+    "mean_absolute_error": "linear",
+    "mape": "positive",
+    "mean_absolute_percentage_error": "positive",
+    "msle": "positive",
+    "mean_squared_logarithmic_error": "positive",
+    "huber": "linear",
+    "log_cosh": "linear",
+    "logcosh": "linear",
+    "cosine_similarity": "linear",
+    "poisson": "positive",
+    "hinge": "signs",
+    "squared_hinge": "signs",
+    "categorical_hinge": "categorical",
+    "binary_crossentropy": "binary",
+    "binary_focal_crossentropy": "binary",
+    "categorical_crossentropy": "categorical",
+    "categorical_focal_crossentropy": "categorical",
+    "sparse_categorical_crossentropy": "sparse",
+    "kld": "categorical",
+    "kl_divergence": "categorical",
     "kullback_leibler_divergence": "categorical",
 }
 # Loss objects with non-default arguments: (class name, kwargs, head kind).
 LOSS_OBJECTS = [
-    ("MeanSquaredError", {}, "linear"), ("MeanAbsoluteError", {"reduction": "sum"}, "linear"),
-    ("Huber", {"delta": 0.5}, "linear"), ("LogCosh", {}, "linear"),
-    ("CosineSimilarity", {"axis": -1}, "linear"), ("MeanSquaredLogarithmicError", {}, "positive"),
-    ("Poisson", {}, "positive"), ("Hinge", {}, "signs"), ("SquaredHinge", {}, "signs"),
+    ("MeanSquaredError", {}, "linear"),
+    ("MeanAbsoluteError", {"reduction": "sum"}, "linear"),
+    ("Huber", {"delta": 0.5}, "linear"),
+    ("LogCosh", {}, "linear"),
+    ("CosineSimilarity", {"axis": -1}, "linear"),
+    ("MeanSquaredLogarithmicError", {}, "positive"),
+    ("Poisson", {}, "positive"),
+    ("Hinge", {}, "signs"),
+    ("SquaredHinge", {}, "signs"),
     ("BinaryCrossentropy", {"label_smoothing": 0.1}, "binary"),
     ("BinaryFocalCrossentropy", {"gamma": 1.5}, "binary"),
     ("CategoricalCrossentropy", {"label_smoothing": 0.2}, "categorical"),
     ("CategoricalFocalCrossentropy", {"alpha": 0.5}, "categorical"),
-    ("SparseCategoricalCrossentropy", {}, "sparse"), ("KLDivergence", {}, "categorical"),
+    ("SparseCategoricalCrossentropy", {}, "sparse"),
+    ("KLDivergence", {}, "categorical"),
     ("CategoricalHinge", {}, "categorical"),
 ]
 # Metrics per head kind, as names and as objects (class name, kwargs).
 METRIC_NAMES = {
-    "linear": ["mae", "mse", "mean_absolute_error", "mean_squared_error", "cosine_similarity",
-               "logcosh", "log_cosh"],
+    "linear": [
+        "mae",
+        "mse",
+        "mean_absolute_error",
+        "mean_squared_error",
+        "cosine_similarity",
+        "logcosh",
+        "log_cosh",
+    ],
     "positive": ["mape", "msle", "poisson"],
     "binary": ["accuracy", "binary_accuracy", "binary_crossentropy"],
-    "categorical": ["accuracy", "categorical_accuracy", "top_k_categorical_accuracy", "kullback_leibler_divergence",
-                    "categorical_crossentropy"],
-    "sparse": ["accuracy", "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
-               "sparse_categorical_crossentropy"],
+    "categorical": [
+        "accuracy",
+        "categorical_accuracy",
+        "top_k_categorical_accuracy",
+        "kullback_leibler_divergence",
+        "categorical_crossentropy",
+    ],
+    "sparse": [
+        "accuracy",
+        "sparse_categorical_accuracy",
+        "sparse_top_k_categorical_accuracy",
+        "sparse_categorical_crossentropy",
+    ],
 }
 METRIC_OBJECTS = {
-    "linear": [("RootMeanSquaredError", {}), ("MeanAbsoluteError", {}), ("CosineSimilarity", {}),
-               ("LogCoshError", {}), ("R2Score", {})],
+    "linear": [
+        ("RootMeanSquaredError", {}),
+        ("MeanAbsoluteError", {}),
+        ("CosineSimilarity", {}),
+        ("LogCoshError", {}),
+        ("R2Score", {}),
+    ],
     "positive": [("MeanAbsolutePercentageError", {}), ("Poisson", {})],
-    "binary": [("BinaryAccuracy", {"threshold": 0.4}), ("AUC", {"num_thresholds": 50}),
-               ("Precision", {}), ("Recall", {}), ("BinaryCrossentropy", {"label_smoothing": 0.1}),
-               ("TruePositives", {})],
-    "categorical": [("CategoricalAccuracy", {}), ("TopKCategoricalAccuracy", {"k": 2}),
-                    ("KLDivergence", {}), ("CategoricalCrossentropy", {})],
+    "binary": [
+        ("BinaryAccuracy", {"threshold": 0.4}),
+        ("AUC", {"num_thresholds": 50}),
+        ("Precision", {}),
+        ("Recall", {}),
+        ("BinaryCrossentropy", {"label_smoothing": 0.1}),
+        ("TruePositives", {}),
+    ],
+    "categorical": [
+        ("CategoricalAccuracy", {}),
+        ("TopKCategoricalAccuracy", {"k": 2}),
+        ("KLDivergence", {}),
+        ("CategoricalCrossentropy", {}),
+    ],
     "sparse": [("SparseCategoricalAccuracy", {}), ("SparseTopKCategoricalAccuracy", {"k": 2})],
 }
 # The current tf_keras optimizers with non-default arguments, and two legacy ones.
@@ -86,8 +137,16 @@ OPTIMIZERS = [
     ("Ftrl", {"learning_rate": 0.1, "l1_regularization_strength": 0.01}),
     ("Lion", {"learning_rate": 0.01}),
     ("Adam", {"learning_rate": 0.02, "clipnorm": 0.5, "name": "clipped"}),
-    ("Adam", {"learning_rate": {"class_name": "ExponentialDecay", "config": {
-        "initial_learning_rate": 0.02, "decay_steps": 2, "decay_rate": 0.5}}, "name": "scheduled"}),
+    (
+        "Adam",
+        {
+            "learning_rate": {
+                "class_name": "ExponentialDecay",
+                "config": {"initial_learning_rate": 0.02, "decay_steps": 2, "decay_rate": 0.5},
+            },
+            "name": "scheduled",
+        },
+    ),
     ("legacy.Adam", {"learning_rate": 0.02}),
     ("legacy.SGD", {"learning_rate": 0.05, "momentum": 0.9}),
 ]
@@ -122,13 +181,21 @@ def function_data(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _model(keras, kinds: list[str]):
-    activation = {"linear": None, "positive": "softplus", "signs": "tanh", "binary": "sigmoid",
-                  "categorical": "softmax", "sparse": "softmax"}
+    activation = {
+        "linear": None,
+        "positive": "softplus",
+        "signs": "tanh",
+        "binary": "sigmoid",
+        "categorical": "softmax",
+        "sparse": "softmax",
+    }
     keras.utils.set_random_seed(3)
     x = keras.Input((FEATURES,), name="x")
     hidden = keras.layers.Dense(6, activation="relu", name="hidden")(x)
-    heads = [keras.layers.Dense(CLASSES, activation=activation[kind], name=f"o{i}")(hidden)
-             for i, kind in enumerate(kinds)]
+    heads = [
+        keras.layers.Dense(CLASSES, activation=activation[kind], name=f"o{i}")(hidden)
+        for i, kind in enumerate(kinds)
+    ]
     return keras.Model(x, heads)
 
 
@@ -140,16 +207,23 @@ def _write(keras, directory: Path, name: str, kinds, compile_arguments: dict, tr
     model.fit(x, targets, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
     model.save(directory / f"{name}.h5")
     model.save(directory / f"{name}.keras")
-    record = {"evaluate": model.evaluate(x, targets, batch_size=BATCH, verbose=0, return_dict=True),
-              "kinds": kinds, "iterations": int(model.optimizer.iterations.numpy()),
-              # None for a schedule: Keras 2 reports the rate of the last step, Keras 3 of the next.
-              "learning_rate": None if isinstance(getattr(model.optimizer, "_learning_rate", None),
-                                                  keras.optimizers.schedules.LearningRateSchedule)
-              else float(keras.backend.get_value(model.optimizer.learning_rate))}
+    record = {
+        "evaluate": model.evaluate(x, targets, batch_size=BATCH, verbose=0, return_dict=True),
+        "kinds": kinds,
+        "iterations": int(model.optimizer.iterations.numpy()),
+        # None for a schedule: Keras 2 reports the rate of the last step, Keras 3 of the next.
+        "learning_rate": None
+        if isinstance(
+            getattr(model.optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule
+        )
+        else float(keras.backend.get_value(model.optimizer.learning_rate)),
+    }
     if trained_step:
         model.fit(x, targets, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
         outputs = model.predict(x, verbose=0)
-        record["trained_outputs"] = [np.asarray(o).tolist() for o in (outputs if isinstance(outputs, list) else [outputs])]
+        record["trained_outputs"] = [
+            np.asarray(o).tolist() for o in (outputs if isinstance(outputs, list) else [outputs])
+        ]
     (directory / f"{name}.json").write_text(json.dumps(record))
 
 
@@ -171,20 +245,48 @@ def write_all(directory: Path) -> None:
 
     (directory / "functions.json").write_text(json.dumps(_function_values(keras)))
     names = list(LOSS_NAMES)
-    _write(keras, directory, "losses_by_name", [LOSS_NAMES[n] for n in names],
-           {"optimizer": "adam", "loss": names}, trained_step=False)
+    _write(
+        keras,
+        directory,
+        "losses_by_name",
+        [LOSS_NAMES[n] for n in names],
+        {"optimizer": "adam", "loss": names},
+        trained_step=False,
+    )
     losses = [getattr(keras.losses, cls)(**kwargs) for cls, kwargs, _ in LOSS_OBJECTS]
-    _write(keras, directory, "loss_objects", [kind for *_, kind in LOSS_OBJECTS],
-           {"optimizer": "adam", "loss": losses}, trained_step=False)
+    _write(
+        keras,
+        directory,
+        "loss_objects",
+        [kind for *_, kind in LOSS_OBJECTS],
+        {"optimizer": "adam", "loss": losses},
+        trained_step=False,
+    )
     kinds = list(METRIC_NAMES)
     # Objects get names of their own: Keras refuses two metrics of one name.
-    metrics = [METRIC_NAMES[kind] + [getattr(keras.metrics, cls)(name=f"{cls}_object", **kwargs)
-                                     for cls, kwargs in METRIC_OBJECTS[kind]]
-               for kind in kinds]
-    loss_of = {"linear": "mse", "positive": "msle", "binary": "binary_crossentropy",
-               "categorical": "categorical_crossentropy", "sparse": "sparse_categorical_crossentropy"}
-    _write(keras, directory, "metrics", kinds, {"optimizer": "adam", "loss": [loss_of[k] for k in kinds],
-                                                "metrics": metrics}, trained_step=False)
+    metrics = [
+        METRIC_NAMES[kind]
+        + [
+            getattr(keras.metrics, cls)(name=f"{cls}_object", **kwargs)
+            for cls, kwargs in METRIC_OBJECTS[kind]
+        ]
+        for kind in kinds
+    ]
+    loss_of = {
+        "linear": "mse",
+        "positive": "msle",
+        "binary": "binary_crossentropy",
+        "categorical": "categorical_crossentropy",
+        "sparse": "sparse_categorical_crossentropy",
+    }
+    _write(
+        keras,
+        directory,
+        "metrics",
+        kinds,
+        {"optimizer": "adam", "loss": [loss_of[k] for k in kinds], "metrics": metrics},
+        trained_step=False,
+    )
     for name, kwargs in OPTIMIZERS:
         kwargs = dict(kwargs)
         if isinstance(kwargs["learning_rate"], dict):
@@ -192,8 +294,14 @@ def write_all(directory: Path) -> None:
         namespace, _, cls = name.rpartition(".")
         module = keras.optimizers.legacy if namespace else keras.optimizers
         optimizer = getattr(module, cls)(**kwargs)
-        _write(keras, directory, file_name("optimizer", kwargs.get("name", name)), ["linear"],
-               {"optimizer": optimizer, "loss": "mse"}, trained_step=True)
+        _write(
+            keras,
+            directory,
+            file_name("optimizer", kwargs.get("name", name)),
+            ["linear"],
+            {"optimizer": optimizer, "loss": "mse"},
+            trained_step=True,
+        )
 
 
 def generate(directory: Path) -> Path:

@@ -35,8 +35,11 @@ class Tensor:
 
 
 FLOATS, STRINGS, SPARSE, INTS, BYTES = (
-    Tensor((4, 4, 3)), Tensor((4,), "string"), Tensor((4, 3), sparse=True),
-    Tensor((4,), "int32"), Tensor((4, 4, 3), "uint8"),
+    Tensor((4, 4, 3)),
+    Tensor((4,), "string"),
+    Tensor((4, 3), sparse=True),
+    Tensor((4,), "int32"),
+    Tensor((4, 4, 3), "uint8"),
 )
 BOOLS = Tensor((4, 4, 3), "bool")
 MATRICES = Tensor((3, 4, 4))

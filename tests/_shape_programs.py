@@ -138,14 +138,16 @@ def programs():
             st.lists(st.integers(0, 5), min_size=STEPS[kind][1], max_size=STEPS[kind][1]),
         )
     )
-    return st.fixed_dictionaries({
-        "shape": st.lists(st.one_of(st.none(), st.integers(1, 6)), min_size=1, max_size=3),
-        "batch": st.one_of(st.none(), st.integers(1, 3)),
-        "width": st.integers(1, 3),
-        # Each step twice, the second time on the pools grown since: repeats
-        # of one op signature with other input values, which the cache meets.
-        "steps": st.lists(step, min_size=1, max_size=6).map(lambda steps: steps + steps),
-    })
+    return st.fixed_dictionaries(
+        {
+            "shape": st.lists(st.one_of(st.none(), st.integers(1, 6)), min_size=1, max_size=3),
+            "batch": st.one_of(st.none(), st.integers(1, 3)),
+            "width": st.integers(1, 3),
+            # Each step twice, the second time on the pools grown since: repeats
+            # of one op signature with other input values, which the cache meets.
+            "steps": st.lists(step, min_size=1, max_size=6).map(lambda steps: steps + steps),
+        }
+    )
 
 
 def constant_sets():
@@ -187,8 +189,13 @@ def run(examples: int, seed: int) -> dict:
     hypothesis.configuration.set_hypothesis_home_dir(tempfile.mkdtemp(prefix="graft-programs-"))
     _Counting.hits = 0
 
-    @settings(max_examples=examples, derandomize=seed == 0, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        derandomize=seed == 0,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(program=programs(), constants=constant_sets())
     def case(program, constants):
         check(program, *constants)
@@ -202,7 +209,9 @@ def run(examples: int, seed: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=200, help="programs to try (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search"
+    )
     arguments = parser.parse_args(argv)
     print(json.dumps(run(arguments.examples, arguments.seed)))
     return 0

@@ -147,8 +147,11 @@ def main(argv: list[str]) -> int:
         print(f"{name:12} {version}  (README {column}: {rows[name][column]})")
     problems = mismatches(column, installed, rows)
     for problem in problems:
-        print(f"error: {problem}: update the README's {TABLE_HEADING!r} table, "
-              "pyproject.toml and .ci/minimum-versions.txt together", file=sys.stderr)
+        print(
+            f"error: {problem}: update the README's {TABLE_HEADING!r} table, "
+            "pyproject.toml and .ci/minimum-versions.txt together",
+            file=sys.stderr,
+        )
     return 1 if problems else 0
 
 

@@ -106,7 +106,9 @@ def test_repeated_keras_tensor_becomes_one_input():
 
 def test_unstorable_argument_fails_when_the_op_is_wrapped_and_names_it():
     x = keras.Input((3,))
-    with pytest.raises(keras_graft.UnstorableArgumentError, match=r"argument 'clip_value_max'.*not functions"):
+    with pytest.raises(
+        keras_graft.UnstorableArgumentError, match=r"argument 'clip_value_max'.*not functions"
+    ):
         tf.clip_by_value(x, 0.0, clip_value_max=lambda: 1.0)
 
 

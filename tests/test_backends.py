@@ -18,7 +18,9 @@ HERE = Path(__file__).resolve().parent
 def run_checks(backend, directory, *checks, env=None):
     completed = subprocess.run(
         [sys.executable, str(HERE / "_backend_checks.py"), str(directory), *checks],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -35,10 +37,23 @@ def reference(tmp_path_factory):
 
 
 CHECKS = {
-    "jax": ["load_predict_fit", "gradients", "refusals", "lowering", "unsupported_differentiation",
-            "random_ops"],
-    "torch": ["load_predict_fit", "gradients", "refusals", "torch_memory_layout",
-              "unsupported_differentiation", "torch_compile", "random_ops"],
+    "jax": [
+        "load_predict_fit",
+        "gradients",
+        "refusals",
+        "lowering",
+        "unsupported_differentiation",
+        "random_ops",
+    ],
+    "torch": [
+        "load_predict_fit",
+        "gradients",
+        "refusals",
+        "torch_memory_layout",
+        "unsupported_differentiation",
+        "torch_compile",
+        "random_ops",
+    ],
 }
 
 
@@ -129,8 +144,9 @@ def test_torch_double_backward_is_refused_with_the_reason_and_a_second_backward_
 @pytest.fixture(scope="module")
 def distributed(reference):
     """JAX's findings over 2 CPU devices."""
-    return run_checks("jax", reference, "keras_distribution",
-                      env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})["keras_distribution"]
+    return run_checks(
+        "jax", reference, "keras_distribution", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    )["keras_distribution"]
 
 
 @pytest.mark.parametrize("distribution", ["data_parallel", "model_parallel"])
@@ -143,8 +159,9 @@ def test_keras_distributions_on_two_devices_train_as_one_device(distributed, dis
         assert result["sharded"] == ["first/bias", "first/kernel", "tanh_matmul/kernel"]
 
 
-@pytest.mark.parametrize("when", ["state_at_build_data_parallel", "state_at_build_model_parallel",
-                                  "state_at_call"])
+@pytest.mark.parametrize(
+    "when", ["state_at_build_data_parallel", "state_at_build_model_parallel", "state_at_call"]
+)
 def test_state_under_a_keras_distribution_is_refused_with_the_reason(distributed, when):
     error = distributed[when]
     assert error.startswith("DistributedStateError: ") and "scaled" in error

@@ -68,8 +68,9 @@ def test_a_child_over_its_time_budget_is_killed(tmp_path):
 
 
 def test_lines_are_read_as_the_child_prints_them(tmp_path):
-    child = Child(child_process.python_code("print('one', flush=True)\ninput()\nprint('two')"),
-                  cwd=tmp_path, stdin=True)
+    child = Child(
+        child_process.python_code("print('one', flush=True)\ninput()\nprint('two')"), cwd=tmp_path, stdin=True
+    )
     assert child.read_line(Budget(seconds=30)) == "one"
     child.send(b"go\n")
     assert child.wait(Budget(seconds=30)) == ["two"] and child.returncode == 0

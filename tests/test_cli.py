@@ -17,7 +17,11 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 def run_cli(*arguments, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "keras_graft_tools", *arguments],
-        capture_output=True, text=True, timeout=300, env=ENV, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+        cwd=cwd,
     )
 
 
@@ -30,7 +34,7 @@ def test_demo_runs_every_example_end_to_end(tmp_path):
     assert "All 3 examples saved, reloaded in safe mode and predicted identically" in completed.stdout
     assert "counter saved at" in completed.stdout
     # It ends with the inspect table of each model built.
-    tables = completed.stdout[completed.stdout.index("All 3 examples"):]
+    tables = completed.stdout[completed.stdout.index("All 3 examples") :]
     for name in demo.EXAMPLES:
         assert f"keras-graft inspect: {name}" in tables
     assert tables.count("1 op layers: 1 XLA-ready") == 3
@@ -85,9 +89,21 @@ def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(tmp_pa
     assert set(numbers["construction"][20]) == {"graft", "keras.ops", "Keras layers"}
     side = numbers["side_by_side"]
     assert set(side["construction, 8 blocks"]) == {
-        "graft", "graft Op", "graft layer", "Lambda", "keras.ops", "Keras 2"}
-    assert {"save .keras", "load .keras", "load .keras, 4 blocks", "eager call",
-            "predict_on_batch (XLA)", "train_on_batch"} <= set(side)
+        "graft",
+        "graft Op",
+        "graft layer",
+        "Lambda",
+        "keras.ops",
+        "Keras 2",
+    }
+    assert {
+        "save .keras",
+        "load .keras",
+        "load .keras, 4 blocks",
+        "eager call",
+        "predict_on_batch (XLA)",
+        "train_on_batch",
+    } <= set(side)
     assert "TensorFlow" in side["eager call"] and "TensorFlow" in side["predict_on_batch"]
     (written,) = tmp_path.glob("side-by-side-*.json")
     assert json.loads(written.read_text())["results"] == side
@@ -112,9 +128,7 @@ def test_help_lists_the_commands():
 @pytest.mark.parametrize("name", demo.EXAMPLES)
 def test_each_example_runs_as_a_script(name):
     path = os.path.join(os.path.dirname(demo.load_example(name).__file__), f"{name}.py")
-    completed = subprocess.run(
-        [sys.executable, path], capture_output=True, text=True, timeout=300, env=ENV
-    )
+    completed = subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=300, env=ENV)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "predicted identically" in completed.stdout
 
@@ -127,8 +141,18 @@ def test_demo_on_another_backend_loads_trains_and_saves_there(tmp_path):
     marker = tmp_path / "imported"
     (tmp_path / "cwd").mkdir()
     plant_modules(tmp_path / "cwd", marker)
-    completed = run_cli("demo", "--backend", "torch", "--only", "custom_matmul", "--epochs", "1",
-                        "--keep", str(tmp_path / "kept"), cwd=tmp_path / "cwd")
+    completed = run_cli(
+        "demo",
+        "--backend",
+        "torch",
+        "--only",
+        "custom_matmul",
+        "--epochs",
+        "1",
+        "--keep",
+        str(tmp_path / "kept"),
+        cwd=tmp_path / "cwd",
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "saved on TensorFlow, loaded, trained and saved again on torch" in completed.stdout
     assert (tmp_path / "kept" / "custom_matmul.torch.keras").stat().st_size > 0
@@ -166,8 +190,13 @@ def test_help_and_version_answer_without_importing_tensorflow(argument):
         f"try:\n    keras_graft_tools.command.main([{argument!r}])\nexcept SystemExit as exit:\n    code = exit.code\n"
         "print('tensorflow imported:', 'tensorflow' in sys.modules, 'exit', code)\n"
     )
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                               timeout=60, env=_without_tf_log_setting())
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_without_tf_log_setting(),
+    )
     assert "tensorflow imported: False exit 0" in completed.stdout, completed.stderr
     assert ("usage: keras-graft" if argument == "--help" else "keras-graft 0.") in completed.stdout
 
@@ -179,8 +208,13 @@ def test_a_wrong_inspect_check_is_refused_without_importing_tensorflow():
         "except SystemExit as exit:\n    code = exit.code\n"
         "print('tensorflow imported:', 'tensorflow' in sys.modules, 'exit', code)\n"
     )
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                               timeout=60, env=_without_tf_log_setting())
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_without_tf_log_setting(),
+    )
     assert "tensorflow imported: False exit 2" in completed.stdout, completed.stderr
     assert "usage: keras-graft inspect" in completed.stderr
     assert "xla, tflite, gradient, jax, torch, safe; got 'xla,speed'" in completed.stderr
@@ -193,21 +227,35 @@ def test_the_command_names_the_checks_inspect_has():
 
 
 def test_a_commands_wrong_option_shows_that_commands_usage():
-    completed = subprocess.run([sys.executable, "-m", "keras_graft_tools.command", "bench", "--bogus"],
-                               capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "keras_graft_tools.command", "bench", "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert completed.returncode == 2
     assert "usage: keras-graft bench" in completed.stderr
     assert "keras-graft bench: error: unrecognized arguments: --bogus" in completed.stderr
 
 
 def test_tensorflow_start_up_noise_is_held_back_unless_asked_for(tmp_path):
-    command = [sys.executable, "-m", "keras_graft_tools.command", "demo", "--only", "clip_values",
-               "--epochs", "1"]
-    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                           env=_without_tf_log_setting())
+    command = [
+        sys.executable,
+        "-m",
+        "keras_graft_tools.command",
+        "demo",
+        "--only",
+        "clip_values",
+        "--epochs",
+        "1",
+    ]
+    quiet = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=_without_tf_log_setting()
+    )
     assert quiet.returncode == 0, quiet.stderr
     assert "oneDNN" not in quiet.stderr and "absl::InitializeLog" not in quiet.stderr
     assert "three ways to put TF ops in Keras models" in quiet.stdout
-    asked = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    asked = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    )
     assert "oneDNN" in asked.stderr

@@ -44,14 +44,23 @@ def test_ragged_and_sparse_methods_are_op_layers_stored_by_safe_names(tmp_path):
         sparse.dense_shape,
     ]
     model = keras.Model(text, outputs)
-    expected = [[[b"a", b"b", b"c"], [b"d", b"-", b"-"]], [3, 1], [b"a", b"b", b"c", b"d"],
-                [[b"a", b"b", b"c"], [b"d", b"?", b"?"]], [[0, 0], [0, 1], [0, 2], [1, 0]], [2, 3]]
+    expected = [
+        [[b"a", b"b", b"c"], [b"d", b"-", b"-"]],
+        [3, 1],
+        [b"a", b"b", b"c", b"d"],
+        [[b"a", b"b", b"c"], [b"d", b"?", b"?"]],
+        [[0, 0], [0, 1], [0, 2], [1, 0]],
+        [2, 3],
+    ]
     reloaded = reload(model, tmp_path)  # safe mode
     for got, want in zip(reloaded.predict(STRINGS, verbose=0), expected, strict=True):
         assert np.asarray(got).tolist() == want
-    assert {"keras_graft>RaggedTensor.to_tensor", "keras_graft>RaggedTensor.row_lengths",
-            "keras_graft>RaggedTensor.values", "keras_graft>SparseTensor.indices"} <= set(
-        stored_ops(tmp_path / "model.keras"))
+    assert {
+        "keras_graft>RaggedTensor.to_tensor",
+        "keras_graft>RaggedTensor.row_lengths",
+        "keras_graft>RaggedTensor.values",
+        "keras_graft>SparseTensor.indices",
+    } <= set(stored_ops(tmp_path / "model.keras"))
 
 
 def test_dense_keras_tensors_do_not_pretend_to_be_ragged():
@@ -63,11 +72,14 @@ def test_dense_keras_tensors_do_not_pretend_to_be_ragged():
 
 def test_map_fn_vectorized_map_and_scan_take_public_ops_and_registered_functions(tmp_path):
     x = keras.Input((3,))
-    model = keras.Model(x, [
-        tf.map_fn(tf.math.sin, x),
-        tf.vectorized_map(row_norm, x),
-        tf.scan(tf.math.add, x),
-    ])
+    model = keras.Model(
+        x,
+        [
+            tf.map_fn(tf.math.sin, x),
+            tf.vectorized_map(row_norm, x),
+            tf.scan(tf.math.add, x),
+        ],
+    )
     data = np.arange(6, dtype="float32").reshape(2, 3)
     expected = [np.sin(data), np.linalg.norm(data, axis=1), np.cumsum(data, axis=0)]
     for got, want in zip(model.predict(data, verbose=0), expected):
@@ -171,21 +183,26 @@ def test_a_print_layer_from_a_file_takes_no_stream_even_where_printing_is_allowe
     x = keras.Input((2,))
     keras.Model(x, tf.print("x:", x, sep=" ")).save(tmp_path / "model.keras")
     target = tmp_path / "appended.txt"
-    for option, value in (("output_stream", f"file://{target}"), ("output_stream", "stdout"),
-                          ("name", "renamed")):
+    for option, value in (
+        ("output_stream", f"file://{target}"),
+        ("output_stream", "stdout"),
+        ("name", "renamed"),
+    ):
         forged = tmp_path / "forged.keras"
         with zipfile.ZipFile(tmp_path / "model.keras") as source, zipfile.ZipFile(forged, "w") as out:
             for item in source.namelist():
                 data = source.read(item)
                 if item == "config.json":
                     config = json.loads(data)
-                    printed = next(layer for layer in config["config"]["layers"]
-                                   if layer["class_name"] == "Print")
+                    printed = next(
+                        layer for layer in config["config"]["layers"] if layer["class_name"] == "Print"
+                    )
                     printed["config"]["arguments"]["kwargs"][option] = value
                     data = json.dumps(config).encode()
                 out.writestr(item, data)
-        with keras_graft.allow("print"), pytest.raises(
-            keras_graft.UnsafeOpError, match=rf"Print layer .*got '{option}'.*standard error"
+        with (
+            keras_graft.allow("print"),
+            pytest.raises(keras_graft.UnsafeOpError, match=rf"Print layer .*got '{option}'.*standard error"),
         ):
             keras.models.load_model(forged)
     assert not target.exists()

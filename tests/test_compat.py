@@ -196,7 +196,9 @@ def test_load_legacy_h5_weights_loads_an_h5_files_weights_in_layer_order(tmp_pat
     import h5py
     import numpy as np
 
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3), keras.layers.ReLU(), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(3), keras.layers.ReLU(), keras.layers.Dense(1)]
+    )
     model.save(tmp_path / "m.h5")
     other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3), keras.layers.Dense(1)])
     with h5py.File(tmp_path / "m.h5", "r") as file:
@@ -206,7 +208,9 @@ def test_load_legacy_h5_weights_loads_an_h5_files_weights_in_layer_order(tmp_pat
 
 
 def test_decode_legacy_json_reads_keras_tagged_values():
-    assert _compat.decode_legacy_json(b'{"shape": {"class_name": "__tuple__", "items": [1, 2]}}') == {"shape": (1, 2)}
+    assert _compat.decode_legacy_json(b'{"shape": {"class_name": "__tuple__", "items": [1, 2]}}') == {
+        "shape": (1, 2)
+    }
 
 
 def test_route_load_model_replaces_every_export_and_passes_keras_own(tmp_path, monkeypatch):
@@ -232,9 +236,16 @@ def test_legacy_model_from_config_finds_custom_objects():
         def call(self, x):
             return 2 * x
 
-    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
-        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 2], "name": "x"}},
-        {"class_name": "Doubling", "config": {"name": "d"}}]}}
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "s",
+            "layers": [
+                {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 2], "name": "x"}},
+                {"class_name": "Doubling", "config": {"name": "d"}},
+            ],
+        },
+    }
     model = _compat.legacy_model_from_config(config, True, {"Doubling": Doubling})
     assert isinstance(model.layers[-1], Doubling)
 
@@ -242,11 +253,14 @@ def test_legacy_model_from_config_finds_custom_objects():
 def test_concrete_functions_called_flat_give_the_public_call_with_captures():
     offset = tf.constant([10.0, 20.0])  # captured by the traced function
     concrete = tf.function(lambda x, y: [x * y + offset, x - y]).get_concrete_function(
-        tf.TensorSpec((2,)), tf.TensorSpec((2,)))
+        tf.TensorSpec((2,)), tf.TensorSpec((2,))
+    )
     x, y = tf.constant([1.0, 2.0]), tf.constant([3.0, 4.0])
     flat = _compat.call_concrete_flat(concrete, [x, y])
     assert [t.numpy().tolist() for t in flat] == [[13.0, 28.0], [-2.0, -2.0]]
     assert [t.numpy().tolist() for t in concrete(x, y)] == [[13.0, 28.0], [-2.0, -2.0]]
+
+
 def test_keras2_savedmodel_metadata_and_object_graph_are_read_as_tf_keras_reads_them(keras2_files):
     directory = keras2_files / "nested_savedmodel"
     nodes = _compat.keras2_metadata_nodes((directory / "keras_metadata.pb").read_bytes())
@@ -287,8 +301,11 @@ def _functional_config(keras_history):
     return config
 
 
-@pytest.mark.parametrize("keras_history", [["dense", 0, 0], ["features", 5, 0]],
-                         ids=["layer_is_its_own_input", "node_index_past_the_layers_nodes"])
+@pytest.mark.parametrize(
+    "keras_history",
+    [["dense", 0, 0], ["features", 5, 0]],
+    ids=["layer_is_its_own_input", "node_index_past_the_layers_nodes"],
+)
 def test_unresolvable_functional_nodes_are_refused_not_looped_over(keras_history):
     import keras_graft  # noqa: F401  (installs the bound)
 

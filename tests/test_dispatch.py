@@ -1,6 +1,5 @@
 """Auto-wrapping: which calls become op layers, and how whole ops are kept whole."""
 
-
 import keras
 import numpy as np
 import pytest

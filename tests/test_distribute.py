@@ -23,7 +23,10 @@ def mirrored():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     completed = subprocess.run(
         [sys.executable, os.path.join(HERE, "_dist_mirrored.py")],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert completed.returncode == 0, completed.stderr[-5000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -26,9 +26,7 @@ def test_main_trains_saves_reloads_and_compares(name, capsys):
         ("sequence_counter", 5, FunctionLayer),
     ],
 )
-def test_saved_model_reloads_in_safe_mode_with_identical_predictions(
-    name, features, graft_layer, tmp_path
-):
+def test_saved_model_reloads_in_safe_mode_with_identical_predictions(name, features, graft_layer, tmp_path):
     module = demo.load_example(name)
     keras.utils.set_random_seed(0)
     model = module.build_model()

@@ -28,8 +28,10 @@ def build(with_select_op: bool):
 
 def inputs(batch=1):
     rng = np.random.default_rng(0)
-    return [rng.normal(size=(batch, 8)).astype("float32"),
-            rng.uniform(size=(batch, 4, 4, 3)).astype("float32")]
+    return [
+        rng.normal(size=(batch, 8)).astype("float32"),
+        rng.uniform(size=(batch, 4, 4, 3)).astype("float32"),
+    ]
 
 
 def run_tflite(path, data):

@@ -24,13 +24,23 @@ def _limit_memory():
 
 def test_forged_keras2_files_are_refused_cleanly_or_convert_to_allowed_ops(keras2_files, tmp_path):
     completed = subprocess.run(
-        [sys.executable, str(HERE / "_fuzz_keras2.py"), "--examples", str(EXAMPLES),
-         "--keras2-files", str(keras2_files)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900, preexec_fn=_limit_memory,
+        [
+            sys.executable,
+            str(HERE / "_fuzz_keras2.py"),
+            "--examples",
+            str(EXAMPLES),
+            "--keras2-files",
+            str(keras2_files),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        preexec_fn=_limit_memory,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert completed.returncode in (0, 1), completed.stderr[-3000:]
-    report = json.loads(completed.stdout[completed.stdout.index("{"):])
+    report = json.loads(completed.stdout[completed.stdout.index("{") :])
     assert report["problems"] == [], report["problems"]
     assert report["refused"] + report["converted"] == EXAMPLES
     # The fuzz reaches past the consistency checks into translation and loading.

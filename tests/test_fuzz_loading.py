@@ -24,11 +24,15 @@ def _limit_memory():
 def test_forged_configs_are_refused_cleanly_or_load_only_allowed_ops(tmp_path):
     completed = subprocess.run(
         [sys.executable, str(HERE / "_fuzz_loading.py"), "--examples", str(EXAMPLES)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=170, preexec_fn=_limit_memory,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        preexec_fn=_limit_memory,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert completed.returncode in (0, 1), completed.stderr[-3000:]
-    report = json.loads(completed.stdout[completed.stdout.index("{"):])
+    report = json.loads(completed.stdout[completed.stdout.index("{") :])
     assert report["problems"] == [], report["problems"]
     assert report["refused"] + report["loaded"] == EXAMPLES
     # The fuzz reaches past the name check into arguments, tracing and loading.

@@ -30,8 +30,11 @@ def test_the_sample_holds_every_chain_and_every_sampled_op(sweep):
 
 def test_the_weights_before_the_ops_train_on_tensorflow(sweep):
     """Else matching TF's update would not show that the bridge passes gradients."""
-    untrained = [case["id"] for case in sweep["manifest"]["cases"]
-                 if not case["before_trained"] and "tf_error" not in case]
+    untrained = [
+        case["id"]
+        for case in sweep["manifest"]["cases"]
+        if not case["before_trained"] and "tf_error" not in case
+    ]
     assert untrained == []
 
 
@@ -48,8 +51,9 @@ def test_every_sampled_op_trains_as_on_tensorflow_or_raises_where_it_does(sweep,
     raising = {case["id"] for case in sweep["manifest"]["cases"] if "tf_error" in case}
     findings = {case: f for (case, _), f in sweep[backend].items() if case.startswith("op ")}
     assert len(findings) == len(_gradient_sweep.SAMPLE_OPS)
-    assert {case: f for case, f in findings.items()
-            if f["status"] != ("raised" if case in raising else "match")} == {}
+    assert {
+        case: f for case, f in findings.items() if f["status"] != ("raised" if case in raising else "match")
+    } == {}
 
 
 def test_the_sample_holds_ops_inspect_finds_no_gradient_for_both_where_tf_raises_and_trains(sweep):

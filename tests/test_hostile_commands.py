@@ -69,8 +69,11 @@ def test_forged_keras2_files_are_refused_by_both_commands_and_nothing_runs(files
         assert REFUSED[name] in " ".join(run["stderr"].split()), (name, run["stderr"][-2000:])
 
 
-@pytest.mark.parametrize("command", [forged.launcher(), [sys.executable, "-m", "keras_graft_tools"]],
-                         ids=["keras-graft", "python -m keras_graft_tools"])
+@pytest.mark.parametrize(
+    "command",
+    [forged.launcher(), [sys.executable, "-m", "keras_graft_tools"]],
+    ids=["keras-graft", "python -m keras_graft_tools"],
+)
 def test_nothing_is_imported_from_the_working_directory(files, mark, command):
     """A config naming `keras_hub` next to planted packages: Keras looks for it, and
     finds none (neither does the console script find the planted `keras_graft_tools`).
@@ -86,8 +89,12 @@ def test_inspect_keeps_constant_folding_within_the_budget(files, mark):
     assert_inert(result)
     for run, name in zip(result["runs"], BOMBS):
         report = json.loads(run["stdout"])
-        misses = [(layer["name"], check) for layer in report["layers"] for check in ("xla", "tflite")
-                  if layer["checks"][check]["status"] == "not checked (budget)"]
+        misses = [
+            (layer["name"], check)
+            for layer in report["layers"]
+            for check in ("xla", "tflite")
+            if layer["checks"][check]["status"] == "not checked (budget)"
+        ]
         # The fold went over the budget; a budget miss never passes --require.
         assert misses, (name, report["layers"])
         assert run["status"] == 1, (name, run["stderr"][-2000:])
@@ -98,10 +105,13 @@ def test_convert_checks_within_its_budget_and_trusting_a_file_does_not_make_a_fo
     """A bomb's check is not made (budget), never passed; with `--trust-file-code`, the
     forged SavedModel is still refused before tf_keras reads it. (The real launcher,
     with `keras_hub` planted, refuses a config naming it.)"""
-    result = forged.run_batch([
-        ["convert", files["stft_window_bomb_h5"], "{cwd}/out.keras"],
-        ["convert", files["savedmodel_lambda_in_metadata"], "{cwd}/trusted.keras", "--trust-file-code"],
-    ], marker_path=mark)
+    result = forged.run_batch(
+        [
+            ["convert", files["stft_window_bomb_h5"], "{cwd}/out.keras"],
+            ["convert", files["savedmodel_lambda_in_metadata"], "{cwd}/trusted.keras", "--trust-file-code"],
+        ],
+        marker_path=mark,
+    )
     assert_inert(result, expected_files=["out.keras"])
     bomb, trusted = result["runs"]
     assert bomb["status"] == 1, bomb["stderr"][-2000:]
@@ -144,11 +154,13 @@ def test_names_from_a_file_print_as_text_in_every_command(files, mark, tmp_path)
     result = forged.run_batch(commands, marker_path=mark)
     assert_inert(result, expected_files=["out.keras"])
     table, as_json, error, report, refused, coloured = result["runs"]
-    for where, run in zip(("table", "json", "inspect error", "convert report", "convert error"),
-                          result["runs"][:5]):
+    for where, run in zip(
+        ("table", "json", "inspect error", "convert report", "convert error"), result["runs"][:5]
+    ):
         # (JSON escapes in its own way; the report's narrow column folds the name.)
-        assert_printed_as_text(run["stdout"] + run["stderr"], where,
-                               shown=where not in ("json", "convert report"))
+        assert_printed_as_text(
+            run["stdout"] + run["stderr"], where, shown=where not in ("json", "convert report")
+        )
     # The required-check line: the whole name, its markup printed as text.
     assert "required check failed" in table["stderr"]
     # (Keras 3 refuses `/` in names: the Keras 2 name was renamed, `[/]` to `[_]`.)

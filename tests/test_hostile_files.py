@@ -9,16 +9,26 @@ must end in a clean refusal, or in a model that loaded without running
 anything: never a hang, a crash, a large allocation, a file written (also
 when the model runs, for the attacks that run it) or a change of process
 state. A model that loads must report the output shapes it computes.
+
+Each attack starts a fresh interpreter (TensorFlow included), so CI runs a
+fixed sample that covers every class and kind of attack (`CI_SAMPLE`);
+`python tests/test_hostile_files.py --all` runs all of them.
 """
 
 import _hostile
+import _sweeps
 import pytest
 
 # Peak resident memory of the loading process, TensorFlow included.
 MEMORY_BUDGET_MB = 1536
 CLEAN_REFUSALS = {
-    "UnsafeOpError", "OpTraceError", "UnstorableArgumentError", "MalformedModelFileError",
-    "TracingBudgetError", "ValueError", "TypeError",
+    "UnsafeOpError",
+    "OpTraceError",
+    "UnstorableArgumentError",
+    "MalformedModelFileError",
+    "TracingBudgetError",
+    "ValueError",
+    "TypeError",
 }
 # Keras parses config.json whole before keras-graft sees it: a JSON bomb is
 # refused, but its parse allocates (see the README's threat model).
@@ -30,12 +40,26 @@ MUST_LOAD = {5}  # models a user could have built: they load, with true shapes
 # as arguments), malformed Keras structure (the functional loader's loops), stored
 # tensors in nodes, hyperparameters, `Print` options, and the signature cache.
 CI_SAMPLE = {
-    "xla_call_module_spin", "rpc_server", "timestamp",
-    "enable_check_numerics", "state_then_valid_op",
-    "parse_tensor_bomb", "decode_png_bomb", "fill_constant_value", "keras_op_fill_bypass",
-    "einsum_optimal_path", "map_flat_values_einsum", "dynamic_partition_count", "graph_ops_loop",
-    "deep_nesting", "config_zip_bomb", "self_referencing_node", "unknown_node_index",
-    "node_stored_tensor_fill", "hyperparameter_any_object", "print_to_file",
+    "xla_call_module_spin",
+    "rpc_server",
+    "timestamp",
+    "enable_check_numerics",
+    "state_then_valid_op",
+    "parse_tensor_bomb",
+    "decode_png_bomb",
+    "fill_constant_value",
+    "keras_op_fill_bypass",
+    "einsum_optimal_path",
+    "map_flat_values_einsum",
+    "dynamic_partition_count",
+    "graph_ops_loop",
+    "deep_nesting",
+    "config_zip_bomb",
+    "self_referencing_node",
+    "unknown_node_index",
+    "node_stored_tensor_fill",
+    "hyperparameter_any_object",
+    "print_to_file",
     "cache_partly_known_shape",
 }
 ATTACKS = _sweeps.sample(_hostile.ATTACKS, lambda attack: attack.name in CI_SAMPLE)
@@ -58,8 +82,9 @@ def test_the_ci_sample_covers_every_class_of_attack():
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda attack: f"class{attack.weakness}-{attack.name}")
 def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir):
     before = attack.before(forge_dir) if attack.before else None
-    result = _hostile.load_in_child(attack.build(forge_dir), timeout_s=90, preload=attack.preload,
-                                    before=before, run=attack.run)
+    result = _hostile.load_in_child(
+        attack.build(forge_dir), timeout_s=90, preload=attack.preload, before=before, run=attack.run
+    )
     summary = f"{attack.name}: {attack.description}\n{result}"
 
     assert result["outcome"] in ("refused", "loaded"), summary  # not "timeout" or "crashed"

@@ -10,8 +10,12 @@ from keras_graft.layers.hyperparameters import validate_stored
 DENSE = {"module": "keras.layers", "class_name": "Dense", "config": {"units": 2}, "registered_name": None}
 ONES = keras.saving.serialize_keras_object(keras.initializers.Ones())
 L2 = keras.saving.serialize_keras_object(keras.regularizers.L2(0.1))
-SET_EPSILON = {"module": "keras.config", "class_name": "function", "config": "set_epsilon",
-               "registered_name": "function"}
+SET_EPSILON = {
+    "module": "keras.config",
+    "class_name": "function",
+    "config": "set_epsilon",
+    "registered_name": "function",
+}
 RELU = keras.saving.serialize_keras_object(keras.activations.relu)
 MISSING = inspect.Parameter.empty
 
@@ -69,7 +73,9 @@ def test_activation_for_a_function_default_is_deserialized():
     ],
 )
 def test_other_values_are_refused_naming_the_hyperparameter(default, stored, wanted):
-    with pytest.raises(TypeError, match=rf"scaled: the model file gives hyperparameter 'factor' .*it takes {wanted}"):
+    with pytest.raises(
+        TypeError, match=rf"scaled: the model file gives hyperparameter 'factor' .*it takes {wanted}"
+    ):
         validate_stored("scaled", "factor", default, stored)
 
 

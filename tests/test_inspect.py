@@ -45,12 +45,22 @@ def statuses(layer):
 def test_each_op_is_reported_by_what_actually_happens():
     report = inspect(mixed_model())
     layers = by_name(report)
-    assert list(layers) == ["tf.clip_by_value", "tf.image.rgb_to_hsv",
-                            "tf.histogram_fixed_width", "tf.image.adjust_hue"]
+    assert list(layers) == [
+        "tf.clip_by_value",
+        "tf.image.rgb_to_hsv",
+        "tf.histogram_fixed_width",
+        "tf.image.adjust_hue",
+    ]
 
     clip = layers["tf.clip_by_value"]
-    assert statuses(clip) == {"xla": "yes", "tflite": "builtin", "gradient": "yes",
-                              "jax": "xla", "torch": "yes", "safe": "yes"}
+    assert statuses(clip) == {
+        "xla": "yes",
+        "tflite": "builtin",
+        "gradient": "yes",
+        "jax": "xla",
+        "torch": "yes",
+        "safe": "yes",
+    }
     assert clip.op == "tf.clip_by_value" and clip.kind == "TFOp"
     assert clip.op_types == ["Maximum", "Minimum"]
     assert clip.outputs == [{"shape": [None, 8], "dtype": "float32"}]
@@ -64,7 +74,8 @@ def test_each_op_is_reported_by_what_actually_happens():
     histogram = layers["tf.histogram_fixed_width"]
     assert histogram.checks["xla"] == checks.Verdict("no", "no XLA kernel for HistogramFixedWidth")
     assert histogram.checks["gradient"] == checks.Verdict(
-        "no", "no registered gradient for HistogramFixedWidth")
+        "no", "no registered gradient for HistogramFixedWidth"
+    )
     assert histogram.checks["jax"] == checks.Verdict("callback", "no XLA kernel for HistogramFixedWidth")
     assert histogram.checks["tflite"].status == "no"
     assert "HistogramFixedWidth" in histogram.checks["tflite"].detail
@@ -81,7 +92,8 @@ def test_each_op_is_reported_by_what_actually_happens():
         "4 load in safe mode"
     )
     assert report.failures(["xla"]) == [
-        "tf.histogram_fixed_width: xla (no, no XLA kernel for HistogramFixedWidth)"]
+        "tf.histogram_fixed_width: xla (no, no XLA kernel for HistogramFixedWidth)"
+    ]
     assert report.failures(["torch", "safe"]) == []
 
 
@@ -98,8 +110,14 @@ def test_layer_functions_op_layers_and_nested_models_are_inspected():
     assert layers["tf.math.tanh"].kind == "Op"
     layer = layers["scaled_matmul"]
     assert layer.op == "test_inspect>scaled_matmul" and layer.op_types == ["MatMul"]
-    assert statuses(layer) == {"xla": "yes", "tflite": "builtin", "gradient": "yes",
-                               "jax": "xla", "torch": "yes", "safe": "yes"}
+    assert statuses(layer) == {
+        "xla": "yes",
+        "tflite": "builtin",
+        "gradient": "yes",
+        "jax": "xla",
+        "torch": "yes",
+        "safe": "yes",
+    }
     assert layer.checks["safe"].detail == "once its module is imported"
 
 
@@ -109,22 +127,27 @@ def test_gradient_follows_loops_and_integer_outputs_need_none():
     layers = by_name(inspect(model, checks_to_run=("gradient",)))
     assert layers["tf.map_fn"].checks["gradient"].status == "yes"
     assert layers["tf.math.argmax"].checks["gradient"] == checks.Verdict(
-        "n/a", "no float path from the inputs to the outputs")
+        "n/a", "no float path from the inputs to the outputs"
+    )
 
 
 def test_backends_say_why_they_cannot_run_an_op():
     x = keras.Input((8,))
     text = keras.Input((), dtype="string")
-    model = keras.Model([x, text], [
-        tf.strings.length(text), tf.unique(tf.reshape(x, [-1])).y, tf.math.argmax(x, axis=-1)])
+    model = keras.Model(
+        [x, text], [tf.strings.length(text), tf.unique(tf.reshape(x, [-1])).y, tf.math.argmax(x, axis=-1)]
+    )
     layers = by_name(inspect(model, checks_to_run=("xla", "jax", "torch")))
     strings = layers["tf.strings.length"]
     assert strings.checks["xla"] == checks.Verdict("no", "string tensors: XLA has none")
     assert strings.checks["jax"] == checks.Verdict(
-        "no", "its input is a string tensor, which jax has no arrays for")
+        "no", "its input is a string tensor, which jax has no arrays for"
+    )
     assert strings.checks["torch"].status == "no"
     unique = layers["tf.unique"]
-    assert unique.checks["jax"].status == "no" and "depends on the input values" in unique.checks["jax"].detail
+    assert (
+        unique.checks["jax"].status == "no" and "depends on the input values" in unique.checks["jax"].detail
+    )
     assert unique.checks["torch"].status == "yes"
     argmax = layers["tf.math.argmax"]  # int64 output
     assert argmax.checks["jax"].status == "no" and "JAX_ENABLE_X64" not in argmax.checks["jax"].detail
@@ -152,17 +175,21 @@ def test_lambda_layers_are_listed_as_not_loading_in_safe_mode_with_the_reason():
         assert by_name[name].checks["safe"].status == "no"
         assert by_name[name].checks["safe"].detail == LAMBDA_UNSAFE
         assert by_name[name].outputs == [{"shape": [None, 4], "dtype": "float32"}]
-    assert report.failures(["safe"]) == [f"{name}: safe (no, {LAMBDA_UNSAFE})" for name in ("double", "absolute")]
+    assert report.failures(["safe"]) == [
+        f"{name}: safe (no, {LAMBDA_UNSAFE})" for name in ("double", "absolute")
+    ]
 
 
 def test_slow_checks_run_once_per_op_and_signature(monkeypatch):
     asked = []
     original = sandbox.Session.run
-    monkeypatch.setattr(sandbox.Session, "run",
-                        lambda self, task: asked.append(task.header["check"]) or original(self, task))
+    monkeypatch.setattr(
+        sandbox.Session, "run", lambda self, task: asked.append(task.header["check"]) or original(self, task)
+    )
     x = keras.Input((3,))
-    model = keras.Model(x, [tf.clip_by_value(x, -2.0, 2.0), tf.clip_by_value(x, -2.0, 2.0),
-                            tf.clip_by_value(x, -3.0, 3.0)])
+    model = keras.Model(
+        x, [tf.clip_by_value(x, -2.0, 2.0), tf.clip_by_value(x, -2.0, 2.0), tf.clip_by_value(x, -3.0, 3.0)]
+    )
     report = inspect(model, checks_to_run=("tflite",))
     assert [layer.checks["tflite"].status for layer in report.layers] == ["builtin"] * 3
     assert asked == ["tflite", "tflite"]  # the same constants and signature convert once
@@ -206,7 +233,10 @@ def test_no_keras_ops_equivalent_is_named_that_the_installed_keras_lacks(monkeyp
 def run_cli(*arguments):
     return subprocess.run(
         [sys.executable, "-m", "keras_graft_tools", "inspect", *arguments],
-        capture_output=True, text=True, timeout=300, env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
     )
 
 
@@ -224,7 +254,10 @@ def test_cli_json_is_complete_and_require_sets_the_exit_status(mixed_file):
     data = json.loads(completed.stdout)
     assert data["model"] == "mixed" and data["source"] == str(mixed_file)
     assert data["summary"]["layers"] == 4 and data["summary"]["tflite"] == {
-        "builtin": 1, "select": 2, "no": 1}
+        "builtin": 1,
+        "select": 2,
+        "no": 1,
+    }
     for layer in data["layers"]:
         assert set(layer) == {"name", "op", "kind", "op_types", "inputs", "outputs", "checks", "keras_ops"}
         assert set(layer["checks"]) == set(CHECKS)
@@ -243,8 +276,13 @@ def test_cli_json_is_complete_and_require_sets_the_exit_status(mixed_file):
 def test_cli_table_for_people(mixed_file):
     completed = run_cli(str(mixed_file))
     assert completed.returncode == 0, completed.stderr
-    for text in ("keras-graft inspect: mixed", "tf.histogram_fixed_width", "RGBToHSV",
-                 "keras.ops.clip", "4 op layers: 3 XLA-ready"):
+    for text in (
+        "keras-graft inspect: mixed",
+        "tf.histogram_fixed_width",
+        "RGBToHSV",
+        "keras.ops.clip",
+        "4 op layers: 3 XLA-ready",
+    ):
         assert text in completed.stdout
 
 
@@ -322,23 +360,35 @@ def test_html_report_shows_the_graph_coloured_by_checks_in_a_real_browser(mixed_
 
     assert shutil.which("chromium"), (
         "this test renders the report in a real browser: install Chromium "
-        "(`apt-get install chromium` on Debian; .ci/run does)")
+        "(`apt-get install chromium` on Debian; .ci/run does)"
+    )
     page = tmp_path / "report.html"
     completed = run_cli(str(mixed_file), "--html", str(page))
     assert completed.returncode == 0, completed.stderr
     chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu"]
-    dom = subprocess.run([*chromium, "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [*chromium, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for layer in ("values", "image", "tf.clip_by_value", "tf.image.rgb_to_hsv",
-                  "tf.histogram_fixed_width", "tf.image.adjust_hue"):
+    for layer in (
+        "values",
+        "image",
+        "tf.clip_by_value",
+        "tf.image.rgb_to_hsv",
+        "tf.histogram_fixed_width",
+        "tf.image.adjust_hue",
+    ):
         assert f'data-layer="{layer}"' in dom.stdout
     assert 'class="layer pass" data-layer="tf.clip_by_value"' in dom.stdout
     assert 'class="layer fail" data-layer="tf.histogram_fixed_width"' in dom.stdout
     assert 'class="layer conditional" data-layer="tf.image.rgb_to_hsv"' in dom.stdout
     screenshot = tmp_path / "report.png"
-    shot = subprocess.run([*chromium, f"--screenshot={screenshot}", "--window-size=1200,700",
-                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    shot = subprocess.run(
+        [*chromium, f"--screenshot={screenshot}", "--window-size=1200,700", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.returncode == 0, shot.stderr[-2000:]
     pixels = matplotlib.image.imread(screenshot)
     assert pixels.shape[0] >= 600 and pixels.std() > 0.05  # drawn, not blank
@@ -352,17 +402,30 @@ def test_cli_imports_the_module_that_defines_the_model_s_own_ops(tmp_path):
         "    return tf.math.tanh(x)\n"
     )
     saved = subprocess.run(
-        [sys.executable, "-c",
-         "import keras, my_ops\n"
-         "x = keras.Input((3,))\n"
-         "keras.Model(x, my_ops.soft_clip(x)).save('own.keras')\n"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=ENV,
+        [
+            sys.executable,
+            "-c",
+            "import keras, my_ops\n"
+            "x = keras.Input((3,))\n"
+            "keras.Model(x, my_ops.soft_clip(x)).save('own.keras')\n",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
     )
     assert saved.returncode == 0, saved.stderr
 
     def inspect_in(*arguments):
-        return subprocess.run([sys.executable, "-m", "keras_graft_tools", "inspect", "own.keras", *arguments],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300, env=ENV)
+        return subprocess.run(
+            [sys.executable, "-m", "keras_graft_tools", "inspect", "own.keras", *arguments],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+        )
 
     without = inspect_in()
     assert without.returncode == 2 and "--import MODULE" in without.stderr
@@ -382,13 +445,18 @@ def test_constant_folding_over_the_budget_is_not_checked_and_never_passes():
     audio = keras.Input(batch_shape=(1, 1 << 27))
     spectrum = tf.signal.stft(audio, frame_length=1 << 27, frame_step=1 << 27)
     x = keras.Input((3,))
-    report = inspect(keras.Model([audio, x], [spectrum, tf.clip_by_value(x, -1.0, 1.0)]),
-                     checks_to_run=("tflite",))
+    report = inspect(
+        keras.Model([audio, x], [spectrum, tf.clip_by_value(x, -1.0, 1.0)]), checks_to_run=("tflite",)
+    )
     stft, clip = report.layers
     assert stft.checks["tflite"].status == checks.BUDGET, stft.checks
-    assert "memory budget" in stft.checks["tflite"].detail and "--check-memory" in stft.checks["tflite"].detail
+    assert (
+        "memory budget" in stft.checks["tflite"].detail and "--check-memory" in stft.checks["tflite"].detail
+    )
     assert clip.checks["tflite"].status == "builtin"
-    assert report.failures(["tflite"]) == [f"{stft.name}: tflite (not checked (budget), {stft.checks['tflite'].detail})"]
+    assert report.failures(["tflite"]) == [
+        f"{stft.name}: tflite (not checked (budget), {stft.checks['tflite'].detail})"
+    ]
     assert "1 checks not checked (budget)" in report.summary_line()
     assert html.verdict_class(stft) == "unchecked"
 
@@ -415,8 +483,11 @@ def test_export_refuses_a_layer_whose_tflite_check_was_not_made(monkeypatch, tmp
     import keras_graft.inspection as inspection
     from keras_graft.errors import ExportError
 
-    monkeypatch.setitem(inspection._CHECK_FUNCTIONS, "tflite",
-                        lambda p: checks.Verdict(checks.BUDGET, "went over its memory budget"))
+    monkeypatch.setitem(
+        inspection._CHECK_FUNCTIONS,
+        "tflite",
+        lambda p: checks.Verdict(checks.BUDGET, "went over its memory budget"),
+    )
     x = keras.Input((3,))
     with pytest.raises(ExportError, match="could not check tf.math.sin.*budget"):
         keras_graft.export(keras.Model(x, tf.math.sin(x)), tmp_path / "m.tflite", format="tflite")
@@ -428,4 +499,7 @@ def test_a_layer_that_reads_no_input_is_checked_too():
     x = keras.Input((3,))
     ignores_x = keras_graft.TFOp(tf.fill, {"args": [[2, 2], 1.0], "kwargs": {}})
     report = inspect(keras.Model(x, ignores_x(x)), checks_to_run=("xla", "tflite"))
-    assert {check: v.status for check, v in report.layers[0].checks.items()} == {"xla": "yes", "tflite": "builtin"}
+    assert {check: v.status for check, v in report.layers[0].checks.items()} == {
+        "xla": "yes",
+        "tflite": "builtin",
+    }

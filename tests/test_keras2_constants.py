@@ -30,7 +30,9 @@ def test_the_audio_front_end_loads_and_computes_what_keras2_computed(keras2_file
     model.save(tmp_path / "converted.keras")
     with zipfile.ZipFile(tmp_path / "converted.keras") as archive:
         layers = json.loads(archive.read("config.json"))["config"]["layers"]
-    matmuls = [l["config"]["arguments"]["kwargs"]["b"] for l in layers if l["config"].get("op") == "tf.linalg.matmul"]
+    matmuls = [
+        l["config"]["arguments"]["kwargs"]["b"] for l in layers if l["config"].get("op") == "tf.linalg.matmul"
+    ]
     shapes = sorted(tuple(b["shape"]) for b in matmuls if isinstance(b, dict))
     assert shapes == [(257, 64), (257, 64), (512, 257), (512, 257)]
     assert {b["dtype"] for b in matmuls} == {"float32"}
@@ -49,7 +51,7 @@ def test_the_mel_matrix_alone_is_more_list_items_than_one_op_may_hold():
         ([[0.5] * 64] * 257, "float32", (257, 64)),
         ([[1, 2.5]] * 200, "float32", (200, 2)),
         ([list(range(300))], "int32", (1, 300)),
-        ([2 ** 40] * 300, "int64", (300,)),
+        ([2**40] * 300, "int64", (300,)),
         ([[True, False]] * 200, "bool", (200, 2)),
     ],
 )
@@ -62,14 +64,14 @@ def test_long_rectangular_lists_of_numbers_are_arrays_of_tfs_dtype(data, dtype, 
 @pytest.mark.parametrize(
     "data",
     [
-        [0, 2, 1],                       # a `perm`, `axis` or `strides` list
-        [[0, 0], [1, 1]],                # `paddings`
-        [1.0] * MAX_RANK,                # no longer than the longest per-dimension list
-        [[1.0] * 300, [1.0] * 299],      # not rectangular
+        [0, 2, 1],  # a `perm`, `axis` or `strides` list
+        [[0, 0], [1, 1]],  # `paddings`
+        [1.0] * MAX_RANK,  # no longer than the longest per-dimension list
+        [[1.0] * 300, [1.0] * 299],  # not rectangular
         [[1.0] * 300, 2.0],
-        [True, 1] * 200,                 # TensorFlow refuses mixed booleans and numbers
+        [True, 1] * 200,  # TensorFlow refuses mixed booleans and numbers
         ["a"] * 300,
-        [2 ** 70] * 300,                 # out of int64's range, as TensorFlow says
+        [2**70] * 300,  # out of int64's range, as TensorFlow says
         [],
     ],
 )

@@ -37,13 +37,15 @@ def test_a_trusted_file_is_checked_against_keras2_itself(keras2_files, tmp_path,
 def test_without_trust_keras2_is_not_run_and_the_output_says_so(keras2_files, tmp_path, monkeypatch, capsys):
     readers = []
     original = predict.in_fresh_process
-    monkeypatch.setattr(predict, "in_fresh_process",
-                        lambda jobs, *args: readers.extend(j.reader for j in jobs) or original(jobs, *args))
+    monkeypatch.setattr(
+        predict,
+        "in_fresh_process",
+        lambda jobs, *args: readers.extend(j.reader for j in jobs) or original(jobs, *args),
+    )
     assert cli.main(["convert", str(keras2_files / "nested.h5"), str(tmp_path / "n.keras")]) == 0
     output = " ".join(capsys.readouterr().out.split())
     assert readers == [predict.KERAS3, predict.KERAS3_OF_KERAS2]  # one fresh process, nothing of tf_keras
-    assert ("predicts as the Keras 3 model keras-graft built from the original file in safe mode"
-            in output)
+    assert "predicts as the Keras 3 model keras-graft built from the original file in safe mode" in output
     assert "Keras 2 itself was not run" in output and "--trust-file-code" in output
 
 
@@ -51,7 +53,10 @@ def test_converted_file_loads_in_safe_mode_in_a_fresh_process(keras2_files, tmp_
     source, target = keras2_files / "transformer.h5", tmp_path / "transformer.keras"
     completed = subprocess.run(
         [sys.executable, "-m", "keras_graft_tools", "convert", str(source), str(target), "--no-check"],
-        capture_output=True, text=True, env=ENV, timeout=300,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
     assert "Prediction check skipped" in completed.stdout
@@ -65,7 +70,10 @@ def test_converted_file_loads_in_safe_mode_in_a_fresh_process(keras2_files, tmp_
     np.save(tmp_path / "inputs.npy", inputs[0])
     reload = subprocess.run(
         [sys.executable, "-c", script, str(target), str(tmp_path / "inputs.npy"), str(tmp_path / "out.npy")],
-        capture_output=True, text=True, env=ENV, timeout=300,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
     )
     assert reload.returncode == 0, reload.stderr
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-4)
@@ -80,24 +88,28 @@ def stored_predictions(path, jobs, offset=0.0):
 
 def test_a_prediction_mismatch_exits_1(keras2_files, tmp_path, monkeypatch, capsys):
     source = keras2_files / "nested.h5"
-    monkeypatch.setattr(predict, "in_fresh_process",
-                        lambda jobs, *args: stored_predictions(source, jobs, offset=1.0))
+    monkeypatch.setattr(
+        predict, "in_fresh_process", lambda jobs, *args: stored_predictions(source, jobs, offset=1.0)
+    )
     assert cli.main(["convert", str(source), str(tmp_path / "n.keras")]) == 1
     assert "Check FAILED" in capsys.readouterr().out
 
 
 def test_a_trusted_file_that_keras2_cannot_read_is_compared_with_keras3s_reading(
-        keras2_files, tmp_path, monkeypatch):
+    keras2_files, tmp_path, monkeypatch
+):
     def no_tf_keras(jobs, *args):
         if jobs[0].reader == predict.KERAS2:
-            raise predict.PredictionError("tf_keras (Keras 2) predicting with nested.h5 failed: "
-                                          "No module named 'tf_keras'")
+            raise predict.PredictionError(
+                "tf_keras (Keras 2) predicting with nested.h5 failed: No module named 'tf_keras'"
+            )
         return stored_predictions(keras2_files / "nested.h5", jobs)
 
     monkeypatch.setattr(predict, "in_fresh_process", no_tf_keras)
     console = Console(record=True, width=300)
-    result = convert.convert(keras2_files / "nested.h5", tmp_path / "n.keras", trust_file_code=True,
-                             console=console)
+    result = convert.convert(
+        keras2_files / "nested.h5", tmp_path / "n.keras", trust_file_code=True, console=console
+    )
     assert result.passed and result.reference == convert.KERAS3_REFERENCE and not result.keras2_ran
     output = console.export_text()
     assert "Keras 2 could not predict with the original" in output and "No module named" in output
@@ -150,12 +162,21 @@ def test_convert_import_converts_a_file_with_a_registered_custom_layer(tmp_path)
     source, target = corpus / "files" / "keras2.15" / "custom_layer.h5", tmp_path / "custom_layer.keras"
 
     def run(*extra):
-        return subprocess.run([sys.executable, "-m", "keras_graft_tools", "convert", str(source), str(target), *extra],
-                              capture_output=True, text=True, env=ENV, cwd=corpus, timeout=300, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "keras_graft_tools", "convert", str(source), str(target), *extra],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=corpus,
+            timeout=300,
+            check=False,
+        )
 
     without = run("--no-check")
     assert without.returncode == 2 and "ScaledDense" in without.stderr
-    assert "Use `--import MODULE` (the module that defines it)" in without.stderr, without.stderr  # .h5 names no module
+    assert "Use `--import MODULE` (the module that defines it)" in without.stderr, (
+        without.stderr
+    )  # .h5 names no module
     assert not target.exists()
     imported = run("--import", "corpus_objects")
     assert imported.returncode == 0, imported.stderr[-3000:]

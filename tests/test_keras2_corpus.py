@@ -75,8 +75,11 @@ def in_sample(entry: dict) -> bool:
     models = sorted({e["model"] for e in ENTRIES})
     releases = sorted({e["release"] for e in ENTRIES if e["model"] == entry["model"]}, key=RELEASES.index)
     turn = releases[models.index(entry["model"]) % len(releases)]
-    return (entry["release"] == turn or entry["format"] == "saved_model"
-            or (entry["release"] == "keras2.13" and entry["format"] == "keras"))
+    return (
+        entry["release"] == turn
+        or entry["format"] == "saved_model"
+        or (entry["release"] == "keras2.13" and entry["format"] == "keras")
+    )
 
 
 SAMPLE = [entry for entry in ENTRIES if in_sample(entry)]
@@ -96,7 +99,9 @@ def user_modules(entry: dict) -> list[str]:
 
 
 # What a file Keras 2 saved incompletely is refused with (`keras_graft.keras2.op_layers`).
-LOSSY_REFUSAL = r"(?s)Layer `tf\.einsum[^`]*`.*Keras 2 dropped .* when it saved.*keras_graft\.keras2\.files\.load_weights"
+LOSSY_REFUSAL = (
+    r"(?s)Layer `tf\.einsum[^`]*`.*Keras 2 dropped .* when it saved.*keras_graft\.keras2\.files\.load_weights"
+)
 
 
 def keras2_lost_the_call(entry: dict) -> bool:
@@ -116,9 +121,13 @@ def call(model, inputs) -> list[np.ndarray]:
 
 
 def assert_same_predictions(actual, expected, model: str) -> None:
-    assert len(actual) == len(expected), f"the {model} model: {len(actual)} outputs, Keras 2 had {len(expected)}"
+    assert len(actual) == len(expected), (
+        f"the {model} model: {len(actual)} outputs, Keras 2 had {len(expected)}"
+    )
     for index, (got, want) in enumerate(zip(actual, expected)):
-        assert got.shape == want.shape, f"the {model} model, output {index}: shape {got.shape}, Keras 2's {want.shape}"
+        assert got.shape == want.shape, (
+            f"the {model} model, output {index}: shape {got.shape}, Keras 2's {want.shape}"
+        )
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0, err_msg=f"the {model} model, output {index}")
 
 
@@ -138,10 +147,16 @@ class ReloadChild:
 
     def _start(self):
         env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
-        env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([str(CORPUS), env.get("PYTHONPATH", "")]))
+        env.update(
+            TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([str(CORPUS), env.get("PYTHONPATH", "")])
+        )
         self.process = subprocess.Popen(
             [sys.executable, str(CORPUS / "reload_child.py")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
 
     def predict(self, model_path: Path, inputs: list, imports: list, workdir: Path) -> list[np.ndarray]:
@@ -150,12 +165,18 @@ class ReloadChild:
         if self.process is None or self.process.poll() is not None:
             self._start()
         np.savez(workdir / "inputs.npz", **{f"input_{i}": v for i, v in enumerate(inputs)})
-        request = {"model": str(model_path), "inputs": str(workdir / "inputs.npz"),
-                   "outputs": str(workdir / "outputs.npz"), "imports": imports}
+        request = {
+            "model": str(model_path),
+            "inputs": str(workdir / "inputs.npz"),
+            "outputs": str(workdir / "outputs.npz"),
+            "imports": imports,
+        }
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         reply = self._reply(reload_child.REPLY)
-        assert "error" not in reply, f"the converted file, reloaded in safe mode in a fresh process: {reply['error']}"
+        assert "error" not in reply, (
+            f"the converted file, reloaded in safe mode in a fresh process: {reply['error']}"
+        )
         stored = np.load(workdir / "outputs.npz")
         return [stored[f"output_{i}"] for i in range(len(stored.files))]
 
@@ -167,7 +188,7 @@ class ReloadChild:
                 self.close()
                 raise AssertionError("the reloading process died or timed out")
             if line.startswith(marker):
-                return json.loads(line[len(marker):])
+                return json.loads(line[len(marker) :])
 
     def close(self):
         if self.process is not None and self.process.poll() is None:
@@ -223,10 +244,18 @@ def test_converts_and_the_converted_file_reloads_in_safe_mode(entry, tmp_path, r
         with pytest.raises(convert.ConversionError, match=LOSSY_REFUSAL):
             convert.convert(CORPUS / entry["path"], target, check=False, console=Console(file=io.StringIO()))
         return
-    convert.convert(CORPUS / entry["path"], target, check=False, console=Console(file=io.StringIO()),
-                    imports=imports, **options)
+    convert.convert(
+        CORPUS / entry["path"],
+        target,
+        check=False,
+        console=Console(file=io.StringIO()),
+        imports=imports,
+        **options,
+    )
     reloaded = reload_child.predict(target, arrays(entry, "input_"), imports, tmp_path)
-    assert_same_predictions(reloaded, arrays(entry, "output_"), "converted, reloaded in safe mode in a fresh process,")
+    assert_same_predictions(
+        reloaded, arrays(entry, "output_"), "converted, reloaded in safe mode in a fresh process,"
+    )
 
 
 @pytest.mark.parametrize("entry", cases(e for e in ENTRIES if "compile" in e))
@@ -243,24 +272,30 @@ def test_compiled_files_come_back_compiled_and_training_continues(entry):
     for name, value in expected["evaluate"].items():
         assert evaluation.get(name) == pytest.approx(value, abs=ATOL), f"evaluate()[{name!r}]: {evaluation}"
     model.fit(inputs[0], targets, batch_size=len(targets), epochs=1, shuffle=False, verbose=0)
-    assert_same_predictions(call(model, inputs), arrays(entry, "trained_output_"), "loaded, then trained one step")
+    assert_same_predictions(
+        call(model, inputs), arrays(entry, "trained_output_"), "loaded, then trained one step"
+    )
 
 
 def corpus_table(junit_xml: Path) -> str:
     """The README's table of a run: per release, the files and the cases that passed."""
     from xml.etree import ElementTree
 
-    tests = {test_loads_and_predicts_as_keras2_did.__name__: "load",
-             test_converts_and_the_converted_file_reloads_in_safe_mode.__name__: "convert",
-             test_compiled_files_come_back_compiled_and_training_continues.__name__: "compiled"}
+    tests = {
+        test_loads_and_predicts_as_keras2_did.__name__: "load",
+        test_converts_and_the_converted_file_reloads_in_safe_mode.__name__: "convert",
+        test_compiled_files_come_back_compiled_and_training_continues.__name__: "compiled",
+    }
     passed: dict = {}
     for case in ElementTree.parse(junit_xml).iter("testcase"):
         test, _, file = case.get("name").partition("[")
         if test in tests and file:
             ok = not any(child.tag in ("failure", "error", "skipped") for child in case)
             passed[(tests[test], file.rstrip("]"))] = ok
-    lines = ["| release | files | load + predict (atol 1e-4) | convert + safe reload | compiled files back compiled |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| release | files | load + predict (atol 1e-4) | convert + safe reload | compiled files back compiled |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for release in RELEASES:
         entries = [e for e in ENTRIES if e["release"] == release]
         first = entries[0]
@@ -270,8 +305,10 @@ def corpus_table(junit_xml: Path) -> str:
             return sum(passed.get((test, case_id(e)), False) for e in among)
 
         compiled = [e for e in entries if "compile" in e]
-        lines.append(f"| {engine} | {len(entries)} | {count('load', entries)} | {count('convert', entries)} "
-                     f"| {count('compiled', compiled)} of {len(compiled)} |")
+        lines.append(
+            f"| {engine} | {len(entries)} | {count('load', entries)} | {count('convert', entries)} "
+            f"| {count('compiled', compiled)} of {len(compiled)} |"
+        )
     return "\n".join(lines)
 
 

@@ -94,7 +94,9 @@ def test_kind_is_read_from_the_content_not_the_suffix(tmp_path):
     np.testing.assert_allclose(files.load_model(renamed)(inputs), expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("path", ["keras2.12/unet.keras", "keras2.15/unet.keras", "keras2.15/compiled_custom_loss_savedmodel"])
+@pytest.mark.parametrize(
+    "path", ["keras2.12/unet.keras", "keras2.15/unet.keras", "keras2.15/compiled_custom_loss_savedmodel"]
+)
 def test_keras_load_model_loads_every_keras2_format_after_import_keras_graft(path):
     import corpus_objects  # noqa: F401  (the custom loss of the compiled model)
 
@@ -127,21 +129,38 @@ def test_keras2_13_weights_with_doubled_counters_load_into_the_right_layers(tmp_
 def _rename(old: str, new: str):
     def edit(file):
         file.move(f"_layer_checkpoint_dependencies/{old}", f"_layer_checkpoint_dependencies/{new}")
+
     return edit
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda file: file.__delitem__("_layer_checkpoint_dependencies/dense_4"),
-     r"3 layer\(s\) of class `Dense`, the weights file 2 group\(s\) `dense\*`"),
-    (lambda file: file.copy("_layer_checkpoint_dependencies/dense", "_layer_checkpoint_dependencies/dense_6"),
-     r"3 layer\(s\) of class `Dense`, the weights file 4 group\(s\)"),
-    (_rename("flatten", "dropout_1"), r"1 layer\(s\) of class `(Flatten|Dropout)`, the weights file [02] group"),
-    (_rename("reshape", "mystery"), r"`mystery` belongs to no layer"),
-    (lambda file: (_rename("dense_2", "dense_9")(file), _rename("dense_4", "dense_2")(file)),
-     r"layer `dense_1`: variable `vars/0` has shape \(16, 3\) in the file, \(16, 8\)"),
-    (lambda file: file.__delitem__("_layer_checkpoint_dependencies/batch_normalization/vars/3"),
-     r"layer `batch_normalization`: the file stores the variables \['vars/0', 'vars/1', 'vars/2'\]"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda file: file.__delitem__("_layer_checkpoint_dependencies/dense_4"),
+            r"3 layer\(s\) of class `Dense`, the weights file 2 group\(s\) `dense\*`",
+        ),
+        (
+            lambda file: file.copy(
+                "_layer_checkpoint_dependencies/dense", "_layer_checkpoint_dependencies/dense_6"
+            ),
+            r"3 layer\(s\) of class `Dense`, the weights file 4 group\(s\)",
+        ),
+        (
+            _rename("flatten", "dropout_1"),
+            r"1 layer\(s\) of class `(Flatten|Dropout)`, the weights file [02] group",
+        ),
+        (_rename("reshape", "mystery"), r"`mystery` belongs to no layer"),
+        (
+            lambda file: (_rename("dense_2", "dense_9")(file), _rename("dense_4", "dense_2")(file)),
+            r"layer `dense_1`: variable `vars/0` has shape \(16, 3\) in the file, \(16, 8\)",
+        ),
+        (
+            lambda file: file.__delitem__("_layer_checkpoint_dependencies/batch_normalization/vars/3"),
+            r"layer `batch_normalization`: the file stores the variables \['vars/0', 'vars/1', 'vars/2'\]",
+        ),
+    ],
+)
 def test_weights_that_do_not_match_the_structure_are_refused_naming_the_layer(tmp_path, edit, message):
     forged = with_weights_edited(CORPUS / "keras2.13/sequential.keras", tmp_path / "forged.keras", edit)
     with pytest.raises(files.Keras2FileError, match=message):
@@ -183,15 +202,17 @@ CORPUS_15 = Path(__file__).resolve().parent / "keras2_corpus" / "files" / "keras
 def test_custom_objects_give_the_class_of_a_registered_name(file_name, monkeypatch):
     # As in a process that has not imported `corpus_objects` (Keras prefers a registered class).
     monkeypatch.delitem(keras.saving.get_custom_objects(), "keras_graft_corpus>ScaledDense", raising=False)
-    model = files.load_model(CORPUS_15 / file_name,
-                             custom_objects={"keras_graft_corpus>ScaledDense": UnregisteredScaledDense})
+    model = files.load_model(
+        CORPUS_15 / file_name, custom_objects={"keras_graft_corpus>ScaledDense": UnregisteredScaledDense}
+    )
     assert sum(isinstance(layer, UnregisteredScaledDense) for layer in model.layers) == 2
     stored = np.load(CORPUS_15 / "custom_layer.npz")
     np.testing.assert_allclose(model(stored["input_0"]), stored["output_0"], atol=1e-5)
 
 
-@pytest.mark.parametrize("file_name", ["compiled_custom_loss.h5", "compiled_custom_loss.keras",
-                                       "compiled_custom_loss_savedmodel"])
+@pytest.mark.parametrize(
+    "file_name", ["compiled_custom_loss.h5", "compiled_custom_loss.keras", "compiled_custom_loss_savedmodel"]
+)
 def test_custom_objects_give_a_compiled_files_loss_by_its_name(file_name, monkeypatch):
     monkeypatch.delitem(keras.saving.get_custom_objects(), "keras_graft_corpus>scaled_mse", raising=False)
     model = files.load_model(CORPUS_15 / file_name, custom_objects={"scaled_mse": unregistered_scaled_mse})

@@ -38,7 +38,7 @@ from keras_graft.errors import ConversionError, LambdaLayerError
 from keras_graft.keras2 import convert, files
 from keras_graft_tools import cli
 
-TF_KERAS_WRITER = textwrap.dedent('''
+TF_KERAS_WRITER = textwrap.dedent("""
     import sys
     import numpy as np
     import tensorflow as tf
@@ -63,8 +63,8 @@ TF_KERAS_WRITER = textwrap.dedent('''
     z = keras.Input((3,), name="z")
     shaped = keras.layers.Lambda(lambda t: t * float(t.shape.as_list()[-1]), name="shaped")(z)
     keras.Model(z, shaped).save(f"{folder}/tensorshape.h5")
-''')
-RELOADER = textwrap.dedent('''
+""")
+RELOADER = textwrap.dedent("""
     import sys
     import keras, numpy as np
     import keras_graft
@@ -72,7 +72,7 @@ RELOADER = textwrap.dedent('''
     inputs = np.load(sys.argv[2])["input_0"]
     np.save(sys.argv[3], np.asarray(model.predict(inputs, verbose=0)))
     print(keras.backend.backend())
-''')
+""")
 
 
 def _env(**extra):
@@ -85,9 +85,14 @@ def keras2_lambdas(tmp_path_factory):
     """(folder, marker): the files tf_keras wrote, the marker its build wrote removed."""
     folder = tmp_path_factory.mktemp("keras2_lambdas")
     marker = folder / "marker"
-    completed = subprocess.run([sys.executable, "-c", TF_KERAS_WRITER, str(folder), str(marker)],
-                               env=_env(TF_USE_LEGACY_KERAS="1"), capture_output=True, text=True,
-                               timeout=300, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-c", TF_KERAS_WRITER, str(folder), str(marker)],
+        env=_env(TF_USE_LEGACY_KERAS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert marker.exists(), "tf_keras ran the Lambda when it built the model"
     marker.unlink()
@@ -98,7 +103,9 @@ def test_without_trust_nothing_runs_the_files_code_and_every_refusal_names_the_f
     folder, marker = keras2_lambdas
     source = folder / "lambdas.h5"
     for load in (keras.models.load_model, files.load_model):
-        with pytest.raises(LambdaLayerError, match=r"Layer `marker` is a Keras 2 `Lambda`.*--trust-file-code"):
+        with pytest.raises(
+            LambdaLayerError, match=r"Layer `marker` is a Keras 2 `Lambda`.*--trust-file-code"
+        ):
             load(source)
     with pytest.raises(ConversionError, match=r"--trust-file-code.*runs each Lambda's function once"):
         convert.convert(source, folder / "untrusted.keras", console=Console(file=io.StringIO()))
@@ -113,8 +120,9 @@ def test_without_trust_nothing_runs_the_files_code_and_every_refusal_names_the_f
 def test_trusted_lambdas_become_op_layers_that_load_in_safe_mode_on_tensorflow_and_jax(keras2_lambdas):
     folder, marker = keras2_lambdas
     target = folder / "trusted.keras"
-    result = convert.convert(folder / "lambdas.h5", target, check=False, trust_file_code=True,
-                             console=Console(file=io.StringIO()))
+    result = convert.convert(
+        folder / "lambdas.h5", target, check=False, trust_file_code=True, console=Console(file=io.StringIO())
+    )
     assert marker.exists(), "the trusted Lambda's function did not run"
     changed = {note.layer: note.change for note in result.notes if note.keras2_class == "Lambda"}
     assert set(changed) == {"marker", "clip", "top"} and "math.top_k" in changed["top"], changed
@@ -124,9 +132,14 @@ def test_trusted_lambdas_become_op_layers_that_load_in_safe_mode_on_tensorflow_a
     expected = np.load(folder / "lambdas.npz")["output_0"]
     for backend in ("tensorflow", "jax"):
         predictions = folder / f"{backend}.npy"
-        completed = subprocess.run([sys.executable, "-c", RELOADER, str(target), str(folder / "lambdas.npz"),
-                                    str(predictions)], env=_env(KERAS_BACKEND=backend), capture_output=True,
-                                   text=True, timeout=300, check=False)
+        completed = subprocess.run(
+            [sys.executable, "-c", RELOADER, str(target), str(folder / "lambdas.npz"), str(predictions)],
+            env=_env(KERAS_BACKEND=backend),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert completed.returncode == 0, completed.stderr[-3000:]
         assert completed.stdout.split()[-1] == backend
         np.testing.assert_allclose(np.load(predictions), expected, atol=1e-5, err_msg=backend)
@@ -148,13 +161,21 @@ def test_bytecode_of_another_python_is_refused_naming_the_layer_and_the_fix(kera
     source = tmp_path / "other_python.h5"
     # What marshal data of another Python version looks like here: it does not load.
     _with_bytecode(folder / "lambdas.h5", source, "clip", b"\xe3\xff\x00bad")
-    with pytest.raises(LambdaLayerError, match=r"Layer `clip` .*written by another Python version.*"
-                                               r"Convert it with the Python version that saved the file"):
+    with pytest.raises(
+        LambdaLayerError,
+        match=r"Layer `clip` .*written by another Python version.*"
+        r"Convert it with the Python version that saved the file",
+    ):
         files.load_model(source, trust_file_code=True)
 
 
-def test_a_function_that_does_not_run_on_keras_tensors_is_refused_naming_the_layer_and_the_fix(keras2_lambdas):
+def test_a_function_that_does_not_run_on_keras_tensors_is_refused_naming_the_layer_and_the_fix(
+    keras2_lambdas,
+):
     folder, _ = keras2_lambdas
-    with pytest.raises(LambdaLayerError, match=r"Layer `shaped` .*does not run on Keras tensors \(AttributeError.*"
-                                               r"rewrite it with TF ops"):
+    with pytest.raises(
+        LambdaLayerError,
+        match=r"Layer `shaped` .*does not run on Keras tensors \(AttributeError.*"
+        r"rewrite it with TF ops",
+    ):
         files.load_model(folder / "tensorshape.h5", trust_file_code=True)

@@ -21,13 +21,23 @@ OUTPUT_DTYPES = {"Discretization": ("int64", "int32")}
 REFUSED_FILES = {
     "BatchNormalizationGhost": (UntranslatableConfigError, "virtual_batch_size=2"),
     # Python bytecode: refused by keras-graft's hook, before Keras deserializes it.
-    "Lambda": (ValueError, "Layer `lambda` is a Keras 2 `Lambda`: its function is Python bytecode stored in the file"),
+    "Lambda": (
+        ValueError,
+        "Layer `lambda` is a Keras 2 `Lambda`: its function is Python bytecode stored in the file",
+    ),
 }
 
 # Each row (by its first key) -> the Keras 2 files that need it.
 ROW_CASES = {
-    "groups": ["DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose",
-               "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D"],
+    "groups": [
+        "DepthwiseConv1D",
+        "DepthwiseConv2D",
+        "Conv1DTranspose",
+        "Conv2DTranspose",
+        "Conv3DTranspose",
+        "SeparableConv1D",
+        "SeparableConv2D",
+    ],
     "kernel_initializer": ["SeparableConv1D", "SeparableConv2D"],
     "time_major": ["LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "Bidirectional"],
     "virtual_batch_size": [],  # only refusals: see REFUSED_FILES and ROW_REFUSALS
@@ -61,9 +71,7 @@ def load_and_compare(path, name):
     model = keras.models.load_model(path, compile=False)
     inputs, (expected,) = read_arrays(path)
     actual = model.predict(inputs[0], verbose=0)
-    assert (str(expected.dtype), str(actual.dtype)) in {
-        (str(expected.dtype),) * 2, OUTPUT_DTYPES.get(name)
-    }
+    assert (str(expected.dtype), str(actual.dtype)) in {(str(expected.dtype),) * 2, OUTPUT_DTYPES.get(name)}
     np.testing.assert_allclose(actual, expected, atol=1e-4)
     return model
 
@@ -106,8 +114,10 @@ def test_thresholded_relu_becomes_relu_with_its_threshold(keras2_files):
 
 
 def test_wrapped_layers_are_translated_too():
-    config = {"class_name": "Bidirectional", "config": {
-        "layer": {"class_name": "LSTM", "config": {"units": 2, "time_major": False}}}}
+    config = {
+        "class_name": "Bidirectional",
+        "config": {"layer": {"class_name": "LSTM", "config": {"units": 2, "time_major": False}}},
+    }
     translated, _ = layer_configs.translate(config)
     assert "time_major" not in translated["config"]["layer"]["config"]
 

@@ -57,7 +57,8 @@ def test_op_layers_keep_their_names_dtypes_and_arguments(keras2_files):
     assert by_name["tf.math.top_k"].op_name == "tf.math.top_k"
     assert by_name["tf.math.top_k"].arguments.get_config()["kwargs"] == {"k": 2}
     assert by_name["tf.clip_by_value"].arguments.get_config()["kwargs"] == {
-        "clip_value_min": -1.0, "clip_value_max": 1.0,
+        "clip_value_min": -1.0,
+        "clip_value_max": 1.0,
     }
     assert by_name["tf.__operators__.add"].op_name == "tf.__operators__.add"
     indices = by_name["tf.math.top_k"].output[1]
@@ -95,8 +96,12 @@ def test_forged_keras2_files_naming_disallowed_ops_are_refused_and_nothing_runs(
 ):
     target = tmp_path / "written_by_the_model"
     forged = tmp_path / "forged.h5"
-    forge(keras2_files / "ops.h5", forged, function,
-          ["_CONSTANT_VALUE", -1, str(target), {"contents": ["x", 0, 0]}])
+    forge(
+        keras2_files / "ops.h5",
+        forged,
+        function,
+        ["_CONSTANT_VALUE", -1, str(target), {"contents": ["x", 0, 0]}],
+    )
     with pytest.raises(keras_graft.UnsafeOpError, match="Refusing"):
         keras.models.load_model(forged, compile=False)
     assert not target.exists()
@@ -104,8 +109,12 @@ def test_forged_keras2_files_naming_disallowed_ops_are_refused_and_nothing_runs(
 
 def test_serialized_objects_in_call_kwargs_stay_data(keras2_files, tmp_path):
     forged = tmp_path / "forged.h5"
-    forge(keras2_files / "ops.h5", forged, "math.multiply",
-          ["x", 0, 0, {"y": {"class_name": "__lambda__", "config": {"code": "print"}}}])
+    forge(
+        keras2_files / "ops.h5",
+        forged,
+        "math.multiply",
+        ["x", 0, 0, {"y": {"class_name": "__lambda__", "config": {"code": "print"}}}],
+    )
     # The dict stays data: TensorFlow is handed it as `y` and cannot build the op.
     with pytest.raises(keras_graft.OpTraceError, match="tf.math.multiply"):
         keras.models.load_model(forged, compile=False)

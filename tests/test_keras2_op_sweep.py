@@ -36,7 +36,13 @@ def test_every_case_behaves_as_its_class_requires(cases):
 
 def test_the_sample_reaches_every_form_of_call_and_every_op(cases):
     assert {c["form"] for c in cases} >= {
-        "positional", "keywords", "all keywords", "constant", "constant first", "list of tensors", "*args",
+        "positional",
+        "keywords",
+        "all keywords",
+        "constant",
+        "constant first",
+        "list of tensors",
+        "*args",
     }
     recorded = {c["op"] for c in cases if c["class"] != sweep.NOT_RECORDABLE}
     assert recorded >= set(sweep.CI_SAMPLE)
@@ -61,7 +67,12 @@ def test_the_known_hard_signatures_get_the_class_keras2_gave_them(cases):
 
 def test_tf1_names_keras2_recorded_are_in_the_sample(cases):
     recorded = {name for c in cases for _, name in c.get("op_layers", [])}
-    assert {"compat.v1.floor_div", "compat.v1.shape", "compat.v1.gather", "compat.v1.boolean_mask"} <= recorded
+    assert {
+        "compat.v1.floor_div",
+        "compat.v1.shape",
+        "compat.v1.gather",
+        "compat.v1.boolean_mask",
+    } <= recorded
     unmapped = {name for name in recorded if tf1_names.tf2_name(name).startswith("compat.v1.")}
     assert unmapped == {"compat.v1.nn.convolution"}  # `tf.nn.atrous_conv2d`'s, which stays refused
 
@@ -71,7 +82,11 @@ OPERATOR_NAMES = {"and_": "and", "or_": "or"}
 
 def test_operators_on_op_outputs_use_the_ops_keras2_recorded(cases):
     """`keras_graft.patches.operators` maps each operator to what Keras 2 stored for it."""
-    tables = {**operators.OPERATORS, **{k: (v, v) for k, v in operators.COMPARISONS.items()}, **operators.UNARY}
+    tables = {
+        **operators.OPERATORS,
+        **{k: (v, v) for k, v in operators.COMPARISONS.items()},
+        **operators.UNARY,
+    }
     checked = 0
     for case in cases:
         name = case["op"].removeprefix("operator.")

@@ -481,7 +481,7 @@ def test_getitem_slice_with_step_only():
 def test_getitem_slice_with_start_only():
     inp = keras.Input(shape=(8,))
     slice_start = keras.Input(shape=(), dtype="int32")
-    out = inp[slice_start[0]:]
+    out = inp[slice_start[0] :]
     model = keras.Model(inputs=[inp, slice_start], outputs=out)
     batch_size, start = 7, 2
     x = _range_rows(batch_size) + np.arange(batch_size, dtype="float32")[:, None]
@@ -572,9 +572,7 @@ def test_getitem_complex_slicing():
 
     out = inp[..., first_dim[0], slice_start[0] : slice_stop[0] : slice_stride[0]]
     assert len(out.shape) == 3
-    model = keras.Model(
-        inputs=[inp, first_dim, slice_start, slice_stop, slice_stride], outputs=out
-    )
+    model = keras.Model(inputs=[inp, first_dim, slice_start, slice_stop, slice_stride], outputs=out)
     model.compile(keras.optimizers.Adam(0.001), "mse")
     batch_size, start, stop, step = 7, 1, 6, 2
     x = np.broadcast_to(np.arange(8, dtype="float32"), (batch_size, 4, 3, 8)).copy()
@@ -718,9 +716,7 @@ def test_json_serialization():
     inputs = keras.Input(shape=(4,), dtype="uint8")
     outputs = tf.cast(inputs, "float32") / 4.0
     model = keras.models.model_from_json(keras.Model(inputs, outputs).to_json())
-    np.testing.assert_array_equal(
-        model(np.array([[0, 64, 128, 192]], np.uint8)), [[0.0, 16.0, 32.0, 48.0]]
-    )
+    np.testing.assert_array_equal(model(np.array([[0, 64, 128, 192]], np.uint8)), [[0.0, 16.0, 32.0, 48.0]])
     lines = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
     assert "tf.cast" in "\n".join(lines)
@@ -782,7 +778,7 @@ def _rich_model():
     h = tf.add_n([h, tf.math.sin(h), h])
     h = tf.cast(h, "float64")
     h = tf.cast(h * 0.5, tf.float32)
-    h = h[:, start[0]:]
+    h = h[:, start[0] :]
     h = tf.pad(h, [[0, 0], [0, 2]])
     h = tf.ensure_shape(tf.slice(h, [0, 0], [-1, 5]), (None, 5))
     outputs = keras.layers.Dense(3)(h)
@@ -802,7 +798,7 @@ def _rich_reference(model, args):
     h = np.concatenate([h, h.mean(axis=-1, keepdims=True)], axis=-1)
     h = 2 * h + np.sin(h)
     h = (h.astype("float64") * 0.5).astype("float32")
-    h = h[:, start[0]:]
+    h = h[:, start[0] :]
     h = np.pad(h, [[0, 0], [0, 2]])[:, :5]
     return _dense_np(dense2, h)
 

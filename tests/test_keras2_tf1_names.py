@@ -44,16 +44,22 @@ def test_every_mapped_name_is_an_allowed_tf2_op_and_every_tf1_name_is_tf1():
 def test_renamed_and_filled_parameters_are_what_the_tf2_op_hands_on():
     conv2d = DELEGATIONS["compat.v1.nn.conv2d"]  # conv2d(input, filter=filters, ..., use_cudnn_on_gpu=True)
     assert (conv2d.tf2_name, dict(conv2d.renamed), dict(conv2d.filled)) == (
-        "nn.conv2d", {"filter": "filters"}, {"use_cudnn_on_gpu": True},
+        "nn.conv2d",
+        {"filter": "filters"},
+        {"use_cudnn_on_gpu": True},
     )
     assert dict(DELEGATIONS["compat.v1.nn.depthwise_conv2d"].renamed) == {"rate": "dilations"}
     assert dict(DELEGATIONS["compat.v1.nn.conv1d"].renamed) == {"value": "input"}
-    args, kwargs = tf1_names.tf2_arguments("compat.v1.nn.conv1d", "x", {"filters": "k", "use_cudnn_on_gpu": True})
+    args, kwargs = tf1_names.tf2_arguments(
+        "compat.v1.nn.conv1d", "x", {"filters": "k", "use_cudnn_on_gpu": True}
+    )
     assert (args, kwargs) == ((), {"input": "x", "filters": "k"})
 
 
 def test_a_value_the_tf2_op_would_not_pass_has_no_tf2_form():
-    with pytest.raises(keras_graft.errors.UntranslatableConfigError, match="use_cudnn_on_gpu=False.*always passes"):
+    with pytest.raises(
+        keras_graft.errors.UntranslatableConfigError, match="use_cudnn_on_gpu=False.*always passes"
+    ):
         tf1_names.tf2_arguments("compat.v1.nn.conv2d", "x", {"filter": "k", "use_cudnn_on_gpu": False})
 
 
@@ -99,13 +105,21 @@ def forge(source, target, function):
 
 @pytest.mark.parametrize(
     "tf1_name",
-    ["compat.v1.ones_like", "compat.v1.strings.substr", "compat.v1.nn.convolution",
-     "compat.v1.layers.dense", "compat.v1.py_func", "compat.v1.placeholder"],
+    [
+        "compat.v1.ones_like",
+        "compat.v1.strings.substr",
+        "compat.v1.nn.convolution",
+        "compat.v1.layers.dense",
+        "compat.v1.py_func",
+        "compat.v1.placeholder",
+    ],
 )
 def test_tf1_names_without_a_tf2_twin_stay_refused(keras2_files, tmp_path, tf1_name):
     assert tf1_name not in MAP
     forged = forge(keras2_files / "shared_op.h5", tmp_path / "forged.h5", tf1_name)
-    with pytest.raises(keras_graft.UnsafeOpError, match=rf"Refusing op `tf.{tf1_name}`.*TF 1 name.*no allowed TF 2 op") as refused:
+    with pytest.raises(
+        keras_graft.UnsafeOpError, match=rf"Refusing op `tf.{tf1_name}`.*TF 1 name.*no allowed TF 2 op"
+    ) as refused:
         keras.models.load_model(forged, compile=False)
     assert "tf.math.multiply" in str(refused.value)  # the layer
     assert "keras_graft.keras2.files.load_weights(model, path)" in str(refused.value)  # what still works
@@ -114,5 +128,7 @@ def test_tf1_names_without_a_tf2_twin_stay_refused(keras2_files, tmp_path, tf1_n
 def test_a_tf1_name_loads_as_the_tf2_op_it_maps_to(keras2_files, tmp_path):
     forged = forge(keras2_files / "shared_op.h5", tmp_path / "forged.h5", "compat.v1.math.multiply")
     model = keras.models.load_model(forged, compile=False)
-    assert {layer.op_name for layer in model.layers if isinstance(layer, keras_graft.TFOp)} >= {"tf.math.multiply"}
+    assert {layer.op_name for layer in model.layers if isinstance(layer, keras_graft.TFOp)} >= {
+        "tf.math.multiply"
+    }
     assert float(model(tf.ones((1, 4)))[0][0, 0]) == 2.0

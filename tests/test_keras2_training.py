@@ -28,7 +28,9 @@ from keras_graft.errors import UntranslatedCompileWarning
 from keras_graft.keras2 import compile_configs, files
 
 ATOL = 1e-4
-OPTIMIZER_FILES = [training.file_name("optimizer", kwargs.get("name", name)) for name, kwargs in training.OPTIMIZERS]
+OPTIMIZER_FILES = [
+    training.file_name("optimizer", kwargs.get("name", name)) for name, kwargs in training.OPTIMIZERS
+]
 LEGACY = [name for name in OPTIMIZER_FILES if "legacy" in name]
 # Keras 2's Nadam multiplied its running momentum product once per variable
 # per step (its `_u_product_counter` is a Python int read while tracing); Keras
@@ -72,11 +74,21 @@ def test_losses_and_metrics_evaluate_as_in_keras2(training_files, name, suffix):
 # before TensorFlow 2.11) kept `.h5` state slot by slot (every variable's `m`,
 # then every `v`), a layout Keras 3's optimizers do not have, and kept none in
 # `.keras` files. With one slot per variable (SGD's momentum) the layouts agree.
-STATE_CASES = [(name, suffix) for name in OPTIMIZER_FILES for suffix in (".h5", ".keras")
-               if name not in LEGACY or (suffix == ".h5" and "SGD" in name)]
-IN_CI = {("optimizer_Adam", ".h5"), ("optimizer_Adam", ".keras"), ("optimizer_RMSprop", ".h5"),
-         ("optimizer_Adafactor", ".h5"), ("optimizer_Nadam", ".keras"), ("optimizer_scheduled", ".h5"),
-         ("optimizer_legacy_SGD", ".h5")}
+STATE_CASES = [
+    (name, suffix)
+    for name in OPTIMIZER_FILES
+    for suffix in (".h5", ".keras")
+    if name not in LEGACY or (suffix == ".h5" and "SGD" in name)
+]
+IN_CI = {
+    ("optimizer_Adam", ".h5"),
+    ("optimizer_Adam", ".keras"),
+    ("optimizer_RMSprop", ".h5"),
+    ("optimizer_Adafactor", ".h5"),
+    ("optimizer_Nadam", ".keras"),
+    ("optimizer_scheduled", ".h5"),
+    ("optimizer_legacy_SGD", ".h5"),
+}
 
 
 @pytest.mark.parametrize("name, suffix", _sweeps.sample(STATE_CASES, IN_CI.__contains__))

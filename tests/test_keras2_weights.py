@@ -68,7 +68,9 @@ def test_names_shifted_against_the_graph_order_are_refused_and_nothing_loads(ker
     before = [w.numpy().copy() for w in model.weights]
     # The file's dense_1 is its second layer, the model's its first: by name
     # alone, every weight would go one layer off.
-    with pytest.raises(WeightMatchError, match=r"file holds 1 layer\(s\) with weights \(dense\), the model holds 0"):
+    with pytest.raises(
+        WeightMatchError, match=r"file holds 1 layer\(s\) with weights \(dense\), the model holds 0"
+    ):
         files.load_weights(model, keras2_files / "einsum_attention.h5")
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
 
@@ -83,7 +85,10 @@ def test_another_model_is_refused_saying_which_layers_differ(keras2_files):
     x = keras.Input((5, 8))
     hidden = keras.layers.Dense(8)(x)
     model = keras.Model(x, keras.layers.Dense(3)(hidden))
-    with pytest.raises(WeightMatchError, match=r"file holds 1 layer\(s\) with weights \(dense_2\), the model holds 0 \(none\)"):
+    with pytest.raises(
+        WeightMatchError,
+        match=r"file holds 1 layer\(s\) with weights \(dense_2\), the model holds 0 \(none\)",
+    ):
         files.load_weights(model, keras2_files / "einsum_attention.h5")
 
 
@@ -91,7 +96,10 @@ def test_weights_of_other_shapes_are_refused_naming_both_layers(keras2_files):
     x = keras.Input((5, 8))
     query, key = keras.layers.Dense(8)(x), keras.layers.Dense(8)(x)
     outputs = keras.layers.Dense(4)(tf.einsum("bij,bkj->bik", query, key))
-    with pytest.raises(WeightMatchError, match=r"layer `dense_2`.*\[\(8, 3\), \(3,\)\].*`dense_2` \(matched by name\) has \[\(5, 4\), \(4,\)\]"):
+    with pytest.raises(
+        WeightMatchError,
+        match=r"layer `dense_2`.*\[\(8, 3\), \(3,\)\].*`dense_2` \(matched by name\) has \[\(5, 4\), \(4,\)\]",
+    ):
         files.load_weights(keras.Model(x, outputs), keras2_files / "einsum_attention.h5")
 
 
@@ -118,16 +126,24 @@ def test_a_file_without_keras2_weights_is_refused_saying_what_it_reads(keras2_fi
 
 
 def test_pairs_refuse_names_in_another_order():
-    with pytest.raises(WeightMatchError, match=r"file's layer `b` comes after its layer `a`.*the layer named `b` comes first.*contradict"):
+    with pytest.raises(
+        WeightMatchError,
+        match=r"file's layer `b` comes after its layer `a`.*the layer named `b` comes first.*contradict",
+    ):
         weights.pairs([("a", [(1,)]), ("b", [(1,)])], [("b", [(1,)]), ("a", [(1,)])])
 
 
 def test_pairs_match_by_name_first_then_fill_gaps_in_order():
     saved = [("a", [(1,)]), ("op", []), ("b", [(2,)]), ("c", [(3,)]), ("d", [(4,)])]
     model = [("x", [(1,)]), ("c", [(3,)]), ("y", [(4,)])]
-    with pytest.raises(WeightMatchError, match=r"holds 2 layer\(s\) with weights \(a, b\), the model holds 1 \(x\)"):
+    with pytest.raises(
+        WeightMatchError, match=r"holds 2 layer\(s\) with weights \(a, b\), the model holds 1 \(x\)"
+    ):
         weights.pairs(saved, model)
     model = [("x", [(1,)]), ("z", [(2,)]), ("c", [(3,)]), ("y", [(4,)])]
     assert weights.pairs(saved, model) == [
-        (0, 0, "graph order"), (2, 1, "graph order"), (3, 2, "name"), (4, 3, "graph order"),
+        (0, 0, "graph order"),
+        (2, 1, "graph order"),
+        (3, 2, "name"),
+        (4, 3, "graph order"),
     ]

@@ -401,9 +401,7 @@ def test_save_load_safe_mode_without_custom_objects(tmp_path):
     with zipfile.ZipFile(path) as archive:
         config = archive.read("config.json").decode()
     assert "__lambda__" not in config  # nothing is stored as bytecode
-    registered = {
-        layer["registered_name"] for layer in json.loads(config)["config"]["layers"]
-    }
+    registered = {layer["registered_name"] for layer in json.loads(config)["config"]["layers"]}
     assert {"test_layers>custom_matmul", "test_layers>counter"} <= registered
 
 
@@ -422,10 +420,7 @@ def test_a_counter_at_11_reloads_at_11(tmp_path):
 def test_layer_whose_module_is_not_imported_is_refused_by_name(tmp_path, monkeypatch):
     module_name = "keras_graft_tmp_layers"
     (tmp_path / f"{module_name}.py").write_text(
-        "import keras_graft\n"
-        "@keras_graft.layer\n"
-        "def doubled(ctx, x):\n"
-        "    return x * 2.0\n"
+        "import keras_graft\n@keras_graft.layer\ndef doubled(ctx, x):\n    return x * 2.0\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module(module_name)
@@ -444,9 +439,7 @@ def test_layer_whose_module_is_not_imported_is_refused_by_name(tmp_path, monkeyp
     assert f"Import `{module_name}`, the module that defines it" in message
 
     importlib.import_module(module_name)  # importing it is all it takes
-    np.testing.assert_allclose(
-        keras.saving.load_model(path)(np.ones((1, 2), "float32")), [[2.0, 2.0]]
-    )
+    np.testing.assert_allclose(keras.saving.load_model(path)(np.ones((1, 2), "float32")), [[2.0, 2.0]])
 
 
 def test_backup_and_restore_resumes_state_after_interrupted_fit(tmp_path):
@@ -459,9 +452,15 @@ def test_backup_and_restore_resumes_state_after_interrupted_fit(tmp_path):
 
     def fit(model, callbacks):
         model.compile("sgd", "mse")
-        model.fit(x, y, batch_size=4, epochs=4, verbose=0, shuffle=False,
-                  callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))]
-                  + callbacks)
+        model.fit(
+            x,
+            y,
+            batch_size=4,
+            epochs=4,
+            verbose=0,
+            shuffle=False,
+            callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))] + callbacks,
+        )
 
     first = _counter_model()
     with pytest.raises(RuntimeError, match="interrupted"):
@@ -527,8 +526,7 @@ def global_policy():
     keras.config.set_dtype_policy("float32")
 
 
-@pytest.mark.parametrize("policy, compute", [("mixed_float16", "float16"),
-                                             ("mixed_bfloat16", "bfloat16")])
+@pytest.mark.parametrize("policy, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
 @pytest.mark.parametrize("how", ["global", "layer"])
 def test_mixed_precision_casts_inputs_weights_and_outputs(policy, compute, how, global_policy):
     if how == "global":
@@ -625,8 +623,7 @@ def test_masked_layer_in_a_functional_model_saves_and_loads(tmp_path):
 def test_add_loss_and_regularizers_reach_model_losses():
     @keras_graft.layer
     def penalized(ctx, x, rate=0.5):
-        w = ctx.weight("w", (x.shape[-1],), initializer="ones",
-                       regularizer=keras.regularizers.L2(0.25))
+        w = ctx.weight("w", (x.shape[-1],), initializer="ones", regularizer=keras.regularizers.L2(0.25))
         y = x * w
         ctx.add_loss(rate * tf.reduce_sum(y))
         return y
@@ -721,8 +718,11 @@ def test_conflicting_requests_and_bad_arguments_are_clear_errors():
         ctx.weight("w", (3,))
         return x
 
-    with pytest.raises(ValueError, match=r"weight 'w' is requested twice with different "
-                                         r"arguments \(shape: \(2,\) then \(3,\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight 'w' is requested twice with different "
+        r"arguments \(shape: \(2,\) then \(3,\)\)",
+    ):
         twice()(np.ones((1, 2), "float32"))
 
     @keras_graft.layer
@@ -767,8 +767,7 @@ def test_variables_created_outside_ctx_are_refused():
 
     with pytest.raises(ValueError) as excinfo:
         hidden_dense()(np.ones((1, 3), "float32"))
-    assert "created a variable (kernel) other than with ctx.weight or ctx.state" in str(
-        excinfo.value)
+    assert "created a variable (kernel) other than with ctx.weight or ctx.state" in str(excinfo.value)
     assert "return keras.layers.Dense(units)(x)" in _raising_line(excinfo, "hidden_dense")
 
 
@@ -825,8 +824,10 @@ def test_unregistered_loss_in_a_loaded_file_is_a_clear_error(tmp_path):
     model.compile(optimizer="adam", loss=squared_error)
     path = str(tmp_path / "unregistered.keras")
     model.save(path)
-    with pytest.raises(keras_graft.errors.UnregisteredNameError,
-                       match="uses 'squared_error', which is not registered in this process"):
+    with pytest.raises(
+        keras_graft.errors.UnregisteredNameError,
+        match="uses 'squared_error', which is not registered in this process",
+    ):
         keras.saving.load_model(path)
 
     registered = keras_graft.loss(package="keras_graft_tests")(squared_error)
@@ -841,16 +842,14 @@ def test_examples_build_models_from_the_seed_with_layer_functions():
     from keras_graft.examples import sequence_counter as example3
 
     model = example2.build_model()
-    assert [type(layer).__name__ for layer in model.layers] == [
-        "InputLayer", "custom_matmul", "Dense"]
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "custom_matmul", "Dense"]
     assert model.layers[1].hyperparameters == {"units": 3}
     assert not model.compiled
     assert isinstance(model.layers[1], example2.custom_matmul)
     assert example2.custom_matmul.registered_name == "custom_matmul>custom_matmul"
 
     model = example3.build_model()
-    assert [type(layer).__name__ for layer in model.layers] == [
-        "InputLayer", "sequence_counter", "Dense"]
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "sequence_counter", "Dense"]
     assert model.input_shape == (None, 5)
     model(np.ones((2, 5), "float32"))
     assert example3.count(model) == 1

@@ -34,8 +34,10 @@ def op_name(tensor):
         (lambda x: x + tf.reduce_mean(x, axis=-1, keepdims=True), lambda x: x + x.mean(-1, keepdims=True)),
         (lambda x: tf.reduce_mean(x, axis=-1, keepdims=True) + x, lambda x: x.mean(-1, keepdims=True) + x),
         (lambda x: tf.math.reduce_std(x, -1, keepdims=True) + x, lambda x: x.std(-1, keepdims=True) + x),
-        (lambda x: (x - tf.reduce_mean(x, -1, keepdims=True)) * 2.0 + 1.0,
-         lambda x: (x - x.mean(-1, keepdims=True)) * 2.0 + 1.0),
+        (
+            lambda x: (x - tf.reduce_mean(x, -1, keepdims=True)) * 2.0 + 1.0,
+            lambda x: (x - x.mean(-1, keepdims=True)) * 2.0 + 1.0,
+        ),
     ],
 )
 def test_arithmetic_on_op_outputs_is_right_for_square_batches(tmp_path, build, reference):
@@ -55,7 +57,7 @@ def test_the_operator_is_an_op_layer_and_a_chain_stays_one():
     mean = tf.reduce_mean(x, axis=-1, keepdims=True)
     assert op_name(x + mean) == op_name(mean + x) == "tf.__operators__.add"
     assert op_name((x - mean) * 2.0) == "tf.math.multiply"
-    assert op_name(2.0 ** mean) == "tf.math.pow"
+    assert op_name(2.0**mean) == "tf.math.pow"
     assert op_name(mean[:, 0]) == "tf.__operators__.getitem"
     assert op_name(-mean) == "tf.math.negative"
 

@@ -47,8 +47,15 @@ def run_block(source: str, folder: Path, timeout_s: float = 300) -> subprocess.C
     env.pop("KERAS_BACKEND", None)
     if backend_of(source):
         env["KERAS_BACKEND"] = backend_of(source)
-    return subprocess.run([sys.executable, "-c", source], check=False, cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-c", source],
+        check=False,
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def test_the_readme_has_python_blocks_to_run():
@@ -62,6 +69,7 @@ def test_every_readme_python_block_runs(tmp_path):
     for line, source in python_blocks(README.read_text()):
         result = run_block(source, tmp_path)
         if result.returncode != 0:
-            failures.append(f"README.md line {line} (exit {result.returncode}):\n{source}\n"
-                            f"{result.stderr[-3000:]}")
+            failures.append(
+                f"README.md line {line} (exit {result.returncode}):\n{source}\n{result.stderr[-3000:]}"
+            )
     assert not failures, "\n\n".join(failures)

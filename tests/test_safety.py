@@ -243,15 +243,27 @@ def test_unregistered_function_names_its_module(tmp_path):
         keras.Model(x, twice(x)).save({str(tmp_path / "m.keras")!r})
         """
     )
-    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     with pytest.raises(ValueError, match=r"'mine>twice'.*not registered.*@keras_graft.op"):
         keras.models.load_model(tmp_path / "m.keras")
 
 
 @pytest.mark.parametrize(
     "name",
-    ["math.sin", "nn.relu", "signal.stft", "strings.length", "linalg.matmul", "image.resize",
-     "io.decode_png", "__operators__.getitem", "clip_by_value", "concat"],
+    [
+        "math.sin",
+        "nn.relu",
+        "signal.stft",
+        "strings.length",
+        "linalg.matmul",
+        "image.resize",
+        "io.decode_png",
+        "__operators__.getitem",
+        "clip_by_value",
+        "concat",
+    ],
 )
 def test_pure_tensor_ops_are_allowed(name):
     assert safety.refusal_reason(name) is None
@@ -396,8 +408,17 @@ def test_denied_names_are_refused_with_their_reason(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["xla_call_module", "xla_custom_call_v2", "rpc_client", "rpc_server", "check_preemption",
-     "audio_microfrontend", "xla_launch", "xla_recv", "xla_while"],
+    [
+        "xla_call_module",
+        "xla_custom_call_v2",
+        "rpc_client",
+        "rpc_server",
+        "check_preemption",
+        "audio_microfrontend",
+        "xla_launch",
+        "xla_recv",
+        "xla_while",
+    ],
 )
 def test_export_table_names_no_namespace_shows_are_refused(name):
     assert _compat.tf_symbol(name) is not None  # TensorFlow exports it...
@@ -432,7 +453,10 @@ def test_an_unknown_rank_on_load_is_refused_naming_the_layer_and_the_fix(tmp_pat
                     layer["config"].pop("output_ranks", None)
                 data = json.dumps(config).encode()
             target.writestr(name, data)
-    with pytest.raises(keras_graft.OpTraceError, match=r"tf.__operators__.getitem.*does not run ops from a model file.*tf.ensure_shape"):
+    with pytest.raises(
+        keras_graft.OpTraceError,
+        match=r"tf.__operators__.getitem.*does not run ops from a model file.*tf.ensure_shape",
+    ):
         keras.models.load_model(forged)
     assert keras.models.load_model(forged, safe_mode=False).output.shape == (None, None)
 
@@ -465,6 +489,7 @@ def op_layer_configs(config):
 def set_keyword(name, value, layer=0):
     def edit(config):
         op_layer_configs(config)[layer]["arguments"]["kwargs"][name] = value
+
     return edit
 
 
@@ -478,10 +503,11 @@ def test_a_bounded_keyword_applies_to_a_function_argument_too(tmp_path):
     data = np.ones((3, 2), "float32")
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "greedy.keras")(data), data @ matrix)
     for name, forged_value in (("optimize", "optimal"), ("optimize", "branch-all")):
-        forged = edited(tmp_path / "greedy.keras", tmp_path / "forged.keras",
-                        set_keyword(name, forged_value))
-        with pytest.raises(keras_graft.errors.TracingBudgetError,
-                           match=rf"tf.einsum` from a model file: optimize='{forged_value}'"):
+        forged = edited(tmp_path / "greedy.keras", tmp_path / "forged.keras", set_keyword(name, forged_value))
+        with pytest.raises(
+            keras_graft.errors.TracingBudgetError,
+            match=rf"tf.einsum` from a model file: optimize='{forged_value}'",
+        ):
             keras.models.load_model(forged)
         assert keras.models.load_model(forged, safe_mode=False).output.shape == (None, 2)
 
@@ -489,10 +515,13 @@ def test_a_bounded_keyword_applies_to_a_function_argument_too(tmp_path):
 def test_output_counts_from_a_file_are_bounded_by_argument_and_by_dimension(tmp_path):
     x = keras.Input((4,))
     parts = keras.Input((), dtype="int32")
-    model = keras.Model([x, parts], [
-        tf.dynamic_partition(x, parts, num_partitions=2)[0],
-        tf.unstack(tf.reshape(x, [-1, 2]), axis=1)[0],
-    ])
+    model = keras.Model(
+        [x, parts],
+        [
+            tf.dynamic_partition(x, parts, num_partitions=2)[0],
+            tf.unstack(tf.reshape(x, [-1, 2]), axis=1)[0],
+        ],
+    )
     model.save(tmp_path / "model.keras")
     keras.models.load_model(tmp_path / "model.keras")
     too_many = safety.MAX_OP_OUTPUTS + 1
@@ -506,8 +535,10 @@ def test_output_counts_from_a_file_are_bounded_by_argument_and_by_dimension(tmp_
     def wider_reshape(config):
         layer_of(config, "tf.reshape")["arguments"]["args"][1] = [-1, too_many]
 
-    for edit, message in ((more_partitions, f"num_partitions={too_many} asks for {too_many} outputs"),
-                          (wider_reshape, f"{too_many} elements along axis 1, one output each")):
+    for edit, message in (
+        (more_partitions, f"num_partitions={too_many} asks for {too_many} outputs"),
+        (wider_reshape, f"{too_many} elements along axis 1, one output each"),
+    ):
         forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", edit)
         with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
             keras.models.load_model(forged)
@@ -517,9 +548,12 @@ def test_output_counts_from_a_file_are_bounded_by_argument_and_by_dimension(tmp_
 def test_bounded_arguments_name_parameters_the_op_has(name):
     """The checks read arguments by parameter name: a renamed parameter would go unchecked."""
     expected = {
-        "einsum": {"equation"}, "linalg.einsum": {"equation"},
-        "dynamic_partition": {"num_partitions"}, "split": {"num_or_size_splits", "num"},
-        "unstack": {"value", "num", "axis"}, "sparse.split": {"num_split"},
+        "einsum": {"equation"},
+        "linalg.einsum": {"equation"},
+        "dynamic_partition": {"num_partitions"},
+        "split": {"num_or_size_splits", "num"},
+        "unstack": {"value", "num", "axis"},
+        "sparse.split": {"num_split"},
         "nn.ctc_beam_search_decoder": {"top_paths"},
     }[name]
     parameters = inspect.signature(safety.allowed_ops()[name]).parameters
@@ -558,8 +592,10 @@ def test_a_python_loop_over_a_file_value_stops_at_the_graph_op_budget(tmp_path):
     assert len(keras.models.load_model(tmp_path / "model.keras").layers) == 2
     forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", set_keyword("times", 10**7))
     graph_before = inference.scratch_graph().version
-    with pytest.raises(keras_graft.errors.TracingBudgetError,
-                       match=rf"repeated_sin \(layer .*more than {safety.MAX_TRACE_OPS} graph ops"):
+    with pytest.raises(
+        keras_graft.errors.TracingBudgetError,
+        match=rf"repeated_sin \(layer .*more than {safety.MAX_TRACE_OPS} graph ops",
+    ):
         keras.models.load_model(forged)
     assert inference.scratch_graph().version - graph_before <= 2 * safety.MAX_TRACE_OPS + 100
 
@@ -586,8 +622,10 @@ def test_the_trace_budget_refuses_outputs_in_all_and_ranks_no_tensor_can_have():
         return tf.reshape(x, [-1] + [1] * safety.MAX_RANK)
 
     x = keras.Input((3,))
-    for function, message in ((many_splits, "more than 16384 graph op outputs"),
-                              (high_rank, "output of rank 255")):
+    for function, message in (
+        (many_splits, "more than 16384 graph op outputs"),
+        (high_rank, "output of rank 255"),
+    ):
         with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
             inference.trace(function, x, display_name=function.__name__, audit=False, untrusted=True)
 
@@ -607,22 +645,29 @@ def test_a_file_node_that_calls_a_layer_on_a_stored_tensor_is_refused_before_it_
             layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == layer_class)
             node = layer["inbound_nodes"][0]
             node[where] = [stored] if where == "args" else {"training": stored}
+
         return edit
 
     with keras_graft.allow("print"):
         assert len(keras.models.load_model(tmp_path / "model.keras").outputs) == 2
         for layer_class, where in (("TFOp", "args"), ("TFOp", "kwargs"), ("Print", "args")):
-            forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", on_stored(layer_class, where))
-            with pytest.raises(keras_graft.errors.MalformedModelFileError,
-                               match="is called on EagerTensor .* a model file calls its layers on Keras tensors"):
+            forged = edited(
+                tmp_path / "model.keras", tmp_path / "forged.keras", on_stored(layer_class, where)
+            )
+            with pytest.raises(
+                keras_graft.errors.MalformedModelFileError,
+                match="is called on EagerTensor .* a model file calls its layers on Keras tensors",
+            ):
                 keras.models.load_model(forged)
     assert "loaded:" not in capfd.readouterr().err
 
 
 def test_a_layer_called_on_something_else_than_keras_tensors_in_code_says_so():
     x = keras.Input((3,))
-    with pytest.raises(keras_graft.errors.OpTraceError,
-                       match=r"tf.math.add was called on None \(NoneType\), not on Keras tensors. Call it"):
+    with pytest.raises(
+        keras_graft.errors.OpTraceError,
+        match=r"tf.math.add was called on None \(NoneType\), not on Keras tensors. Call it",
+    ):
         keras_graft.Op(tf.math.add)([x, None])
     printer = tf.print("x:", x)._keras_history[0]
     with pytest.raises(TypeError, match="called on None, not on a Keras tensor. Print Keras tensors"):

@@ -26,8 +26,10 @@ def test_text_from_a_file_prints_as_itself_visibly():
     console = wide_console(200, record=True)
     console.print(escape(forged))
     printed = console.export_text()
-    assert printed.strip() == (r"a\x1b[2K\x1b]8;;http://x\x07b\r\x08\u202ec\u2066d\u200be\nf\t"
-                               "[bold red]g[/]:smile:")
+    assert printed.strip() == (
+        r"a\x1b[2K\x1b]8;;http://x\x07b\r\x08\u202ec\u2066d\u200be\nf\t"
+        "[bold red]g[/]:smile:"
+    )
     assert visible("plain café ünïcode") == "plain café ünïcode"  # printable text unchanged
     assert escape("[link=http://x]y[/link]") == r"\[link=http://x]y\[/link]"
     assert Console(emoji=False).render_str(":smile:").plain == ":smile:"

@@ -85,9 +85,7 @@ def test_gradient_of_shape_dependent_ops():
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = tf.reduce_sum(model(x))
-    np.testing.assert_allclose(
-        tape.gradient(y, x), np.tile([1.0, 2.0, 3.0], (4, 1)) / 4, rtol=1e-6
-    )
+    np.testing.assert_allclose(tape.gradient(y, x), np.tile([1.0, 2.0, 3.0], (4, 1)) / 4, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------
@@ -248,9 +246,7 @@ def test_string_ops_inference_path():
 def _parse_csv_model(split_layer_output):
     numbers = tf.strings.to_number(split_layer_output, tf.float32)
     assert numbers.ragged and numbers.dtype == "float32"
-    features = tf.stack(
-        [tf.math.reduce_sum(numbers, axis=1), tf.math.reduce_max(numbers, axis=1)], axis=1
-    )
+    features = tf.stack([tf.math.reduce_sum(numbers, axis=1), tf.math.reduce_max(numbers, axis=1)], axis=1)
     assert tuple(features.shape) == (None, 2)
     dense = keras.layers.Dense(1)
     return dense(features), dense

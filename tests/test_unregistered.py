@@ -22,7 +22,7 @@ from keras_graft.core import unregistered
 from keras_graft.errors import UnregisteredNameError
 
 PACKAGE, MODULE = "h7_unregistered", "h7_unregistered.parts"
-USER_CODE = '''
+USER_CODE = """
 import tensorflow as tf
 import keras_graft
 
@@ -41,8 +41,8 @@ def cosh_loss(y_true, y_pred):
 @keras_graft.metric
 def close_enough(y_true, y_pred):
     return tf.reduce_mean(tf.cast(tf.abs(y_pred - y_true) < 0.1, y_pred.dtype), axis=-1)
-'''
-CHILD = textwrap.dedent('''
+"""
+CHILD = textwrap.dedent("""
     import json, sys, io, contextlib
     import keras, keras_graft
     from keras_graft_tools import cli
@@ -58,7 +58,7 @@ CHILD = textwrap.dedent('''
         without = cli.main(["inspect", "layer.keras"])
         imported = cli.main(["inspect", "layer.keras", "--import", sys.argv[1]])
     print(json.dumps({"messages": messages, "inspect": [without, imported, errors.getvalue()]}))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,10 @@ def saved_models(tmp_path_factory):
     x = keras.Input((4,))
     keras.Model(x, parts.scaled_matmul(units=3)(x)).save(root / "layer.keras")
     keras.Model(x, parts.soft_clip(x)).save(root / "op.keras")
-    for name, compile_arguments in (("loss", {"loss": parts.cosh_loss}),
-                                    ("metric", {"loss": "mse", "metrics": [parts.close_enough]})):
+    for name, compile_arguments in (
+        ("loss", {"loss": parts.cosh_loss}),
+        ("metric", {"loss": "mse", "metrics": [parts.close_enough]}),
+    ):
         model = keras.Model(x, keras.layers.Dense(1)(x))
         model.compile("adam", **compile_arguments)
         model.save(root / f"{name}.keras")
@@ -87,18 +89,28 @@ def saved_models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fresh_process_report(saved_models):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    completed = subprocess.run([sys.executable, "-c", CHILD, MODULE], cwd=saved_models, env=env,
-                               capture_output=True, text=True, timeout=300, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-c", CHILD, MODULE],
+        cwd=saved_models,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("layer", rf"'parts>scaled_matmul'.*Import `{MODULE}`"),
-    ("op", rf"'h7_ops>soft_clip'.*Import `{MODULE}`"),
-    ("loss", r"'parts>cosh_loss'.*registered under the package 'parts'.*`my_project.parts`"),
-    ("metric", r"'parts>close_enough'.*registered under the package 'parts'"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("layer", rf"'parts>scaled_matmul'.*Import `{MODULE}`"),
+        ("op", rf"'h7_ops>soft_clip'.*Import `{MODULE}`"),
+        ("loss", r"'parts>cosh_loss'.*registered under the package 'parts'.*`my_project.parts`"),
+        ("metric", r"'parts>close_enough'.*registered under the package 'parts'"),
+    ],
+)
 def test_each_unregistered_kind_of_name_says_which_module_to_import(fresh_process_report, name, expected):
     kind, message = fresh_process_report["messages"][name]
     assert kind == "UnregisteredNameError"
@@ -113,11 +125,22 @@ def test_inspect_says_which_module_to_import_and_loads_with_it(fresh_process_rep
 
 
 def test_keras_own_messages_are_read_for_the_missing_name():
-    error = TypeError("<class 'Functional'> could not be deserialized properly. ... Exception "
-                      "encountered: Could not locate class 'scaled_matmul'. Make sure custom ...")
-    config = {"config": {"layers": [{"module": "my_project.parts", "class_name": "scaled_matmul",
-                                     "registered_name": "parts>scaled_matmul",
-                                     "build_config": {"input_dtypes": ["float32"]}}]}}
+    error = TypeError(
+        "<class 'Functional'> could not be deserialized properly. ... Exception "
+        "encountered: Could not locate class 'scaled_matmul'. Make sure custom ..."
+    )
+    config = {
+        "config": {
+            "layers": [
+                {
+                    "module": "my_project.parts",
+                    "class_name": "scaled_matmul",
+                    "registered_name": "parts>scaled_matmul",
+                    "build_config": {"input_dtypes": ["float32"]},
+                }
+            ]
+        }
+    }
     explained = unregistered.explain(error, config)
     assert isinstance(explained, UnregisteredNameError) and explained.module == "my_project.parts"
     assert "@keras_graft.layer 'parts>scaled_matmul'" in str(explained)

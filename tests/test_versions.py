@@ -43,8 +43,14 @@ def test_python_minimum_is_requires_python_and_newest_is_not_below_it():
 
 
 def test_a_venv_is_checked_against_one_column():
-    newest = {"Python": "3.11.4", "tensorflow": "2.21.0", "keras": "3.15.1", "tf_keras": "2.21.0",
-              "jax": "0.10.2", "torch": "2.13.0+cpu"}
+    newest = {
+        "Python": "3.11.4",
+        "tensorflow": "2.21.0",
+        "keras": "3.15.1",
+        "tf_keras": "2.21.0",
+        "jax": "0.10.2",
+        "torch": "2.13.0+cpu",
+    }
     rows = {
         "Python": {"minimum": "3.11", "newest": "3.11"},
         "tensorflow": {"minimum": "2.16.1", "newest": "2.21.*"},
@@ -66,7 +72,8 @@ def test_a_venv_is_checked_against_one_column():
 
 def test_pins_must_be_exact():
     assert _versions.minimum_pins("keras==3.11.0  # why\n\n# comment\ntf-keras==2.16.0\n") == {
-        "keras": "3.11.0", "tf_keras": "2.16.0",
+        "keras": "3.11.0",
+        "tf_keras": "2.16.0",
     }
     with pytest.raises(ValueError, match="pins no version"):
         _versions.minimum_pins("keras>=3.11\n")

@@ -15,15 +15,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Where each folder of the repository lands in the wheel.
-SHIPPED = {"src/keras_graft": "keras_graft", "src/keras_graft_tools": "keras_graft_tools",
-           "examples": "keras_graft/examples"}
+SHIPPED = {
+    "src/keras_graft": "keras_graft",
+    "src/keras_graft_tools": "keras_graft_tools",
+    "examples": "keras_graft/examples",
+}
 
 
 def tracked_files() -> list[str]:
     """The files git tracks under the shipped folders (what a clone, and CI, builds from)."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", *SHIPPED, "pyproject.toml", "README.md"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [name for name in listed.split("\0") if name]
 
@@ -31,7 +37,7 @@ def tracked_files() -> list[str]:
 def in_wheel(path: str) -> str:
     for folder, package in SHIPPED.items():
         if path.startswith(folder + "/"):
-            return package + path[len(folder):]
+            return package + path[len(folder) :]
     return path.removeprefix("src/")
 
 
@@ -42,8 +48,20 @@ def test_the_wheel_holds_every_tracked_file_and_the_command(tmp_path):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, source / name)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(tmp_path / "dist"), str(source)],
-        capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     (wheel_path,) = (tmp_path / "dist").glob("keras_graft-*.whl")

@@ -68,9 +68,7 @@ GlobalOpDispatcher = tf.__internal__.dispatch.GlobalOpDispatcher
 
 def canonical_tf_name(function) -> str | None:
     """The canonical public name of a TF API symbol (`"math.top_k"`), or None."""
-    return tf_export.get_canonical_name_for_symbol(
-        function, add_prefix_to_v1_names=True
-    )
+    return tf_export.get_canonical_name_for_symbol(function, add_prefix_to_v1_names=True)
 
 
 def tf_symbol(name: str):
@@ -184,9 +182,7 @@ _op_creation_hook_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def watching_op_creation(
-    before: Callable[[str, int], None], after: Callable[[tf.Operation], None]
-):
+def watching_op_creation(before: Callable[[str, int], None], after: Callable[[tf.Operation], None]):
     """Calls `before(op_type, output_count)` before, and `after(operation)`
     after, each graph op is created in this thread, inside the block; an
     exception `before` raises aborts the creation (TensorFlow builds nothing
@@ -215,16 +211,27 @@ def _install_op_creation_hook() -> None:
         if getattr(original, "graft_watched", False):
             return
 
-        def _create_op_internal(self, op_type, inputs, dtypes=None, input_types=None,
-                                name=None, attrs=None, op_def=None, compute_device=True):
+        def _create_op_internal(
+            self,
+            op_type,
+            inputs,
+            dtypes=None,
+            input_types=None,
+            name=None,
+            attrs=None,
+            op_def=None,
+            compute_device=True,
+        ):
             watcher = _op_creation_watcher.get()
             if watcher is None:
-                return original(self, op_type, inputs, dtypes, input_types, name, attrs,
-                                op_def, compute_device)
+                return original(
+                    self, op_type, inputs, dtypes, input_types, name, attrs, op_def, compute_device
+                )
             before, after = watcher
             before(op_type, _output_count(self, op_type, attrs, op_def))
-            operation = original(self, op_type, inputs, dtypes, input_types, name, attrs,
-                                 op_def, compute_device)
+            operation = original(
+                self, op_type, inputs, dtypes, input_types, name, attrs, op_def, compute_device
+            )
             after(operation)
             return operation
 
@@ -280,13 +287,13 @@ def op_types_called(graph: tf.Graph, operations) -> tuple[set[str], set[str]]:
         node = pending.pop()
         op_types.add(node.op)
         for name in called_function_names(node):
-                if name in seen:
-                    continue
-                seen.add(name)
-                if name not in library:
-                    undefined.add(name)
-                else:
-                    pending.extend(library[name].cached_definition.node_def)
+            if name in seen:
+                continue
+            seen.add(name)
+            if name not in library:
+                undefined.add(name)
+            else:
+                pending.extend(library[name].cached_definition.node_def)
     return op_types, undefined
 
 
@@ -343,8 +350,9 @@ def translate_legacy_configs(load) -> None:
 
 def legacy_model_from_config(config: dict, safe_mode: bool, custom_objects: dict | None = None):
     """A model from a legacy (Keras 2) config, as Keras' `.h5` loader builds it."""
-    with serialization_lib.SafeModeScope(safe_mode), legacy_saving_options.keras_option_scope(
-        use_legacy_config=True
+    with (
+        serialization_lib.SafeModeScope(safe_mode),
+        legacy_saving_options.keras_option_scope(use_legacy_config=True),
     ):
         return legacy_saving_utils.model_from_config(config, custom_objects=custom_objects)
 
@@ -403,7 +411,8 @@ def route_load_model(load) -> None:
 
     load_model.graft_load = load
     modules = [keras.models, keras.saving, saving_api] + [
-        module for name, module in list(sys.modules.items())
+        module
+        for name, module in list(sys.modules.items())
         if name.startswith("keras") and module is not None
     ]
     for module in modules:
@@ -421,8 +430,12 @@ def keras2_metadata_nodes(data: bytes) -> list[dict]:
     metadata = saved_metadata_pb2.SavedMetadata()
     metadata.ParseFromString(data)
     return [
-        {"node_id": node.node_id, "node_path": node.node_path, "identifier": node.identifier,
-         "metadata": legacy_json_utils.decode(node.metadata)}
+        {
+            "node_id": node.node_id,
+            "node_path": node.node_path,
+            "identifier": node.identifier,
+            "metadata": legacy_json_utils.decode(node.metadata),
+        }
         for node in metadata.nodes
     ]
 

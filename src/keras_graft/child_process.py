@@ -51,9 +51,11 @@ READY = "@@keras-graft child ready@@"
 # Before anything else, the child forgets the entry Python put first on
 # `sys.path` for `-c` (the working directory), unless `-P`/PYTHONSAFEPATH
 # already kept it out, and writes no core file if it crashes.
-_PRELUDE = ("import resource, sys\n"
-            "if not getattr(sys.flags, 'safe_path', False): del sys.path[0]\n"
-            "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n")
+_PRELUDE = (
+    "import resource, sys\n"
+    "if not getattr(sys.flags, 'safe_path', False): del sys.path[0]\n"
+    "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
+)
 
 # How often a working child's memory and time are looked at, and how far
 # below its budget it is stopped: memory keeps growing between two looks.
@@ -63,8 +65,11 @@ _KILL_MARGIN = 64 * MiB
 # thread stacks and allocator arenas that reserve more than they touch.
 _ADDRESS_SPACE_SLACK = 512 * MiB
 # What a child's error output says when an allocation failed.
-_OUT_OF_MEMORY = re.compile(r"MemoryError|OOM when allocating|ResourceExhausted|std::bad_alloc|"
-                            r"Cannot allocate memory|out of memory", re.IGNORECASE)
+_OUT_OF_MEMORY = re.compile(
+    r"MemoryError|OOM when allocating|ResourceExhausted|std::bad_alloc|"
+    r"Cannot allocate memory|out of memory",
+    re.IGNORECASE,
+)
 
 
 def python_code(code: str, *args) -> list[str]:
@@ -83,8 +88,9 @@ def python_script(script, *args) -> list[str]:
 
 def python_module(module: str, *args) -> list[str]:
     """The command line of `python -m module args`, without the working directory on `sys.path`."""
-    run = ("import runpy\nsys.argv.pop(0)\n"
-           f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
+    run = (
+        f"import runpy\nsys.argv.pop(0)\nrunpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+    )
     return python_code(run, module, *args)
 
 
@@ -117,13 +123,24 @@ class Child:
     """A child process (its own session) whose standard output is read line by line
     while its budget is watched."""
 
-    def __init__(self, command: list[str], *, cwd, env: dict | None = None, stdin: bool = False,
-                 stderr_path: Path | None = None):
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        cwd,
+        env: dict | None = None,
+        stdin: bool = False,
+        stderr_path: Path | None = None,
+    ):
         self._stderr_path = stderr_path
         with open(stderr_path, "wb") if stderr_path else contextlib.nullcontext(subprocess.DEVNULL) as stderr:
             self.process = subprocess.Popen(  # its own session: killpg reaches what it starts
-                command, cwd=cwd, env=child_env(env), stdout=subprocess.PIPE,
-                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stderr=stderr,
+                command,
+                cwd=cwd,
+                env=child_env(env),
+                stdout=subprocess.PIPE,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stderr=stderr,
                 start_new_session=True,
             )
         os.set_blocking(self.process.stdout.fileno(), False)
@@ -191,8 +208,9 @@ class Child:
             return
         headroom = max(budget.memory_mb * MiB - status["VmRSS"], 0) + _ADDRESS_SPACE_SLACK
         try:
-            resource.prlimit(self.pid, resource.RLIMIT_AS, (status["VmSize"] + int(headroom),
-                                                            resource.RLIM_INFINITY))
+            resource.prlimit(
+                self.pid, resource.RLIMIT_AS, (status["VmSize"] + int(headroom), resource.RLIM_INFINITY)
+            )
             self.capped = True
         except (OSError, ValueError):  # The child has just exited, or a hard limit is lower.
             pass
@@ -241,8 +259,7 @@ class Child:
             self.peak_rss_mb = max(self.peak_rss_mb, status["VmRSS"] / MiB)
         if status and status["VmRSS"] > budget.memory_mb * MiB - _KILL_MARGIN:
             self.kill()
-            raise _over_budget(f"went over its memory budget ({budget.memory_mb:.0f} MB resident)",
-                               "memory")
+            raise _over_budget(f"went over its memory budget ({budget.memory_mb:.0f} MB resident)", "memory")
         if time.monotonic() - started > budget.seconds:
             self.kill()
             raise _over_budget(f"went over its time budget ({budget.seconds:g} s)", "time")

@@ -14,7 +14,7 @@ True
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class KerasGraftError(Exception):

@@ -77,13 +77,18 @@ def _workloads() -> dict:
     graft_resize, native_resize = _callback_models()
     return {
         "one op forward (clip)": (
-            lambda: graft_op.predict_on_batch(x), lambda: native_op.predict_on_batch(x)),
+            lambda: graft_op.predict_on_batch(x),
+            lambda: native_op.predict_on_batch(x),
+        ),
         "op without XLA kernel (bicubic resize)": (
-            lambda: graft_resize.predict_on_batch(images), lambda: native_resize.predict_on_batch(images)),
-        "model forward": (
-            lambda: graft_block.predict_on_batch(x), lambda: native_block.predict_on_batch(x)),
+            lambda: graft_resize.predict_on_batch(images),
+            lambda: native_resize.predict_on_batch(images),
+        ),
+        "model forward": (lambda: graft_block.predict_on_batch(x), lambda: native_block.predict_on_batch(x)),
         "training step": (
-            lambda: graft_block.train_on_batch(x, y), lambda: native_block.train_on_batch(x, y)),
+            lambda: graft_block.train_on_batch(x, y),
+            lambda: native_block.train_on_batch(x, y),
+        ),
     }
 
 

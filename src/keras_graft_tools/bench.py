@@ -86,7 +86,9 @@ def handwritten(jit_compile: bool):
     @tf.function(jit_compile=jit_compile)
     def block(inputs):
         hidden = tf.clip_by_value(tf.nn.relu(tf.linalg.matmul(inputs, first)), 0.0, 6.0)
-        return tf.math.tanh(tf.linalg.matmul(hidden, second)) + tf.math.reduce_mean(inputs, axis=-1, keepdims=True)
+        return tf.math.tanh(tf.linalg.matmul(hidden, second)) + tf.math.reduce_mean(
+            inputs, axis=-1, keepdims=True
+        )
 
     return block
 
@@ -120,7 +122,9 @@ def other_backends(backends, *, quick: bool) -> dict:
     for backend in backends:
         completed = subprocess.run(
             child_process.python_module("keras_graft_tools.backend_bench", *(["quick"] if quick else [])),
-            capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend},
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KERAS_BACKEND": backend},
         )
         if completed.returncode != 0:
             raise RuntimeError(f"the {backend} benchmark failed:\n{completed.stderr[-2000:]}")
@@ -128,8 +132,14 @@ def other_backends(backends, *, quick: bool) -> dict:
     return measured
 
 
-def run(*, quick: bool = False, markdown: bool = False, console: Console | None = None,
-        backends=(), results_dir: str | None = "benchmarks/results") -> dict:
+def run(
+    *,
+    quick: bool = False,
+    markdown: bool = False,
+    console: Console | None = None,
+    backends=(),
+    results_dir: str | None = "benchmarks/results",
+) -> dict:
     """Runs the benchmarks, prints their tables, returns the numbers.
 
     `backends` ("jax", "torch") adds keras-graft against native `keras.ops`
@@ -167,19 +177,32 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
                 cross.update(other_backends([backend], quick=quick))
                 progress.advance(task)
 
-    per_op = {ops: {way: seconds / ops * 1000 for way, seconds in ways.items()}
-              for ops, ways in construction.items()}
+    per_op = {
+        ops: {way: seconds / ops * 1000 for way, seconds in ways.items()}
+        for ops, ways in construction.items()
+    }
     first, last = per_op[sizes[0]]["graft"], per_op[sizes[-1]]["graft"]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}"
 
     scaling = Table(title=f"Model construction, per op: chained ops alone ({machine})")
-    for column in ("wrapped ops", "build time", "per op", f"per op vs {sizes[0]} ops",
-                   "keras.ops per op", "Keras layers per op"):
+    for column in (
+        "wrapped ops",
+        "build time",
+        "per op",
+        f"per op vs {sizes[0]} ops",
+        "keras.ops per op",
+        "Keras layers per op",
+    ):
         scaling.add_column(column, justify="right")
     for ops in sizes:
-        scaling.add_row(str(ops), f"{construction[ops]['graft'] * 1000:.0f} ms",
-                        f"{per_op[ops]['graft']:.2f} ms", f"{per_op[ops]['graft'] / first:.2f}x",
-                        f"{per_op[ops]['keras.ops']:.2f} ms", f"{per_op[ops]['Keras layers']:.2f} ms")
+        scaling.add_row(
+            str(ops),
+            f"{construction[ops]['graft'] * 1000:.0f} ms",
+            f"{per_op[ops]['graft']:.2f} ms",
+            f"{per_op[ops]['graft'] / first:.2f}x",
+            f"{per_op[ops]['keras.ops']:.2f} ms",
+            f"{per_op[ops]['Keras layers']:.2f} ms",
+        )
 
     overhead = Table(title=f"Run time, batch {BATCH}x{FEATURES} ({machine})")
     for column in ("mode", "keras-graft model", "hand-written tf.function", "ratio"):
@@ -189,30 +212,45 @@ def run(*, quick: bool = False, markdown: bool = False, console: Console | None 
 
     tables = [scaling, overhead, side_by_side_table(side, machine)]
     if cross:
-        across = Table(title=f"Other backends: keras-graft's TF ops against the same model in keras.ops ({machine})")
+        across = Table(
+            title=f"Other backends: keras-graft's TF ops against the same model in keras.ops ({machine})"
+        )
         for column in ("backend", "workload", "keras-graft", "keras.ops", "ratio"):
             across.add_column(column, justify="right")
         for backend, results in cross.items():
             for workload, (graft, native) in results.items():
-                across.add_row(backend, workload, f"{graft * 1e6:.0f} µs", f"{native * 1e6:.0f} µs",
-                               f"{graft / native:.2f}x")
+                across.add_row(
+                    backend,
+                    workload,
+                    f"{graft * 1e6:.0f} µs",
+                    f"{native * 1e6:.0f} µs",
+                    f"{graft / native:.2f}x",
+                )
         tables.append(across)
     for table in tables:
         console.print(_markdown(table) if markdown else table, soft_wrap=markdown)
     if results_dir:
         data, plot = side_by_side.write_results(side, Path(results_dir))
-        console.print(f"Side-by-side rounds written to {data}"
-                      + (f", plot to {plot}" if plot else " (install the [bench] extra, matplotlib, for the plot)"))
-    return {"construction": construction, "runtime": runtime, "per_op_growth": last / first,
-            "backends": cross, "side_by_side": side}
+        console.print(
+            f"Side-by-side rounds written to {data}"
+            + (f", plot to {plot}" if plot else " (install the [bench] extra, matplotlib, for the plot)")
+        )
+    return {
+        "construction": construction,
+        "runtime": runtime,
+        "per_op_growth": last / first,
+        "backends": cross,
+        "side_by_side": side,
+    }
 
 
 def side_by_side_results(progress: Progress, *, quick: bool) -> dict:
     """Every way to write the same model (`keras_graft_tools.side_by_side`), and Keras 2."""
     sizes, repeats, run_blocks = ((2, 4, 8), 2, 2) if quick else ((50, 200, 800), 3, 20)
     task = progress.add_task("side by side", total=len(sizes) + 4)
-    results = side_by_side.measure(sizes, repeats=repeats, run_blocks=run_blocks,
-                                   progress=lambda: progress.advance(task))
+    results = side_by_side.measure(
+        sizes, repeats=repeats, run_blocks=run_blocks, progress=lambda: progress.advance(task)
+    )
     keras2 = side_by_side.measure_keras2(sizes, repeats=repeats, run_blocks=run_blocks)
     for workload, seconds in (keras2 or {}).items():
         results[workload]["Keras 2"] = seconds
@@ -222,10 +260,15 @@ def side_by_side_results(progress: Progress, *, quick: bool) -> dict:
 
 def side_by_side_table(results: dict, machine: str) -> Table:
     has_keras2 = any("Keras 2" in systems for systems in results.values())
-    keras2 = ("Keras 2 runs in its own process" if has_keras2
-              else "no Keras 2 rows: install tf_keras (in the [test] extra) to compare")
-    table = Table(title=f"Side by side: N blocks of Dense -> relu -> clip, every way to write it ({machine}); "
-                        f"ratio against keras.ops; {keras2}")
+    keras2 = (
+        "Keras 2 runs in its own process"
+        if has_keras2
+        else "no Keras 2 rows: install tf_keras (in the [test] extra) to compare"
+    )
+    table = Table(
+        title=f"Side by side: N blocks of Dense -> relu -> clip, every way to write it ({machine}); "
+        f"ratio against keras.ops; {keras2}"
+    )
     for column in ("workload", "system", "median", "spread", "vs keras.ops"):
         table.add_column(column, justify="right")
     for row in side_by_side.summary_rows(results):

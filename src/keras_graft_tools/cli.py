@@ -32,57 +32,81 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=3, help="training epochs per example (default 3)")
     demo.add_argument("--keep", metavar="DIR", help="keep the saved .keras models in DIR")
     demo.add_argument(
-        "--backend", choices=("tensorflow", "jax", "torch"), default="tensorflow",
+        "--backend",
+        choices=("tensorflow", "jax", "torch"),
+        default="tensorflow",
         help="also load, check and train the saved models on this Keras backend "
-             "(saved on TensorFlow first; needs keras-graft[jax] or [torch])",
+        "(saved on TensorFlow first; needs keras-graft[jax] or [torch])",
     )
     demo.add_argument(
-        "--only", action="append", metavar="EXAMPLE",
+        "--only",
+        action="append",
+        metavar="EXAMPLE",
         help="run only this example (repeatable): clip_values, custom_matmul, sequence_counter",
     )
 
     convert = commands.add_parser(
-        "convert", help="convert a Keras 2 model (.h5, tf_keras .keras, SavedModel dir) to a Keras 3 .keras file",
+        "convert",
+        help="convert a Keras 2 model (.h5, tf_keras .keras, SavedModel dir) to a Keras 3 .keras file",
     )
     convert.add_argument("source", metavar="OLD", help="the Keras 2 model file or SavedModel directory")
     convert.add_argument("target", metavar="NEW.keras", help="the Keras 3 file to write")
     convert.add_argument(
-        "--no-check", action="store_true",
+        "--no-check",
+        action="store_true",
         help="skip checking that the converted model predicts as the original on random inputs",
     )
     convert.add_argument(
-        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
         help="import this module first, here and in the checking processes (repeatable): the one "
-             "defining the file's registered layers, losses or Lambda functions, e.g. my_project.layers",
+        "defining the file's registered layers, losses or Lambda functions, e.g. my_project.layers",
     )
     convert.add_argument(
-        "--trust-file-code", action="store_true",
+        "--trust-file-code",
+        action="store_true",
         help="trust this file: allow running its code (each Keras 2 Lambda's function runs once, in "
-             "a separate process, and the TF ops it calls replace it; Keras 2 itself loads the "
-             "original to check the conversion). Without it, nothing from the file runs",
+        "a separate process, and the TF ops it calls replace it; Keras 2 itself loads the "
+        "original to check the conversion). Without it, nothing from the file runs",
     )
     _budget_arguments(convert, "the prediction check's process", PREDICTION_SECONDS)
 
     inspect = commands.add_parser(
-        "inspect", help="report where each TF op layer of a model works: XLA, TFLite, gradients, "
-                        "JAX, torch, safe loading",
+        "inspect",
+        help="report where each TF op layer of a model works: XLA, TFLite, gradients, "
+        "JAX, torch, safe loading",
     )
-    inspect.add_argument("model", metavar="MODEL",
-                         help="a .keras file (loaded in safe mode), or a Keras 2 .h5/.keras/SavedModel")
     inspect.add_argument(
-        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        "model",
+        metavar="MODEL",
+        help="a .keras file (loaded in safe mode), or a Keras 2 .h5/.keras/SavedModel",
+    )
+    inspect.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
         help="import this module first (repeatable): the one defining the model's "
-             "@keras_graft.op / @keras_graft.layer functions, e.g. my_project.layers",
+        "@keras_graft.op / @keras_graft.layer functions, e.g. my_project.layers",
     )
     inspect.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    inspect.add_argument("--html", metavar="FILE",
-                         help="also write a self-contained page: the model's graph, each op "
-                              "layer coloured by what it passes")
     inspect.add_argument(
-        "--require", type=_check_list, default=(), metavar="CHECKS",
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained page: the model's graph, each op layer coloured by what it passes",
+    )
+    inspect.add_argument(
+        "--require",
+        type=_check_list,
+        default=(),
+        metavar="CHECKS",
         help="exit 1 unless every op layer passes these checks: a comma-separated list of "
-             f"{', '.join(INSPECT_CHECKS)} (tflite: builtin ops only; a check not made, "
-             "'not checked (budget)', does not pass)",
+        f"{', '.join(INSPECT_CHECKS)} (tflite: builtin ops only; a check not made, "
+        "'not checked (budget)', does not pass)",
     )
     _budget_arguments(inspect, "each XLA or TFLite check (in its own process)", CHECK_SECONDS)
 
@@ -90,12 +114,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds)")
     bench.add_argument("--markdown", action="store_true", help="print markdown tables (for the README)")
     bench.add_argument(
-        "--results", metavar="DIR", default="benchmarks/results",
-        help="where to write the side-by-side rounds (JSON) and plot (PNG) "
-             "(default benchmarks/results)",
+        "--results",
+        metavar="DIR",
+        default="benchmarks/results",
+        help="where to write the side-by-side rounds (JSON) and plot (PNG) (default benchmarks/results)",
     )
     bench.add_argument(
-        "--backends", type=_backend_list, default=(), metavar="jax,torch",
+        "--backends",
+        type=_backend_list,
+        default=(),
+        metavar="jax,torch",
         help="also compare TF ops with keras.ops on these Keras backends (each in its own process)",
     )
     parser.commands = commands.choices  # each command's own parser, for its usage errors
@@ -112,13 +140,19 @@ PREDICTION_SECONDS = 90
 
 def _budget_arguments(command, what: str, seconds: float) -> None:
     command.add_argument(
-        "--check-memory", type=float, default=MEMORY_MB, metavar="MB",
+        "--check-memory",
+        type=float,
+        default=MEMORY_MB,
+        metavar="MB",
         help=f"peak resident memory {what} may take, TensorFlow included, plus three times "
-             f"the weights it is given (default {MEMORY_MB}); over it, it is stopped and the "
-             "check reported as not made (budget)",
+        f"the weights it is given (default {MEMORY_MB}); over it, it is stopped and the "
+        "check reported as not made (budget)",
     )
     command.add_argument(
-        "--check-seconds", type=float, default=seconds, metavar="S",
+        "--check-seconds",
+        type=float,
+        default=seconds,
+        metavar="S",
         help=f"wall time {what} may take (default {seconds:g})",
     )
 
@@ -127,9 +161,7 @@ def _backend_list(text: str) -> tuple[str, ...]:
     backends = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in backends if name not in ("jax", "torch")]
     if not backends or unknown:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of jax and torch; got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of jax and torch; got {text!r}")
     return backends
 
 
@@ -185,8 +217,10 @@ def _import_user_modules(modules, errors, command: str) -> bool:
             try:
                 importlib.import_module(module)
             except Exception as error:  # the user's module: whatever it raised
-                errors.print(f"keras-graft {command}: --import {escape(module)} failed: "
-                             f"{type(error).__name__}: {escape(error)}")
+                errors.print(
+                    f"keras-graft {command}: --import {escape(module)} failed: "
+                    f"{type(error).__name__}: {escape(error)}"
+                )
                 return False
     finally:
         sys.path.remove(os.getcwd())
@@ -255,8 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         examples = arguments.only or demo.EXAMPLES
         try:
             if arguments.backend != "tensorflow":
-                return 0 if demo.run_on_backend(
-                    arguments.backend, examples, epochs=arguments.epochs, keep=arguments.keep) else 1
+                return (
+                    0
+                    if demo.run_on_backend(
+                        arguments.backend, examples, epochs=arguments.epochs, keep=arguments.keep
+                    )
+                    else 1
+                )
             results = demo.run(examples, epochs=arguments.epochs, keep=arguments.keep)
         except (ValueError, ImportError) as error:  # unknown or broken example
             print(f"keras-graft demo: {error}", file=sys.stderr)
@@ -271,9 +310,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         budget = convert.Budget(memory_mb=arguments.check_memory, seconds=arguments.check_seconds)
         try:
-            result = convert.convert(arguments.source, arguments.target, check=not arguments.no_check,
-                                     trust_file_code=arguments.trust_file_code, imports=arguments.imports,
-                                     budget=budget)
+            result = convert.convert(
+                arguments.source,
+                arguments.target,
+                check=not arguments.no_check,
+                trust_file_code=arguments.trust_file_code,
+                imports=arguments.imports,
+                budget=budget,
+            )
         except convert.ConversionError as error:
             errors.print(f"keras-graft convert: {escape(error)}{escape(_import_hint(error))}")
             return 2
@@ -282,8 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         return _inspect(arguments)
     from keras_graft_tools import bench
 
-    bench.run(quick=arguments.quick, markdown=arguments.markdown, backends=arguments.backends,
-              results_dir=arguments.results)
+    bench.run(
+        quick=arguments.quick,
+        markdown=arguments.markdown,
+        backends=arguments.backends,
+        results_dir=arguments.results,
+    )
     return 0
 
 

@@ -111,7 +111,11 @@ def run_example(module: ModuleType, *, epochs: int, directory: Path, progress: P
         x, y = module.synthetic_data()
         task = progress.add_task(name, total=epochs * math.ceil(len(x) / BATCH_SIZE), loss="")
         history = model.fit(
-            x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0,
+            x,
+            y,
+            epochs=epochs,
+            batch_size=BATCH_SIZE,
+            verbose=0,
             callbacks=[ProgressCallback(progress, task)],
         )
         result.first_loss = float(history.history["loss"][0])
@@ -138,12 +142,19 @@ def run_example(module: ModuleType, *, epochs: int, directory: Path, progress: P
 def summary_table(results: list[ExampleResult]) -> Table:
     table = Table(
         title="keras-graft demo: three ways to put TF ops in Keras models "
-              "(a TF op on Keras tensors, a layer with weights, a layer with state)",
+        "(a TF op on Keras tensors, a layer with weights, a layer with state)",
         caption="reloaded: keras.models.load_model in safe mode; same: identical predictions",
     )
-    for column, justify in (("example", "left"), ("params", "right"), ("epochs", "right"),
-                            ("loss", "right"), ("saved", "right"), ("reloaded", "center"),
-                            ("same", "center"), ("time", "right")):
+    for column, justify in (
+        ("example", "left"),
+        ("params", "right"),
+        ("epochs", "right"),
+        ("loss", "right"),
+        ("saved", "right"),
+        ("reloaded", "center"),
+        ("same", "center"),
+        ("time", "right"),
+    ):
         table.add_column(column, justify=justify, no_wrap=True)
 
     def mark(flag: bool) -> str:
@@ -151,14 +162,26 @@ def summary_table(results: list[ExampleResult]) -> Table:
 
     for r in results:
         table.add_row(
-            escape(r.name), str(r.params), str(r.epochs), f"{r.first_loss:.3g} → {r.final_loss:.3g}",
-            f"{r.saved_bytes / 1024:.0f} KiB", mark(r.reloaded), mark(r.identical), f"{r.seconds:.1f}s",
+            escape(r.name),
+            str(r.params),
+            str(r.epochs),
+            f"{r.first_loss:.3g} → {r.final_loss:.3g}",
+            f"{r.saved_bytes / 1024:.0f} KiB",
+            mark(r.reloaded),
+            mark(r.identical),
+            f"{r.seconds:.1f}s",
         )
     return table
 
 
-def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console: Console | None = None,
-        directory: Path | None = None) -> list[ExampleResult]:
+def run(
+    examples=EXAMPLES,
+    *,
+    epochs: int = 3,
+    keep: str | None = None,
+    console: Console | None = None,
+    directory: Path | None = None,
+) -> list[ExampleResult]:
     """Runs examples (names or modules), prints progress and a summary, returns the results.
 
     The models are saved in `keep` (kept and announced), `directory` (for
@@ -170,8 +193,13 @@ def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console:
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(keep) if keep else directory or Path(scratch)
         directory.mkdir(parents=True, exist_ok=True)
-        columns = (TextColumn("{task.description:>18}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn())
+        columns = (
+            TextColumn("{task.description:>18}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=False) as progress:
             results = [run_example(m, epochs=epochs, directory=directory, progress=progress) for m in modules]
     console.print(summary_table(results))
@@ -184,7 +212,9 @@ def run(examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None, console:
         console.print(f"[red]FAILED[/] {escape(r.name)}: {escape(r.error or 'a check did not hold')}")
     if not failed:
         saved = f" (kept in {keep})" if keep else ""
-        console.print(f"[green]All {len(results)} examples saved, reloaded in safe mode and predicted identically{saved}.[/]")
+        console.print(
+            f"[green]All {len(results)} examples saved, reloaded in safe mode and predicted identically{saved}.[/]"
+        )
     print_inspection([r for r in results if r.model is not None], console)
     return results
 
@@ -272,20 +302,29 @@ def check_on_backend(directory: Path, names, *, epochs: int, console: Console) -
         table.add_column(column, no_wrap=True)
     for r in results:
         table.add_row(
-            escape(r.name), f"{r.max_difference:.1e}", f"{r.first_loss:.3g} → {r.final_loss:.3g}",
+            escape(r.name),
+            f"{r.max_difference:.1e}",
+            f"{r.first_loss:.3g} → {r.final_loss:.3g}",
             "[green]yes[/]" if r.trained else "[red]NO[/]",
             "[green]yes[/]" if r.reloaded_same else "[red]NO[/]",
         )
     console.print(table)
     for r in results:
         if not r.ok:
-            console.print(f"[red]FAILED[/] {escape(r.name)} on {backend}: "
-                          f"{escape(r.error or 'a check did not hold')}")
+            console.print(
+                f"[red]FAILED[/] {escape(r.name)} on {backend}: {escape(r.error or 'a check did not hold')}"
+            )
     return results
 
 
-def run_on_backend(backend: str, examples=EXAMPLES, *, epochs: int = 3, keep: str | None = None,
-                   console: Console | None = None) -> bool:
+def run_on_backend(
+    backend: str,
+    examples=EXAMPLES,
+    *,
+    epochs: int = 3,
+    keep: str | None = None,
+    console: Console | None = None,
+) -> bool:
     """`run` on TensorFlow, then `check_on_backend` in a child process with
     `KERAS_BACKEND=backend` (Keras fixes the backend per process)."""
     import os
@@ -299,11 +338,14 @@ def run_on_backend(backend: str, examples=EXAMPLES, *, epochs: int = 3, keep: st
         names = [r.name for r in results if r.ok]
         console.print(f"\nLoading the saved files on [bold]{backend}[/] ...")
         # Through the command's launcher, so TF's start-up noise stays held back.
-        launch = ("import runpy, keras_graft_tools.command; keras_graft_tools.command.import_tensorflow_quietly(); "
-                  "runpy.run_module('keras_graft_tools.demo', run_name='__main__')")
+        launch = (
+            "import runpy, keras_graft_tools.command; keras_graft_tools.command.import_tensorflow_quietly(); "
+            "runpy.run_module('keras_graft_tools.demo', run_name='__main__')"
+        )
         child = subprocess.run(
             child_process.python_code(launch, directory.resolve(), epochs, *names),
-            cwd=directory, env={**os.environ, "KERAS_BACKEND": backend},
+            cwd=directory,
+            env={**os.environ, "KERAS_BACKEND": backend},
         )
     return all(r.ok for r in results) and child.returncode == 0
 

@@ -26,6 +26,7 @@ def seconds_per_round(function, repeats: int) -> list:
 
 def main(sizes, repeats: int, run_blocks: int, units: int, batch: int) -> dict:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * max(sizes)))  # deep models
+
     def build(blocks):
         inputs = tf_keras.Input((units,))
         hidden = inputs
@@ -54,8 +55,12 @@ def main(sizes, repeats: int, run_blocks: int, units: int, batch: int) -> dict:
         model.predict_on_batch(x)
         model.train_on_batch(x, y)
         suffix = " (XLA)" if jit else ""
-        results[f"predict_on_batch{suffix}"] = seconds_per_round(lambda: model.predict_on_batch(x), repeats * 3)
-        results[f"train_on_batch{suffix}"] = seconds_per_round(lambda: model.train_on_batch(x, y), repeats * 3)
+        results[f"predict_on_batch{suffix}"] = seconds_per_round(
+            lambda: model.predict_on_batch(x), repeats * 3
+        )
+        results[f"train_on_batch{suffix}"] = seconds_per_round(
+            lambda: model.train_on_batch(x, y), repeats * 3
+        )
     return results
 
 

@@ -30,8 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -104,11 +104,13 @@ def measure(sizes, *, repeats: int, run_blocks: int, progress=None) -> dict:
         def construct():
             keras.backend.clear_session()
             build(system, blocks)
+
         return construct
 
     for blocks in sizes:
         results[f"construction, {blocks} blocks"] = _rounds(
-            {s: constructing(s, blocks) for s in SYSTEMS}, repeats)
+            {s: constructing(s, blocks) for s in SYSTEMS}, repeats
+        )
         if progress:
             progress()
 
@@ -116,13 +118,15 @@ def measure(sizes, *, repeats: int, run_blocks: int, progress=None) -> dict:
     y = np.zeros((BATCH, UNITS), "float32")
     models = {s: build(s, run_blocks) for s in SYSTEMS}
     with tempfile.TemporaryDirectory() as scratch:
+
         def save(system):
             return lambda: models[system].save(os.path.join(scratch, f"{system}.keras"))
 
         def load(system):
             # Lambda needs unsafe mode to load at all (its bytecode).
             return lambda: keras.models.load_model(
-                os.path.join(scratch, f"{system}.keras"), safe_mode=system != "Lambda")
+                os.path.join(scratch, f"{system}.keras"), safe_mode=system != "Lambda"
+            )
 
         results["save .keras"] = _rounds({s: save(s) for s in SYSTEMS}, repeats)
         results["load .keras"] = _rounds({s: load(s) for s in SYSTEMS}, repeats)
@@ -165,20 +169,19 @@ def _run_time(results: dict, models: dict, plain: Callable, x, y, *, repeats: in
         call()  # the first eager call of each system is not what is measured
     results["eager call"] = _rounds(eager, repeats)
     for jit in (False, True):
-        for system, model in models.items():
+        for model in models.values():
             model.compile("sgd", "mse", jit_compile=jit)
             model.predict_on_batch(x)
             model.train_on_batch(x, y)
         suffix = " (XLA)" if jit else ""
         predict = {s: (lambda m: lambda: m.predict_on_batch(x))(models[s]) for s in SYSTEMS}
-        predict["TensorFlow"] = (
-            tf.function(plain, jit_compile=True) if jit else compiled_plain
-        )
+        predict["TensorFlow"] = tf.function(plain, jit_compile=True) if jit else compiled_plain
         predict["TensorFlow"](tf_x)
         predict["TensorFlow"] = (lambda f: lambda: f(tf_x).numpy())(predict["TensorFlow"])
         results[f"predict_on_batch{suffix}"] = _rounds(predict, repeats * 3)
         results[f"train_on_batch{suffix}"] = _rounds(
-            {s: (lambda m: lambda: m.train_on_batch(x, y))(models[s]) for s in SYSTEMS}, repeats * 3)
+            {s: (lambda m: lambda: m.train_on_batch(x, y))(models[s]) for s in SYSTEMS}, repeats * 3
+        )
         if progress:
             progress()
 
@@ -192,9 +195,17 @@ def measure_keras2(sizes, *, repeats: int, run_blocks: int) -> dict | None:
     # Run by path, not as part of the package: the child must not import
     # keras_graft, whose dispatcher would sit in front of Keras 2's own.
     completed = subprocess.run(
-        child_process.python_script(Path(__file__).with_name("keras2_bench.py"),
-                                    json.dumps(list(sizes)), repeats, run_blocks, UNITS, BATCH),
-        capture_output=True, text=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
+        child_process.python_script(
+            Path(__file__).with_name("keras2_bench.py"),
+            json.dumps(list(sizes)),
+            repeats,
+            run_blocks,
+            UNITS,
+            BATCH,
+        ),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
     )
     if completed.returncode != 0:
         raise RuntimeError(f"the Keras 2 benchmark failed:\n{completed.stderr[-2000:]}")
@@ -202,8 +213,7 @@ def measure_keras2(sizes, *, repeats: int, run_blocks: int) -> dict | None:
 
 
 def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
-            f"Keras {keras.__version__}")
+    return f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}"
 
 
 def write_results(results: dict, directory: Path) -> tuple[Path, Path | None]:
@@ -212,8 +222,17 @@ def write_results(results: dict, directory: Path) -> tuple[Path, Path | None]:
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     data = directory / f"side-by-side-{stamp}.json"
-    data.write_text(json.dumps({"machine": machine(), "platform": platform.platform(),
-                                "python": platform.python_version(), "results": results}, indent=1))
+    data.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "results": results,
+            },
+            indent=1,
+        )
+    )
     try:
         import matplotlib
 
@@ -225,8 +244,12 @@ def write_results(results: dict, directory: Path) -> tuple[Path, Path | None]:
     systems = list(results[f"construction, {sizes[0]} blocks"])
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for system in systems:
-        axes.plot(sizes, [statistics.median(results[f"construction, {n} blocks"][system]) for n in sizes],
-                  marker="o", label=system)
+        axes.plot(
+            sizes,
+            [statistics.median(results[f"construction, {n} blocks"][system]) for n in sizes],
+            marker="o",
+            label=system,
+        )
     axes.set_xlabel("blocks (Dense -> relu -> clip)")
     axes.set_ylabel("construction time (s, median)")
     axes.set_title(f"Model construction\n{machine()}", fontsize=9)
@@ -250,4 +273,3 @@ def summary_rows(results: dict) -> list[tuple]:
             spread = f"{min(seconds) * 1000:.3g}-{max(seconds) * 1000:.3g} ms"
             rows.append((workload, system, f"{median * 1000:.3g} ms", spread, ratio))
     return rows
-

@@ -75,12 +75,22 @@ def _pins(tensorflow: str, keras: str, numpy: str, h5py: str = "3.16.0", protobu
 # gives as `tf.keras` with TF_USE_LEGACY_KERAS=1. Exact versions, as pip
 # resolved them for each TensorFlow on Python 3.11.
 RELEASES = (
-    Release("keras2.12", "venv-tf2.12", _pins("2.12.1", "keras==2.12.0", "1.24.3"),
-            saved_model=("unet", "compiled_custom_loss"), yamnet=True),
+    Release(
+        "keras2.12",
+        "venv-tf2.12",
+        _pins("2.12.1", "keras==2.12.0", "1.24.3"),
+        saved_model=("unet", "compiled_custom_loss"),
+        yamnet=True,
+    ),
     Release("keras2.13", "venv-tf2.13", _pins("2.13.1", "keras==2.13.1", "1.24.3"), application=("keras",)),
     Release("keras2.14", "venv-tf2.14", _pins("2.14.1", "keras==2.14.0", "1.26.4")),
-    Release("keras2.15", "venv-tf2.15", _pins("2.15.1", "keras==2.15.0", "1.26.4"),
-            saved_model=("nested_shared", "compiled_custom_loss"), yamnet=True),
+    Release(
+        "keras2.15",
+        "venv-tf2.15",
+        _pins("2.15.1", "keras==2.15.0", "1.26.4"),
+        saved_model=("nested_shared", "compiled_custom_loss"),
+        yamnet=True,
+    ),
     Release("tf_keras2.16", "venv-tf2.16", _pins("2.16.2", "tf_keras==2.16.0", "1.26.4")),
     Release("tf_keras2.21", "venv-tf2.21", _pins("2.21.0", "tf_keras==2.21.0", "2.4.6", "3.14.0", "7.36.2")),
 )
@@ -90,7 +100,9 @@ def _run(command: list, progress: Progress) -> subprocess.CompletedProcess:
     completed = subprocess.run(command, check=False, capture_output=True, text=True)
     if completed.returncode != 0:
         progress.stop()
-        sys.exit(f"{' '.join(map(str, command))} failed:\n{completed.stdout[-3000:]}{completed.stderr[-6000:]}")
+        sys.exit(
+            f"{' '.join(map(str, command))} failed:\n{completed.stdout[-3000:]}{completed.stderr[-6000:]}"
+        )
     return completed
 
 
@@ -105,7 +117,9 @@ def ensure_venv(release: Release, cache: Path, progress: Progress, task) -> Path
     if not python.exists():
         progress.update(task, description=f"{release.name}: creating {venv}")
         _run([PYTHON, "-m", "venv", str(venv)], progress)
-    progress.update(task, description=f"{release.name}: pip install {' '.join(release.requirements)} (minutes)")
+    progress.update(
+        task, description=f"{release.name}: pip install {' '.join(release.requirements)} (minutes)"
+    )
     _run([str(python), "-m", "pip", "install", "-q", *release.requirements], progress)
     marker.write_text(wanted)
     return python
@@ -166,20 +180,22 @@ def manifest_entries(release: Release, summary: dict) -> list[dict]:
     for written in summary["files"]:
         model = summary["models"][written["model"]]
         path = FILES / release.name / written["path"]
-        entries.append({
-            "path": f"files/{release.name}/{written['path']}",
-            "arrays": f"files/{release.name}/{written['arrays']}",
-            "release": release.name,
-            "keras_package": summary["keras_package"],
-            "keras_version": summary["keras_version"],
-            "tensorflow_version": summary["tensorflow_version"],
-            "format": written["format"],
-            "container": written["container"],
-            "model": written["model"],
-            **model,
-            "keras2_reload": written["keras2_reload"],
-            "sha256": sha256(path),
-        })
+        entries.append(
+            {
+                "path": f"files/{release.name}/{written['path']}",
+                "arrays": f"files/{release.name}/{written['arrays']}",
+                "release": release.name,
+                "keras_package": summary["keras_package"],
+                "keras_version": summary["keras_version"],
+                "tensorflow_version": summary["tensorflow_version"],
+                "format": written["format"],
+                "container": written["container"],
+                "model": written["model"],
+                **model,
+                "keras2_reload": written["keras2_reload"],
+                "sha256": sha256(path),
+            }
+        )
     return entries
 
 
@@ -191,15 +207,25 @@ def save_manifest(manifest: dict) -> None:
 
 
 def disk_usage(path: Path) -> str:
-    return subprocess.run(["du", "-sh", str(path)], check=True, capture_output=True, text=True).stdout.split()[0]
+    return subprocess.run(
+        ["du", "-sh", str(path)], check=True, capture_output=True, text=True
+    ).stdout.split()[0]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--release", action="append", choices=[r.name for r in RELEASES],
-                        help="regenerate only this release (repeatable); the manifest keeps the others")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keras-graft-corpus",
-                        help="where the virtual environments live (default: %(default)s)")
+    parser.add_argument(
+        "--release",
+        action="append",
+        choices=[r.name for r in RELEASES],
+        help="regenerate only this release (repeatable); the manifest keeps the others",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "keras-graft-corpus",
+        help="where the virtual environments live (default: %(default)s)",
+    )
     parser.add_argument("--yamnet", type=Path, help="folder with YAMNet's features.py and params.py")
     args = parser.parse_args(argv)
     if args.yamnet and not all((args.yamnet / f).is_file() for f in ("features.py", "params.py")):

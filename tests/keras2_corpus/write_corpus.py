@@ -97,8 +97,11 @@ def stft_audio():
     waveform = keras.Input((1024,), name="waveform")
     magnitude = tf.abs(tf.signal.stft(waveform, frame_length=256, frame_step=128))
     mel = tf.signal.linear_to_mel_weight_matrix(
-        num_mel_bins=40, num_spectrogram_bins=129, sample_rate=8000.0,
-        lower_edge_hertz=80.0, upper_edge_hertz=3800.0,
+        num_mel_bins=40,
+        num_spectrogram_bins=129,
+        sample_rate=8000.0,
+        lower_edge_hertz=80.0,
+        upper_edge_hertz=3800.0,
     )
     log_mel = tf.math.log(tf.matmul(magnitude, mel) + 1e-6)
     x = keras.layers.Conv1D(8, 3, activation="relu")(log_mel)
@@ -119,7 +122,11 @@ def detection_head():
     corners = tf.concat([centers - sizes / 2, centers + sizes / 2], axis=-1)
     scores = tf.sigmoid(objectness) * tf.nn.softmax(class_logits, axis=-1)
     best = tf.reduce_max(scores, axis=-1)
-    return keras.Model(features, [corners, scores, best]), [_rng().normal(size=(2, 4, 4, 8)).astype("float32")], None
+    return (
+        keras.Model(features, [corners, scores, best]),
+        [_rng().normal(size=(2, 4, 4, 8)).astype("float32")],
+        None,
+    )
 
 
 def mobilenet():
@@ -147,23 +154,27 @@ def nested_shared():
 
 def sequential():
     """A Sequential model: Dense, BatchNormalization, Dropout, Reshape, Conv1D, Flatten."""
-    model = keras.Sequential([
-        keras.Input((10,)),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.BatchNormalization(),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(8),
-        keras.layers.Reshape((4, 2)),
-        keras.layers.Conv1D(4, 2, padding="same"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((10,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(8),
+            keras.layers.Reshape((4, 2)),
+            keras.layers.Conv1D(4, 2, padding="same"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     return model, [_rng().normal(size=(3, 10)).astype("float32")], None
 
 
 def _regression_data(features, outputs, rows=8):
     rng = _rng(1)
-    return rng.normal(size=(rows, features)).astype("float32"), rng.normal(size=(rows, outputs)).astype("float32")
+    return rng.normal(size=(rows, features)).astype("float32"), rng.normal(size=(rows, outputs)).astype(
+        "float32"
+    )
 
 
 def compiled_custom_loss():
@@ -179,7 +190,9 @@ def compiled_custom_loss():
 
 def compiled_mse():
     """Compiled with loss="mse", metrics ["mae", RootMeanSquaredError] and "adam", after one fit step."""
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer="adam", loss="mse", metrics=["mae", keras.metrics.RootMeanSquaredError()])
     inputs, targets = _regression_data(5, 1)
     model.fit(inputs, targets, batch_size=len(inputs), epochs=1, verbose=0)
@@ -199,13 +212,13 @@ def operators():
     x = keras.Input((8,), name="x")
     h = keras.layers.Dense(8)(x)
     outputs = [
-        h // 2.0,                                           # compat.v1.floor_div
+        h // 2.0,  # compat.v1.floor_div
         h % 3.0,
         h**2,
         1.0 - h,
         -h,
         abs(h),
-        h + tf.reduce_mean(h, axis=-1, keepdims=True),      # TF's add in Keras 2
+        h + tf.reduce_mean(h, axis=-1, keepdims=True),  # TF's add in Keras 2
         tf.cast(h > 0.0, "float32") * tf.cast(h <= 0.5, "float32"),
         h[:, ::2],
         h[:, ::-1],
@@ -248,8 +261,19 @@ def yamnet_features(yamnet_dir: Path):
 MODELS = {
     build.__name__: build
     for build in (
-        transformer, unet, stft_audio, detection_head, mobilenet, nested_shared, sequential,
-        compiled_custom_loss, compiled_mse, custom_layer, operators, ellipsis_slicing, lambdas,
+        transformer,
+        unet,
+        stft_audio,
+        detection_head,
+        mobilenet,
+        nested_shared,
+        sequential,
+        compiled_custom_loss,
+        compiled_mse,
+        custom_layer,
+        operators,
+        ellipsis_slicing,
+        lambdas,
     )
 }
 APPLICATION = "mobilenet"  # about 1 MB a file: written only in the formats `--application` names
@@ -304,13 +328,17 @@ def describe_compile(model, inputs, targets) -> dict:
     """The compile setup and Keras 2's evaluation of the targets after training."""
     optimizer = model.optimizer
     loss = model.loss if isinstance(model.loss, str) else keras.utils.get_registered_name(model.loss)
-    evaluation = model.evaluate(inputs if len(inputs) > 1 else inputs[0], targets[0], verbose=0, return_dict=True)
+    evaluation = model.evaluate(
+        inputs if len(inputs) > 1 else inputs[0], targets[0], verbose=0, return_dict=True
+    )
     return {
         "optimizer": type(optimizer).__name__,
         "optimizer_module": type(optimizer).__module__,
         "learning_rate": float(keras.backend.get_value(optimizer.learning_rate)),
         "iterations": int(keras.backend.get_value(optimizer.iterations)),
-        "optimizer_variables": len(optimizer.variables() if callable(optimizer.variables) else optimizer.variables),
+        "optimizer_variables": len(
+            optimizer.variables() if callable(optimizer.variables) else optimizer.variables
+        ),
         "loss": loss,
         "evaluate": {name: float(value) for name, value in evaluation.items()},
     }
@@ -330,13 +358,21 @@ def _first_and_last_line(error: BaseException) -> str:
 def _max_difference(actual, expected) -> float | None:
     if len(actual) != len(expected) or any(a.shape != e.shape for a, e in zip(actual, expected)):
         return None
-    return max(float(np.max(np.abs(a.astype("float64") - e.astype("float64")), initial=0.0))
-               for a, e in zip(actual, expected))
+    return max(
+        float(np.max(np.abs(a.astype("float64") - e.astype("float64")), initial=0.0))
+        for a, e in zip(actual, expected)
+    )
 
 
 def _fit_step(model, inputs, targets) -> None:
-    model.fit(inputs if len(inputs) > 1 else inputs[0], targets[0], batch_size=len(inputs[0]),
-              epochs=1, shuffle=False, verbose=0)
+    model.fit(
+        inputs if len(inputs) > 1 else inputs[0],
+        targets[0],
+        batch_size=len(inputs[0]),
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
 
 
 def keras2_reload(path: Path, inputs, expected, targets=None, trained=None) -> dict:
@@ -372,7 +408,13 @@ def container(path: Path) -> str:
     """What the file is, whatever its name says (Keras 2.12 writes HDF5 to `.keras` names)."""
     if path.is_dir():
         return "directory"
-    return "zip" if zipfile.is_zipfile(path) else "hdf5" if path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n" else "?"
+    return (
+        "zip"
+        if zipfile.is_zipfile(path)
+        else "hdf5"
+        if path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+        else "?"
+    )
 
 
 def formats_of(name: str, saved_models, application_formats) -> dict:
@@ -403,12 +445,21 @@ def write_model(name: str, build, out: Path, formats: dict) -> tuple[list, list,
     written, unwritable = [], []
     for file_format, file_name in formats.items():
         try:
-            model.save(str(out / file_name), **({"save_format": "tf"} if file_format == "saved_model" else {}))
+            model.save(
+                str(out / file_name), **({"save_format": "tf"} if file_format == "saved_model" else {})
+            )
         except Exception as error:  # noqa: BLE001  (Keras 2 refusing to write is the finding)
             unwritable.append({"model": name, "format": file_format, "error": _first_and_last_line(error)})
             continue
-        written.append({"path": file_name, "model": name, "format": file_format, "arrays": f"{name}.npz",
-                        "container": container(out / file_name)})
+        written.append(
+            {
+                "path": file_name,
+                "model": name,
+                "format": file_format,
+                "arrays": f"{name}.npz",
+                "container": container(out / file_name),
+            }
+        )
     trained = None
     if targets is not None:  # the reference for "training continues": one more step
         _fit_step(model, inputs, targets)
@@ -427,10 +478,20 @@ def write_model(name: str, build, out: Path, formats: dict) -> tuple[list, list,
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--saved-model", nargs="*", default=[], metavar="MODEL",
-                        help="also write these models as SavedModel directories (100-300 KB each)")
-    parser.add_argument("--application", nargs="*", default=[], choices=["h5", "keras"],
-                        help=f"the formats to write the applications model ({APPLICATION}) in")
+    parser.add_argument(
+        "--saved-model",
+        nargs="*",
+        default=[],
+        metavar="MODEL",
+        help="also write these models as SavedModel directories (100-300 KB each)",
+    )
+    parser.add_argument(
+        "--application",
+        nargs="*",
+        default=[],
+        choices=["h5", "keras"],
+        help=f"the formats to write the applications model ({APPLICATION}) in",
+    )
     parser.add_argument("--yamnet", type=Path, help="a folder holding YAMNet's features.py and params.py")
     parser.add_argument("--only", nargs="*", help="write only these models")
     args = parser.parse_args(argv)

@@ -24,7 +24,7 @@ higher-order gradients of the callback path are not supported and say so.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -40,9 +40,7 @@ from keras_graft.errors import OpTraceError
 
 def specs(flat_inputs: list) -> tuple:
     """The input signature of JAX arrays (or tracers), as `tf.TensorSpec`s."""
-    return tuple(
-        tf.TensorSpec(tuple(x.shape), tf.as_dtype(jnp.dtype(x.dtype).name)) for x in flat_inputs
-    )
+    return tuple(tf.TensorSpec(tuple(x.shape), tf.as_dtype(jnp.dtype(x.dtype).name)) for x in flat_inputs)
 
 
 # JAX calls the bridge while it traces, not per step: the specs are the key.
@@ -88,9 +86,7 @@ def compile(traced: Traced, name: str) -> Callable:
             except LookupError as error:  # TF registers no gradient for an op on the path.
                 raise no_gradient_error(name, "jax", error) from error
         by_input = dict(zip(wanted_in, (_conj(g) for g in grads)))
-        return tuple(
-            by_input[i] if i in by_input else _zero_cotangent(x) for i, x in enumerate(xs)
-        )
+        return tuple(by_input[i] if i in by_input else _zero_cotangent(x) for i, x in enumerate(xs))
 
     run.defvjp(run_forward, run_backward)
 
@@ -115,9 +111,7 @@ def _traced(function: Callable, specs) -> Callable:
 
 def _callback(concrete: Callable, output_specs) -> Callable:
     """The TF function `concrete()` as a JAX function, through `jax.pure_callback`."""
-    result_shapes = [
-        jax.ShapeDtypeStruct(tuple(s.shape), s.dtype.as_numpy_dtype) for s in output_specs
-    ]
+    result_shapes = [jax.ShapeDtypeStruct(tuple(s.shape), s.dtype.as_numpy_dtype) for s in output_specs]
 
     def in_tensorflow(*arrays):
         results = tf.nest.flatten(concrete()(*(tf.constant(a) for a in arrays)))

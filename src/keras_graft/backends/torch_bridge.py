@@ -55,8 +55,7 @@ def signature(flat_inputs: list) -> tuple:
 def specs(flat_inputs: list) -> tuple:
     """The input signature of torch tensors, as `tf.TensorSpec`s."""
     return tuple(
-        tf.TensorSpec(tuple(t.shape), tf.as_dtype(str(t.dtype).removeprefix("torch.")))
-        for t in flat_inputs
+        tf.TensorSpec(tuple(t.shape), tf.as_dtype(str(t.dtype).removeprefix("torch."))) for t in flat_inputs
     )
 
 
@@ -145,9 +144,7 @@ class _Crossing(torch.autograd.Function):
             except LookupError as error:  # TF registers no gradient for an op on the path.
                 raise no_gradient_error(compiled.name, "torch", error) from error
         by_input = dict(zip(ctx.wanted, grads))
-        return (None, *(
-            to_torch(by_input[i]) if i in by_input else None for i in range(len(tensors))
-        ))
+        return (None, *(to_torch(by_input[i]) if i in by_input else None for i in range(len(tensors))))
 
 
 def _differentiable(dtype: torch.dtype) -> bool:

@@ -11,7 +11,7 @@ of differentiating what cannot be.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -72,8 +72,9 @@ class Traced:
                 output_gradients=list(cotangents),
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
-            return [tf.reshape(tf.convert_to_tensor(g), tf.shape(inputs[i]))
-                    for g, i in zip(gradients, wanted)]
+            return [
+                tf.reshape(tf.convert_to_tensor(g), tf.shape(inputs[i])) for g, i in zip(gradients, wanted)
+            ]
 
         return vjp
 

@@ -3,7 +3,7 @@ the JAX bridge's XLA path, and `inspect`'s `xla` check. Needs no JAX."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 

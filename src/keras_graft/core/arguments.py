@@ -25,8 +25,9 @@ import binascii
 import functools
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -56,7 +57,6 @@ class WholeInputs:
 WHOLE_INPUTS = WholeInputs()
 
 
-
 def _encode_array(kind: str, array: np.ndarray) -> dict:
     dtype = tf.as_dtype(array.dtype) if array.dtype.kind not in "OSU" else tf.string
     if dtype == tf.string:
@@ -81,9 +81,27 @@ def _bytes_to_text(value) -> str:
 _VALUE_DTYPES = frozenset(
     tf.as_dtype(name).name
     for name in (
-        "bool", "string", "int8", "int16", "int32", "int64", "uint8", "uint16",
-        "uint32", "uint64", "float16", "bfloat16", "float32", "float64",
-        "complex64", "complex128", "qint8", "quint8", "qint16", "quint16", "qint32",
+        "bool",
+        "string",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+        "qint8",
+        "quint8",
+        "qint16",
+        "quint16",
+        "qint32",
     )
 )
 
@@ -244,7 +262,7 @@ class _Encoder:
                 "A model file can name a function, never store its code: pass a "
                 "public TensorFlow op (e.g. `tf.math.sin`) or a function decorated "
                 "with `@keras_graft.op`, e.g.\n"
-                "    @keras_graft.op(package=\"my_project\")\n"
+                '    @keras_graft.op(package="my_project")\n'
                 "    def row_fn(row):\n"
                 "        return ...\n"
                 f"and pass `row_fn` as {path}."
@@ -358,10 +376,7 @@ def _decode_value(config: Any, depth: int, budget: list) -> Any:
         return tuple(_decode(item, depth, budget) for item in config["items"])
     if kind == "dict":
         _spend(budget, config["items"])
-        return {
-            _decode(key, depth, budget): _decode(item, depth, budget)
-            for key, item in config["items"]
-        }
+        return {_decode(key, depth, budget): _decode(item, depth, budget) for key, item in config["items"]}
     if kind == "slice":
         return slice(*(_decode(config[part], depth, budget) for part in ("start", "stop", "step")))
     if kind == "ellipsis":
@@ -480,11 +495,7 @@ class ArgumentTemplate:
         args = _decode(stored_args, budget=budget)
         _spend(budget, stored_kwargs)
         kwargs = {str(name): _decode(value, budget=budget) for name, value in stored_kwargs.items()}
-        self._slots = {
-            item.index
-            for item in nested_values((args, kwargs))
-            if isinstance(item, TensorSlot)
-        }
+        self._slots = {item.index for item in nested_values((args, kwargs)) if isinstance(item, TensorSlot)}
         # Arguments that hold no input are the same object on every call.
         self._args = [(contains(a, _is_input_marker), a) for a in args]
         self._kwargs = [(name, contains(v, _is_input_marker), v) for name, v in kwargs.items()]
@@ -503,9 +514,7 @@ class ArgumentTemplate:
         names = _positional_names(function, len(args))
         config = {
             "args": [encoder.encode(a, names[i]) for i, a in enumerate(args)],
-            "kwargs": {
-                name: encoder.encode(value, repr(name)) for name, value in kwargs.items()
-            },
+            "kwargs": {name: encoder.encode(value, repr(name)) for name, value in kwargs.items()},
         }
         return cls(config), encoder.tensors
 
@@ -518,10 +527,7 @@ class ArgumentTemplate:
                 f"layer was called on {len(flat_inputs)} tensor(s)"
             )
         args = [_fill(a, inputs, flat_inputs) if holds else a for holds, a in self._args]
-        kwargs = {
-            name: _fill(v, inputs, flat_inputs) if holds else v
-            for name, holds, v in self._kwargs
-        }
+        kwargs = {name: _fill(v, inputs, flat_inputs) if holds else v for name, holds, v in self._kwargs}
         return args, kwargs
 
     def get_config(self) -> dict:

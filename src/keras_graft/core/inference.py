@@ -24,7 +24,7 @@ result depends on nothing else, and answers repeats without touching the graph.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 import keras
 import numpy as np
@@ -49,7 +49,6 @@ _MAX_VALUE_ELEMENTS = 64
 _SYMBOLIC_ATTR = "_graft_symbolic_value"
 
 _graph: tf.Graph | None = None
-
 
 
 def scratch_graph() -> tf.Graph:
@@ -146,9 +145,7 @@ def _placeholder(tensor: _compat.KerasTensor, graph: tf.Graph):
     with graph.as_default():
         if tensor.ragged:
             ragged_rank = tensor.ragged_rank or max(len(tensor.shape) - 1, 1)
-            return tf.compat.v1.ragged.placeholder(
-                dtype, ragged_rank, tensor.shape[ragged_rank + 1 :]
-            )
+            return tf.compat.v1.ragged.placeholder(dtype, ragged_rank, tensor.shape[ragged_rank + 1 :])
         # Elsewhere than on TensorFlow no Keras op rebuilds here to show that a
         # result Keras marked sparse is dense (`x * 4.0`), and a really sparse
         # input is refused for the backend after the trace (`check_portable`).
@@ -220,8 +217,9 @@ def _check_keras_tensors(flat: list, where: str) -> None:
             )
 
 
-def _call_on(function: Callable, inputs, symbolic: list, graph: tf.Graph, display_name: str,
-             flat: list, audit: bool):
+def _call_on(
+    function: Callable, inputs, symbolic: list, graph: tf.Graph, display_name: str, flat: list, audit: bool
+):
     """`function` on the graph stand-ins `symbolic` of `inputs`, and the op
     mark before it (when `audit`); TensorFlow's errors explained."""
     first_mark = _compat.op_id_mark(graph) if audit else None
@@ -248,8 +246,7 @@ def _call_on(function: Callable, inputs, symbolic: list, graph: tf.Graph, displa
                     "`@keras_graft.layer`, or pass it as a constant argument."
                 ) from error
             raise OpTraceError(
-                f"TensorFlow could not build {display_name} on Keras tensors "
-                f"{_describe(flat)}: {error}"
+                f"TensorFlow could not build {display_name} on Keras tensors {_describe(flat)}: {error}"
             ) from error
     return outputs, first_mark
 
@@ -344,6 +341,7 @@ signatures = SignatureCache()
 
 # Ops with more inputs than this are traced each time (their keys would be large).
 _MAX_KEYED_INPUTS = 64
+
 
 def _carries_no_value(tensor: _compat.KerasTensor) -> bool:
     """Whether tracing would see `tensor` as a value TensorFlow can know

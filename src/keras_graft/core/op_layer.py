@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -259,9 +259,7 @@ def _stored_ranks(ranks):
     """Output ranks from a config: a list of small non-negative ints, or None."""
     if ranks is None:
         return None
-    if not isinstance(ranks, list) or not all(
-        type(r) is int and 0 <= r <= safety.MAX_RANK for r in ranks
-    ):
+    if not isinstance(ranks, list) or not all(type(r) is int and 0 <= r <= safety.MAX_RANK for r in ranks):
         raise malformed(
             f"An op layer's stored `output_ranks` must be a list of ranks from 0 "
             f"to {safety.MAX_RANK}; got {ranks!r:.80}"

@@ -8,7 +8,7 @@ the safety checks (`keras_graft.core.safety`) before looking anything up.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from keras_graft import _compat
 from keras_graft.core import safety
@@ -85,7 +85,7 @@ def require_name(function: Callable) -> str:
 def check_allowed(stored_name: str) -> None:
     """Refuses a TF name that the allow-list does not hold (registered names pass)."""
     if stored_name.startswith(TF_PREFIX) and safety.enforced():
-        safety.check_tf_name(stored_name[len(TF_PREFIX):])
+        safety.check_tf_name(stored_name[len(TF_PREFIX) :])
 
 
 def defining_module(stored_name: str) -> str | None:
@@ -117,23 +117,16 @@ def resolve(stored_name: str, module: str | None = None) -> Callable:
             "('tf.math.sin') or registered names ('package>name')."
         )
     check_allowed(stored_name)
-    tf_name = stored_name[len(TF_PREFIX):]
+    tf_name = stored_name[len(TF_PREFIX) :]
     if safety.enforced() and not safety.is_user_allowed(tf_name):
         symbol = safety.allowed_ops()[tf_name]
     else:
         symbol = _compat.tf_symbol(tf_name)
     if symbol is None:
-        raise ValueError(
-            f"The model uses `{stored_name}`, which this TensorFlow "
-            "version does not export."
-        )
+        raise ValueError(f"The model uses `{stored_name}`, which this TensorFlow version does not export.")
     return safety.bounded(tf_name, symbol) if _compat.deserializing_untrusted() else symbol
 
 
 def needs_audit(stored_name: str) -> bool:
     """Whether the graph an op builds must pass the audit."""
-    return (
-        stored_name.startswith(TF_PREFIX)
-        and safety.enforced()
-        and not safety.is_user_allowed(stored_name)
-    )
+    return stored_name.startswith(TF_PREFIX) and safety.enforced() and not safety.is_user_allowed(stored_name)

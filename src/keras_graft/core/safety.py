@@ -76,7 +76,7 @@ import inspect
 import threading
 import types
 import warnings
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
@@ -274,7 +274,6 @@ _process_allowed: frozenset = frozenset()
 _process_lock = threading.Lock()
 
 
-
 class allow:
     """Allows TensorFlow op names beyond the default allow-list, in a `with` block.
 
@@ -342,8 +341,7 @@ def revoke_process_wide(*names: str) -> None:
 def _normalized(names, caller: str) -> frozenset:
     if not names or not all(isinstance(n, str) and n for n in names):
         raise TypeError(
-            f"keras_graft.{caller}() takes one or more op names such as "
-            f"'io.read_file'; got {names!r}."
+            f"keras_graft.{caller}() takes one or more op names such as 'io.read_file'; got {names!r}."
         )
     normalized = frozenset(_strip_prefix(n) for n in names)
     unknown = sorted(n for n in normalized if _compat.tf_symbol(n) is None)
@@ -368,7 +366,7 @@ def is_user_allowed(tf_name: str) -> bool:
     return name in _scoped_allowed.get() or name in _process_allowed
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def allowed_ops() -> Mapping[str, Callable]:
     """Every name the default allow-list admits, with the function it names.
 
@@ -617,12 +615,14 @@ def trace_budget(where: str):
     refusal: list[TracingBudgetError] = []
 
     def refuse(problem: str):
-        refusal.append(TracingBudgetError(
-            f"Refusing {where} from a model file: tracing it would {problem}. A "
-            f"file may make an op layer build at most {MAX_TRACE_OPS} graph ops, "
-            f"{MAX_TRACE_OUTPUTS} outputs in all and {MAX_OP_OUTPUTS} per op; load a "
-            "file you trust with `keras.models.load_model(path, safe_mode=False)`."
-        ))
+        refusal.append(
+            TracingBudgetError(
+                f"Refusing {where} from a model file: tracing it would {problem}. A "
+                f"file may make an op layer build at most {MAX_TRACE_OPS} graph ops, "
+                f"{MAX_TRACE_OUTPUTS} outputs in all and {MAX_OP_OUTPUTS} per op; load a "
+                "file you trust with `keras.models.load_model(path, safe_mode=False)`."
+            )
+        )
         raise refusal[0]
 
     def before(op_type: str, outputs: int) -> None:
@@ -640,8 +640,10 @@ def trace_budget(where: str):
     def after(operation) -> None:
         rank = max((t.shape.rank or 0 for t in operation.outputs), default=0)
         if rank > MAX_RANK:
-            refuse(f"create a {operation.type} op with an output of rank {rank} "
-                   f"(TensorFlow runs tensors of rank {MAX_RANK} at most)")
+            refuse(
+                f"create a {operation.type} op with an output of rank {rank} "
+                f"(TensorFlow runs tensors of rank {MAX_RANK} at most)"
+            )
 
     try:
         with _compat.watching_op_creation(before, after):
@@ -679,8 +681,7 @@ def check_called_on_keras_tensors(layer_name: str, args, kwargs) -> None:
         return
     plain = (type(None), bool, int, float, str)
     odd = [leaf for leaf in tf.nest.flatten(args) if not isinstance(leaf, _compat.KerasTensor)]
-    odd += [leaf for leaf in tf.nest.flatten(kwargs)
-            if not isinstance(leaf, (_compat.KerasTensor, *plain))]
+    odd += [leaf for leaf in tf.nest.flatten(kwargs) if not isinstance(leaf, (_compat.KerasTensor, *plain))]
     if odd:
         raise malformed(
             f"The layer {layer_name!r:.80} is called on {type(odd[0]).__name__} "
@@ -692,9 +693,7 @@ def check_called_on_keras_tensors(layer_name: str, args, kwargs) -> None:
 def unsafe_op_types(op_types) -> list[str]:
     """The op types among `op_types` that touch the system or run programs."""
     return sorted(
-        t
-        for t in set(op_types)
-        if t in UNSAFE_OP_TYPES or any(marker in t for marker in UNSAFE_OP_MARKERS)
+        t for t in set(op_types) if t in UNSAFE_OP_TYPES or any(marker in t for marker in UNSAFE_OP_MARKERS)
     )
 
 

@@ -51,10 +51,28 @@ _ELEMENT_SOURCES = {
     "SelectV2": slice(1, 3),
     **dict.fromkeys(
         (
-            "Cast", "Identity", "StopGradient", "CheckNumerics", "CheckNumericsV2",
-            "DebugIdentityV2", "EnsureShape", "StridedSlice", "Slice", "Unpack", "SplitV",
-            "Reshape", "Squeeze", "ExpandDims", "Transpose", "Reverse", "ReverseV2",
-            "Tile", "BroadcastTo", "Gather", "GatherV2", "GatherNd",
+            "Cast",
+            "Identity",
+            "StopGradient",
+            "CheckNumerics",
+            "CheckNumericsV2",
+            "DebugIdentityV2",
+            "EnsureShape",
+            "StridedSlice",
+            "Slice",
+            "Unpack",
+            "SplitV",
+            "Reshape",
+            "Squeeze",
+            "ExpandDims",
+            "Transpose",
+            "Reverse",
+            "ReverseV2",
+            "Tile",
+            "BroadcastTo",
+            "Gather",
+            "GatherV2",
+            "GatherNd",
         ),
         slice(0, 1),
     ),
@@ -64,11 +82,33 @@ _ELEMENT_SOURCES = {
 # shapes only, or is known without inputs.
 _NEVER_OPAQUE = frozenset(
     {
-        "Const", "Shape", "ShapeN", "Size", "Rank", "VariableShape", "BroadcastArgs",
-        "ZerosLike", "OnesLike", "Range", "Empty", "Pad", "PadV2", "MirrorPad",
-        "PlaceholderWithDefault", "OneHot", "MatrixDiag", "MatrixDiagV2", "MatrixDiagV3",
-        "MatrixSetDiag", "MatrixSetDiagV2", "MatrixSetDiagV3", "MatrixBandPart",
-        "ScatterNd", "TensorScatterUpdate", "DynamicStitch", "ParallelDynamicStitch",
+        "Const",
+        "Shape",
+        "ShapeN",
+        "Size",
+        "Rank",
+        "VariableShape",
+        "BroadcastArgs",
+        "ZerosLike",
+        "OnesLike",
+        "Range",
+        "Empty",
+        "Pad",
+        "PadV2",
+        "MirrorPad",
+        "PlaceholderWithDefault",
+        "OneHot",
+        "MatrixDiag",
+        "MatrixDiagV2",
+        "MatrixDiagV3",
+        "MatrixSetDiag",
+        "MatrixSetDiagV2",
+        "MatrixSetDiagV3",
+        "MatrixBandPart",
+        "ScatterNd",
+        "TensorScatterUpdate",
+        "DynamicStitch",
+        "ParallelDynamicStitch",
     }
 )
 
@@ -120,9 +160,7 @@ def _deciding_inputs(operation: tf.Operation) -> list:
 
 
 def _never_opaque(operation: tf.Operation) -> bool:
-    return operation.type in _NEVER_OPAQUE or bool(
-        _compat.called_function_names(operation.node_def)
-    )
+    return operation.type in _NEVER_OPAQUE or bool(_compat.called_function_names(operation.node_def))
 
 
 def _decide(operation: tf.Operation, inputs_opaque: list[bool]) -> bool:

@@ -57,7 +57,8 @@ def unregistered(name: str, module: str | None, what: str = "") -> UnregisteredN
     return UnregisteredNameError(
         f"The model file uses {subject}, which is not registered in this process. "
         f"{where}, or pass it in `custom_objects=`.",
-        name=name, module=module,
+        name=name,
+        module=module,
     )
 
 

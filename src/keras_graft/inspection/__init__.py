@@ -73,8 +73,9 @@ def lambda_layers(model) -> list:
     return found
 
 
-def inspect(model, *, checks_to_run=CHECKS, console: Console | None = None,
-            budget: Budget = sandbox.CHECK_BUDGET) -> Report:
+def inspect(
+    model, *, checks_to_run=CHECKS, console: Console | None = None, budget: Budget = sandbox.CHECK_BUDGET
+) -> Report:
     """Runs the deployment checks on each op layer of `model`.
 
     `checks_to_run` picks among `CHECKS` (`"xla"`, `"tflite"`, `"gradient"`,
@@ -90,8 +91,12 @@ def inspect(model, *, checks_to_run=CHECKS, console: Console | None = None,
         sandbox.warm_up()
     session = sandbox.Session(budget)
     report = Report(model=model.name)
-    columns = (TextColumn("inspecting {task.description:<24}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("inspecting {task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console or Console(quiet=True), transient=True) as progress:
         task = progress.add_task("", total=len(layers) * len(checks_to_run))
         for layer in layers:
@@ -120,9 +125,15 @@ def _inspect_layer(layer, checks_to_run, session, progress, task) -> LayerReport
     problem = checks.trace_problem(probe)
     verdicts = {}
     for check in checks_to_run:
-        verdicts[check] = (checks.Verdict(checks.NOT_CHECKED, "inspect could not trace the layer with "
-                                          f"unknown dimensions set to {checks.UNKNOWN_DIMENSION}: {problem}")
-                           if problem else _CHECK_FUNCTIONS[check](probe))
+        verdicts[check] = (
+            checks.Verdict(
+                checks.NOT_CHECKED,
+                "inspect could not trace the layer with "
+                f"unknown dimensions set to {checks.UNKNOWN_DIMENSION}: {problem}",
+            )
+            if problem
+            else _CHECK_FUNCTIONS[check](probe)
+        )
         progress.advance(task)
     name = checks.op_name(layer)
     return LayerReport(

@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -116,15 +116,15 @@ def probe(layer, session: sandbox.Session | None = None) -> Probe:
         return tree.flatten(layer(*args, **kwargs))
 
     specs = tuple(
-        tf.TensorSpec([UNKNOWN_DIMENSION if d is None else d for d in t.shape], t.dtype)
-        for t in inputs
+        tf.TensorSpec([UNKNOWN_DIMENSION if d is None else d for d in t.shape], t.dtype) for t in inputs
     )
-    dense = not any(
-        getattr(t, "ragged", False) or getattr(t, "sparse", False) for t in inputs + outputs
-    )
+    dense = not any(getattr(t, "ragged", False) or getattr(t, "sparse", False) for t in inputs + outputs)
     config = {k: v for k, v in layer.get_config().items() if k not in ("name", "trainable")}
-    key = (op_name(layer), json.dumps(config, sort_keys=True, default=repr),
-           tuple((tuple(s.shape), s.dtype.name) for s in specs))
+    key = (
+        op_name(layer),
+        json.dumps(config, sort_keys=True, default=repr),
+        tuple((tuple(s.shape), s.dtype.name) for s in specs),
+    )
     return Probe(layer, inputs, outputs, function, specs, dense, key, session or sandbox.Session())
 
 
@@ -151,13 +151,17 @@ def _cached(check: Callable[[Probe], Verdict]) -> Callable[[Probe], Verdict]:
 def _in_check_process(check: Callable[[Probe], Verdict]) -> Callable[[Probe], Verdict]:
     """`check`, whose calls of `_error_in_check_process` may find that the
     check cannot be made: then a "not checked" verdict, saying why."""
+
     @functools.wraps(check)
     def checked(p: Probe) -> Verdict:
         try:
             return check(p)
         except BudgetExceededError as error:
-            return Verdict(BUDGET, f"the check process {error}; raise the budget with "
-                                   "--check-memory MB / --check-seconds S (Python: budget=)")
+            return Verdict(
+                BUDGET,
+                f"the check process {error}; raise the budget with "
+                "--check-memory MB / --check-seconds S (Python: budget=)",
+            )
         except (CheckProcessError, UncheckableLayerError) as error:
             return Verdict(NOT_CHECKED, _first_line(str(error)))
 

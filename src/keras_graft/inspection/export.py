@@ -33,7 +33,6 @@ from keras_graft.inspection import checks, inspect
 FORMATS = ("saved_model", "tflite")
 
 
-
 @dataclass
 class Exported:
     """What `export` wrote."""
@@ -53,17 +52,27 @@ def export(model, path, format: str = "saved_model", *, console: Console | None 
         model.export(str(path), format="tf_saved_model", verbose=False)
         return Exported(path, format)
     report = inspect(model, checks_to_run=("tflite",), console=console)
-    select = [f"{layer.name}: {layer.checks['tflite'].detail}"
-              for layer in report.layers if layer.checks["tflite"].status == "select"]
-    impossible = [f"{layer.name} ({layer.checks['tflite'].detail})"
-                  for layer in report.layers if layer.checks["tflite"].status == "no"]
-    unchecked = [f"{layer.name} ({layer.checks['tflite'].detail})" for layer in report.layers
-                 if layer.checks["tflite"].status in (checks.BUDGET, checks.NOT_CHECKED)]
+    select = [
+        f"{layer.name}: {layer.checks['tflite'].detail}"
+        for layer in report.layers
+        if layer.checks["tflite"].status == "select"
+    ]
+    impossible = [
+        f"{layer.name} ({layer.checks['tflite'].detail})"
+        for layer in report.layers
+        if layer.checks["tflite"].status == "no"
+    ]
+    unchecked = [
+        f"{layer.name} ({layer.checks['tflite'].detail})"
+        for layer in report.layers
+        if layer.checks["tflite"].status in (checks.BUDGET, checks.NOT_CHECKED)
+    ]
     if unchecked:
         raise ExportError(
             f"Inspect could not check {', '.join(unchecked)} for TFLite, and converting the model "
             "would do the same work in this process. Find out why with `keras_graft.inspect` "
-            "(a larger budget: inspect(model, budget=keras_graft.inspection.Budget(...))).")
+            "(a larger budget: inspect(model, budget=keras_graft.inspection.Budget(...)))."
+        )
     if impossible:
         raise ExportError(
             f"TFLite cannot convert {', '.join(impossible)}, even with Select TF ops. "
@@ -75,7 +84,8 @@ def export(model, path, format: str = "saved_model", *, console: Console | None 
         ops_sets.append(tf.lite.OpsSet.SELECT_TF_OPS)
         (console or Console(stderr=True)).print(
             "Enabling Select TF ops for TFLite (the interpreter then needs the Flex "
-            "delegate): " + "; ".join(select), soft_wrap=True,
+            "delegate): " + "; ".join(select),
+            soft_wrap=True,
         )
     with tempfile.TemporaryDirectory() as scratch:
         model.export(scratch, format="tf_saved_model", verbose=False)

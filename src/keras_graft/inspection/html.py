@@ -22,8 +22,13 @@ _BOX_WIDTH, _BOX_HEIGHT, _COLUMN, _ROW = 210, 46, 240, 78
 # The fill of an op layer: every check passes; some pass with a condition
 # (Select TF ops, the JAX callback, an allow); some were not made (budget);
 # some fail.
-_COLOURS = {"pass": "#cdebd3", "conditional": "#fbecc0", "unchecked": "#e4d9f2",
-            "fail": "#f6c9c9", "other": "#eceff3"}
+_COLOURS = {
+    "pass": "#cdebd3",
+    "conditional": "#fbecc0",
+    "unchecked": "#e4d9f2",
+    "fail": "#f6c9c9",
+    "other": "#eceff3",
+}
 _CONDITIONAL = {"select", "callback", "allow", "n/a"}
 _UNCHECKED = {BUDGET, NOT_CHECKED}
 
@@ -69,15 +74,18 @@ def _svg(graph: dict, by_layer: dict) -> str:
     positions = _layout(graph)
     width = max((x for x, _ in positions.values()), default=0) + _BOX_WIDTH + 40
     height = max((y for _, y in positions.values()), default=0) + _BOX_HEIGHT + 40
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
-             '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" '
-             'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#667"/></marker></defs>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
+        '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" '
+        'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#667"/></marker></defs>',
+    ]
     for source, target in graph["edges"]:
         if source in positions and target in positions:
             (x1, y1), (x2, y2) = positions[source], positions[target]
             parts.append(
                 f'<line x1="{x1 + _BOX_WIDTH / 2}" y1="{y1 + _BOX_HEIGHT}" x2="{x2 + _BOX_WIDTH / 2}" '
-                f'y2="{y2}" stroke="#667" marker-end="url(#arrow)"/>')
+                f'y2="{y2}" stroke="#667" marker-end="url(#arrow)"/>'
+            )
     for node in graph["nodes"]:
         x, y = positions[node["name"]]
         layer = by_layer.get(node["name"])
@@ -88,7 +96,8 @@ def _svg(graph: dict, by_layer: dict) -> str:
             f'<g class="layer {state}" data-layer="{label}"><rect x="{x}" y="{y}" rx="6" '
             f'width="{_BOX_WIDTH}" height="{_BOX_HEIGHT}" fill="{_COLOURS[state]}" stroke="#556"/>'
             f'<text x="{x + 10}" y="{y + 19}" font-weight="bold">{label}</text>'
-            f'<text x="{x + 10}" y="{y + 36}" fill="#445">{detail}</text></g>')
+            f'<text x="{x + 10}" y="{y + 36}" fill="#445">{detail}</text></g>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -103,13 +112,22 @@ def _table(report: Report) -> str:
             if verdict is None:
                 cells.append("<td></td>")
                 continue
-            state = "pass" if layer.passes(check) else (
-                "conditional" if verdict.status in _CONDITIONAL else
-                "unchecked" if verdict.status in _UNCHECKED else "fail")
+            state = (
+                "pass"
+                if layer.passes(check)
+                else (
+                    "conditional"
+                    if verdict.status in _CONDITIONAL
+                    else "unchecked"
+                    if verdict.status in _UNCHECKED
+                    else "fail"
+                )
+            )
             title = _text(verdict.detail or "")
             cells.append(f'<td class="{state}" title="{title}">{_text(verdict.status)}</td>')
-        rows.append(f"<tr><td>{_text(layer.name)}</td><td><code>{_text(layer.op)}</code>"
-                    f"</td>{''.join(cells)}</tr>")
+        rows.append(
+            f"<tr><td>{_text(layer.name)}</td><td><code>{_text(layer.op)}</code></td>{''.join(cells)}</tr>"
+        )
     return f"<table><tr><th>layer</th><th>op</th>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -118,16 +136,22 @@ def page(report: Report, graph: dict) -> str:
     by_layer = {layer.name: layer for layer in report.layers}
     title = _text(f"keras-graft inspect: {report.model}")
     summary = _text(report.summary_line()) if report.layers else "no op layers"
-    style = ("body{font-family:sans-serif;margin:24px;color:#223} svg text{font-size:12px}"
-             "table{border-collapse:collapse;margin-top:16px} td,th{border:1px solid #ccd;"
-             "padding:4px 8px;font-size:13px}"
-             + "".join(f".{name}{{background:{colour}}}" for name, colour in _COLOURS.items())
-             + ".legend span{display:inline-block;padding:2px 8px;margin-right:8px}")
-    legend = ('<p class="legend"><span class="pass">every check passes</span>'
-              '<span class="conditional">passes with a condition (Select TF ops, JAX callback, '
-              'an allow)</span><span class="unchecked">a check not made (budget)</span>'
-              '<span class="fail">fails a check</span>'
-              '<span class="other">other layers</span></p>')
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
-            f"<style>{style}</style></head><body><h1>{title}</h1><p>{summary}</p>{legend}"
-            f"{_svg(graph, by_layer)}{_table(report)}</body></html>")
+    style = (
+        "body{font-family:sans-serif;margin:24px;color:#223} svg text{font-size:12px}"
+        "table{border-collapse:collapse;margin-top:16px} td,th{border:1px solid #ccd;"
+        "padding:4px 8px;font-size:13px}"
+        + "".join(f".{name}{{background:{colour}}}" for name, colour in _COLOURS.items())
+        + ".legend span{display:inline-block;padding:2px 8px;margin-right:8px}"
+    )
+    legend = (
+        '<p class="legend"><span class="pass">every check passes</span>'
+        '<span class="conditional">passes with a condition (Select TF ops, JAX callback, '
+        'an allow)</span><span class="unchecked">a check not made (budget)</span>'
+        '<span class="fail">fails a check</span>'
+        '<span class="other">other layers</span></p>'
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body><h1>{title}</h1><p>{summary}</p>{legend}"
+        f"{_svg(graph, by_layer)}{_table(report)}</body></html>"
+    )

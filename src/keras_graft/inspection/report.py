@@ -34,9 +34,18 @@ PASSING = {
 CHECKS = tuple(PASSING)
 
 # Table colours per status.
-_STYLES = {"yes": "green", "builtin": "green", "xla": "green", "n/a": "dim",
-           "select": "yellow", "callback": "yellow", "allow": "yellow", "no": "red",
-           BUDGET: "magenta", NOT_CHECKED: "magenta"}
+_STYLES = {
+    "yes": "green",
+    "builtin": "green",
+    "xla": "green",
+    "n/a": "dim",
+    "select": "yellow",
+    "callback": "yellow",
+    "allow": "yellow",
+    "no": "red",
+    BUDGET: "magenta",
+    NOT_CHECKED: "magenta",
+}
 
 
 @dataclass
@@ -103,13 +112,16 @@ class Report:
         if "tflite" in counts:
             extra = [f"{n('tflite', 'select')} with Select TF ops"] if n("tflite", "select") else []
             extra += [f"{n('tflite', 'no')} cannot convert"] if n("tflite", "no") else []
-            parts.append(f"{n('tflite', 'builtin')} TFLite-builtin"
-                         + (f" ({', '.join(extra)})" if extra else ""))
+            parts.append(
+                f"{n('tflite', 'builtin')} TFLite-builtin" + (f" ({', '.join(extra)})" if extra else "")
+            )
         if "gradient" in counts:
             parts.append(f"{n('gradient', 'yes', 'n/a')} differentiable")
         if "jax" in counts:
-            parts.append(f"{n('jax', 'xla')} compile into JAX ({n('jax', 'callback')} callback, "
-                         f"{n('jax', 'no')} cannot run)")
+            parts.append(
+                f"{n('jax', 'xla')} compile into JAX ({n('jax', 'callback')} callback, "
+                f"{n('jax', 'no')} cannot run)"
+            )
         if "torch" in counts:
             parts.append(f"{n('torch', 'yes')} run on torch")
         if "safe" in counts:
@@ -127,11 +139,16 @@ class Report:
         layers = []
         for layer in self.layers:
             data = asdict(layer)
-            data["checks"] = {k: {"status": v.status, "detail": v.detail}
-                              for k, v in layer.checks.items()}
+            data["checks"] = {k: {"status": v.status, "detail": v.detail} for k, v in layer.checks.items()}
             layers.append(data)
-        return {"model": self.model, "source": self.source, "summary": self.summary(),
-                "summary_line": self.summary_line(), "layers": layers, "keras2": self.keras2}
+        return {
+            "model": self.model,
+            "source": self.source,
+            "summary": self.summary(),
+            "summary_line": self.summary_line(),
+            "layers": layers,
+            "keras2": self.keras2,
+        }
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
@@ -166,8 +183,12 @@ class Report:
         if compact:
             caption += " (reasons and keras.ops left out at this width: widen the terminal, or use --json)"
         table = Table(title=f"keras-graft inspect: {escape(self.model)}", caption=caption)
-        table.add_column("layer: op" if compact else "layer: op → graph ops",
-                         min_width=20 if compact else 24, max_width=32, overflow="fold")
+        table.add_column(
+            "layer: op" if compact else "layer: op → graph ops",
+            min_width=20 if compact else 24,
+            max_width=32,
+            overflow="fold",
+        )
         table.add_column("output", min_width=10, max_width=20)
         for column in CHECKS if compact else (*CHECKS, "keras.ops"):
             table.add_column(column, min_width=len(column), max_width=16, overflow="fold")

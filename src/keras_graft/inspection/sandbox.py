@@ -76,7 +76,8 @@ class Task:
                 if variable is None:
                     raise UncheckableLayerError(
                         "it captures a TensorFlow resource that is not a variable, which "
-                        "inspect cannot pass to its check process")
+                        "inspect cannot pass to its check process"
+                    )
                 captures.append(["variable", internal.name, variable.dtype.name])
                 values.append(variable.read_value())
             else:
@@ -87,8 +88,11 @@ class Task:
             "outputs": [t.name for t in function.outputs],
             "captures": captures,
         }
-        return cls(header, function.graph.as_graph_def().SerializeToString(),
-                   [tf.io.serialize_tensor(value).numpy() for value in values])
+        return cls(
+            header,
+            function.graph.as_graph_def().SerializeToString(),
+            [tf.io.serialize_tensor(value).numpy() for value in values],
+        )
 
     def asking(self, check: str, ops_sets=()) -> Task:
         """This task, asking for `check`: "xla", or "tflite" with the names of
@@ -111,7 +115,9 @@ class _Worker:
         self._scratch = tempfile.TemporaryDirectory(prefix="keras-graft-check-")
         self.child = child_process.Child(
             child_process.python_script(_SCRIPT, child_process.READY),
-            cwd=self._scratch.name, stdin=True, env={"MALLOC_ARENA_MAX": "2"},
+            cwd=self._scratch.name,
+            stdin=True,
+            env={"MALLOC_ARENA_MAX": "2"},
             stderr_path=Path(self._scratch.name) / "stderr",
         )
         self._started = time.monotonic()
@@ -123,7 +129,8 @@ class _Worker:
             if self.child.read_line(START_BUDGET, started=self._started) is None:
                 raise CheckProcessError(
                     "inspect's check process could not start: "
-                    + (self.child.stderr_tail(600).strip().splitlines() or ["(no output)"])[-1])
+                    + (self.child.stderr_tail(600).strip().splitlines() or ["(no output)"])[-1]
+                )
         self.child.cap(budget)
         try:
             self.child.send(task.encode())
@@ -133,7 +140,8 @@ class _Worker:
         if line is None:
             if self.child.out_of_memory():
                 raise BudgetExceededError(
-                    f"ran out of memory (at {self.child.peak_rss_mb:.0f} MB resident)", reason="memory")
+                    f"ran out of memory (at {self.child.peak_rss_mb:.0f} MB resident)", reason="memory"
+                )
             raise CheckProcessError(f"the check process died (exit status {self.child.returncode})")
         return json.loads(line)
 
@@ -177,7 +185,8 @@ class Session:
         if self.misses >= MAX_MISSES:
             raise BudgetExceededError(
                 f"was not asked: {self.misses} checks of this model already went over the budget",
-                reason="skipped")
+                reason="skipped",
+            )
         warm_up()
         try:
             answer = _worker.ask(task, self.budget.with_data(task.data_bytes))
@@ -192,5 +201,6 @@ class Session:
             raise BudgetExceededError(
                 f"went over its memory budget ({self.budget.with_data(task.data_bytes).memory_mb:.0f} MB "
                 f"resident): an allocation failed ({error.strip().splitlines()[-1][:200]})",
-                reason="memory")
+                reason="memory",
+            )
         return error

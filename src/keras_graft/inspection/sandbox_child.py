@@ -86,19 +86,22 @@ def _rebuild(tf, header: dict, graph_bytes: bytes, capture_bytes: list):
 
     def is_read(name: str) -> bool:
         return name in read or (name.endswith(":0") and name[:-2] in read)
+
     values = []
     for (kind, _, dtype), data in zip(header["captures"], capture_bytes):
         value = tf.io.parse_tensor(data, dtype)
         values.append(tf.Variable(value) if kind == "variable" else value)
 
     def function(*arguments):
-        feeds = {name: argument for (name, _, _), argument in zip(header["inputs"], arguments)
-                 if is_read(name)}
+        feeds = {
+            name: argument for (name, _, _), argument in zip(header["inputs"], arguments) if is_read(name)
+        }
         for (kind, name, _), value in zip(header["captures"], values):
             if is_read(name):
                 feeds[name] = tf.identity(value.handle if kind == "variable" else value)
-        return tf.compat.v1.import_graph_def(graph, input_map=feeds, return_elements=header["outputs"],
-                                             name="probe")
+        return tf.compat.v1.import_graph_def(
+            graph, input_map=feeds, return_elements=header["outputs"], name="probe"
+        )
 
     specs = [tf.TensorSpec(shape, dtype) for _, shape, dtype in header["inputs"]]
     holder = tf.Module()
@@ -117,7 +120,8 @@ def _xla_error(tf, function, specs) -> str | None:
 
 def _tflite_error(tf, function, specs, holder, ops_sets) -> str | None:
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function(*specs)], holder)
+        [function.get_concrete_function(*specs)], holder
+    )
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, name) for name in ops_sets]
     try:
         converter.convert()

@@ -50,8 +50,12 @@ from keras_graft.errors import UntranslatedCompileWarning
 # and has only the new optimizers.
 DROPPED_OPTIMIZER_KEYS = ("is_legacy_optimizer", "jit_compile")
 # Keras 2's default reduction; Keras 3 calls it by what it does.
-REDUCTIONS = {"auto": "sum_over_batch_size", "sum_over_batch_size": "sum_over_batch_size",
-              "sum": "sum", "none": "none"}
+REDUCTIONS = {
+    "auto": "sum_over_batch_size",
+    "sum_over_batch_size": "sum_over_batch_size",
+    "sum": "sum",
+    "none": "none",
+}
 # compile() arguments a `compile_config` may hold besides the objects.
 PLAIN_ARGUMENTS = ("loss_weights", "run_eagerly", "steps_per_execution", "jit_compile")
 # Names of Keras 2 loss and metric functions that Keras 3 dropped, and the
@@ -59,7 +63,9 @@ PLAIN_ARGUMENTS = ("loss_weights", "run_eagerly", "steps_per_execution", "jit_co
 # Every public function name of tf_keras's `losses` and `metrics` is either
 # known to Keras 3 or listed here (tests/test_keras2_training.py checks it).
 KERAS2_FUNCTION_NAMES = {
-    "kullback_leibler_divergence": "kl_divergence", "kld": "kl_divergence", "KLD": "kl_divergence",
+    "kullback_leibler_divergence": "kl_divergence",
+    "kld": "kl_divergence",
+    "KLD": "kl_divergence",
     "logcosh": "log_cosh",
 }
 
@@ -79,7 +85,9 @@ def _registered(name: str, custom_objects: dict):
     # `.keras` files of keras 2.13-2.16 dropped the package of a registered function.
     matches = [obj for key, obj in registered.items() if key.rpartition(">")[2] == name and ">" in key]
     if len(matches) > 1:
-        raise Untranslatable(f"`{name}` names {len(matches)} registered objects; pass the one meant in custom_objects=")
+        raise Untranslatable(
+            f"`{name}` names {len(matches)} registered objects; pass the one meant in custom_objects="
+        )
     return matches[0] if matches else None
 
 
@@ -107,7 +115,11 @@ def _function(name: str, custom_objects: dict, kind: str):
 def _named(metric, name: str | None):
     """A metric function or object under the name Keras 2 gave it."""
     if isinstance(metric, keras.metrics.Metric):
-        return metric if name in (None, metric.name) else type(metric).from_config({**metric.get_config(), "name": name})
+        return (
+            metric
+            if name in (None, metric.name)
+            else type(metric).from_config({**metric.get_config(), "name": name})
+        )
     return keras.metrics.MeanMetricWrapper(metric, name=name)
 
 
@@ -145,7 +157,9 @@ def _object(config: Any, custom_objects: dict, kind: str):
         inner.pop("fn", None)
     if "reduction" in inner:
         if inner["reduction"] not in REDUCTIONS:
-            raise Untranslatable(f"the {kind} `{class_name}` has reduction {inner['reduction']!r}, which Keras 3 lacks")
+            raise Untranslatable(
+                f"the {kind} `{class_name}` has reduction {inner['reduction']!r}, which Keras 3 lacks"
+            )
         inner["reduction"] = REDUCTIONS[inner["reduction"]]
     if class_name == "MeanMetricWrapper" and isinstance(inner.get("fn"), str):
         # Keras 3's own keeps `fn` a string, which it then calls.
@@ -179,7 +193,9 @@ def _schedule(config: dict):
     if isinstance(inner, dict) and inner.get("name") is None:
         inner = {key: value for key, value in inner.items() if key != "name"}  # Keras 3 wants a string
     try:
-        return keras.optimizers.schedules.deserialize({"class_name": config.get("class_name"), "config": inner})
+        return keras.optimizers.schedules.deserialize(
+            {"class_name": config.get("class_name"), "config": inner}
+        )
     except (TypeError, ValueError) as error:
         raise Untranslatable(
             f"the learning rate schedule `{config.get('class_name')}` does not load in Keras 3 ({error})"
@@ -241,8 +257,10 @@ def _per_output(metrics, output_names: list[str]):
         return metrics[0]  # `.h5` files list metrics per output even for one
     if len(metrics) != len(output_names):
         return metrics
-    return [[_without_prefix(metric, f"{output}_") for metric in per_output]
-            for output, per_output in zip(output_names, metrics)]
+    return [
+        [_without_prefix(metric, f"{output}_") for metric in per_output]
+        for output, per_output in zip(output_names, metrics)
+    ]
 
 
 def _without_prefix(metric, prefix: str):
@@ -266,7 +284,7 @@ def _slots(optimizer) -> tuple[list, dict]:
 def _nadam_u_product(optimizer, iterations: int) -> float:
     # What Keras 2's Nadam and Keras 3's both compute, one factor per step.
     beta_1 = float(optimizer.beta_1)
-    return float(np.prod([beta_1 * (1.0 - 0.5 * 0.96 ** step) for step in range(1, iterations + 1)]))
+    return float(np.prod([beta_1 * (1.0 - 0.5 * 0.96**step) for step in range(1, iterations + 1)]))
 
 
 def restore_state(model: keras.Model, state: list[np.ndarray]) -> str | None:
@@ -288,8 +306,9 @@ def restore_state(model: keras.Model, state: list[np.ndarray]) -> str | None:
     return None
 
 
-def restore(model: keras.Model, setup: dict | None, state: list | None, source,
-            custom_objects: dict | None = None) -> None:
+def restore(
+    model: keras.Model, setup: dict | None, state: list | None, source, custom_objects: dict | None = None
+) -> None:
     """Compiles `model` as the Keras 2 file `source` was, with the optimizer state
     where the file has it; warns (`UntranslatedCompileWarning`) about what it cannot."""
     if not setup:
@@ -301,16 +320,22 @@ def restore(model: keras.Model, setup: dict | None, state: list | None, source,
         setup[key] = _per_output(setup.get(key), output_names)
     arguments, problems = compile_arguments(setup, custom_objects)
     if problems:
-        warnings.warn(UntranslatedCompileWarning(
-            f"{source} was compiled, but {problems[0]}. The model is loaded uncompiled: "
-            "compile it yourself to train it."
-        ), stacklevel=3)
+        warnings.warn(
+            UntranslatedCompileWarning(
+                f"{source} was compiled, but {problems[0]}. The model is loaded uncompiled: "
+                "compile it yourself to train it."
+            ),
+            stacklevel=3,
+        )
         return
     model.compile(**arguments)
     if state:
         problem = restore_state(model, state)
         if problem:
-            warnings.warn(UntranslatedCompileWarning(
-                f"{source}: the optimizer state was not restored: {problem}. Training "
-                "continues with a freshly initialized optimizer."
-            ), stacklevel=3)
+            warnings.warn(
+                UntranslatedCompileWarning(
+                    f"{source}: the optimizer state was not restored: {problem}. Training "
+                    "continues with a freshly initialized optimizer."
+                ),
+                stacklevel=3,
+            )

@@ -65,14 +65,20 @@ def check_object_configs(value: Any) -> None:
     if "class_name" in value and "config" in value:
         class_name, module = value["class_name"], value.get("module")
         registered = value.get("registered_name")
-        if registered not in (None, class_name) and not (class_name == "function" and registered == value["config"]):
+        if registered not in (None, class_name) and not (
+            class_name == "function" and registered == value["config"]
+        ):
             raise _refused(
                 f"The object config of class {class_name!r} is registered as {registered!r}: "
-                "Keras 2 would look up one and keras-graft the other")
-        if module is not None and not (isinstance(module, str) and module.split(".")[0] in ("keras", "tf_keras")):
+                "Keras 2 would look up one and keras-graft the other"
+            )
+        if module is not None and not (
+            isinstance(module, str) and module.split(".")[0] in ("keras", "tf_keras")
+        ):
             raise _refused(
                 f"The object config of class {class_name!r} names module {module!r}, which Keras 2 "
-                "would import to find it (keras-graft only reads Keras' own modules)")
+                "would import to find it (keras-graft only reads Keras' own modules)"
+            )
     for item in value.values():
         check_object_configs(item)
 
@@ -90,7 +96,10 @@ def verified_saved_model_root(path: Path) -> dict:
     if root is None or root["node_path"] != "root":
         raise _refused(f"{path}/keras_metadata.pb has no root model (node 0)")
     children = _compat.saved_model_children((path / "saved_model.pb").read_bytes())
-    if not isinstance(root["metadata"].get("config"), dict) or root["metadata"].get("class_name") not in MODEL_CLASSES:
+    if (
+        not isinstance(root["metadata"].get("config"), dict)
+        or root["metadata"].get("class_name") not in MODEL_CLASSES
+    ):
         return root["metadata"]  # a subclassed model: files refuses it
     shared: dict = {}
     agreed = _agreeing_layers(root["metadata"], by_id, children, shared)
@@ -108,14 +117,19 @@ def verified_saved_model_root(path: Path) -> dict:
             continue
         # A layer's own sublayers (an RNN's cell) are rebuilt from its config,
         # when tf_keras reaches the layer first.
-        if any(parent in agreed and by_id[parent]["metadata"].get("class_name") not in MODEL_CLASSES
-               and order[parent] < order[node_id] for parent in parents.get(node_id, ())):
+        if any(
+            parent in agreed
+            and by_id[parent]["metadata"].get("class_name") not in MODEL_CLASSES
+            and order[parent] < order[node_id]
+            for parent in parents.get(node_id, ())
+        ):
             agreed.add(node_id)
             continue
         raise _refused(
             f"Keras 2 SavedModel layer {node['metadata'].get('name')!r} ({node['node_path']}) is "
             "not part of the model config that keras-graft reads, but tf_keras would rebuild it "
-            "from its own metadata")
+            "from its own metadata"
+        )
     return root["metadata"]
 
 
@@ -128,21 +142,28 @@ def _agreeing_layers(root: dict, by_id: dict, children: list, shared: dict) -> s
     while pending:
         model_id, model = pending.pop()
         expected = list(model["config"].get("layers") or [])
-        if model.get("class_name") == "Sequential" and expected and expected[0].get("class_name") == "InputLayer":
+        if (
+            model.get("class_name") == "Sequential"
+            and expected
+            and expected[0].get("class_name") == "InputLayer"
+        ):
             expected = expected[1:]  # a Sequential model does not track its input layer
         layer_ids = _tf_keras_layer_ids(children[model_id] if model_id < len(children) else [])
         name = model["config"].get("name")
         if len(layer_ids) != len(expected):
             raise _refused(
                 f"Keras 2 SavedModel model {name!r}: tf_keras would rebuild {len(layer_ids)} layers "
-                f"from saved_model.pb, keras-graft {len(expected)} from the model config")
+                f"from saved_model.pb, keras-graft {len(expected)} from the model config"
+            )
         for layer_id, entry in zip(layer_ids, expected):
             node = by_id.get(layer_id)
             problem = "has no metadata" if node is None else _disagreement(node["metadata"], entry, shared)
             layer = (entry.get("config") or {}).get("name")
             if problem:
-                raise _refused(f"Keras 2 SavedModel layer {layer!r} of model {name!r} {problem}, "
-                               "so tf_keras would rebuild another layer than keras-graft reads")
+                raise _refused(
+                    f"Keras 2 SavedModel layer {layer!r} of model {name!r} {problem}, "
+                    "so tf_keras would rebuild another layer than keras-graft reads"
+                )
             agreed.add(layer_id)
             if entry.get("class_name") in MODEL_CLASSES:
                 pending.append((layer_id, entry))
@@ -175,7 +196,8 @@ def _unshared(value: Any, shared: dict) -> Any:
         if first != plain:
             raise _refused(
                 f"Two objects of a Keras 2 SavedModel share number {value['shared_object_id']!r} with "
-                "different configs: tf_keras would build the first for both")
+                "different configs: tf_keras would build the first for both"
+            )
     return plain
 
 
@@ -183,8 +205,10 @@ def _disagreement(metadata: dict, entry: dict, shared: dict) -> str | None:
     """How a layer's own node differs from its entry in the model config, or None."""
     config = entry.get("config")
     if metadata.get("class_name") != entry.get("class_name"):
-        return (f"is a {metadata.get('class_name')} in its own metadata but a "
-                f"{entry.get('class_name')} in the model config")
+        return (
+            f"is a {metadata.get('class_name')} in its own metadata but a "
+            f"{entry.get('class_name')} in the model config"
+        )
     if _unshared(metadata.get("config"), shared) != _unshared(config, shared):
         return "is configured differently in its own metadata than in the model config"
     if not isinstance(config, dict) or metadata.get("name") != config.get("name"):

@@ -121,8 +121,16 @@ def load(source: Path, trust_file_code: bool = False, imports=()) -> keras.Model
     return model
 
 
-def convert(source, target, *, check: bool = True, trust_file_code: bool = False, imports=(),
-            budget: Budget = PREDICTION_BUDGET, console: Console | None = None) -> Result:
+def convert(
+    source,
+    target,
+    *,
+    check: bool = True,
+    trust_file_code: bool = False,
+    imports=(),
+    budget: Budget = PREDICTION_BUDGET,
+    console: Console | None = None,
+) -> Result:
     """Converts `source` to the `.keras` file `target`; returns what happened.
 
     `trust_file_code`: the user trusts the file, so its code may run: each
@@ -150,8 +158,16 @@ def convert(source, target, *, check: bool = True, trust_file_code: bool = False
         target.parent.mkdir(parents=True, exist_ok=True)
         model.save(target)
         if check:
-            _check(model, source, target, result, progress, step, budget.with_data(_weight_bytes(model)),
-                   tuple(imports))
+            _check(
+                model,
+                source,
+                target,
+                result,
+                progress,
+                step,
+                budget.with_data(_weight_bytes(model)),
+                tuple(imports),
+            )
     _print_report(console, model, source, target, result)
     return result
 
@@ -161,17 +177,30 @@ def _weight_bytes(model) -> int:
 
 
 def _input_values(inputs) -> int:
-    return sum(BATCH * int(np.prod([UNKNOWN_DIMENSION if d is None else d for d in t.shape[1:]]))
-               for t in inputs)
+    return sum(
+        BATCH * int(np.prod([UNKNOWN_DIMENSION if d is None else d for d in t.shape[1:]])) for t in inputs
+    )
 
 
-def _check(model, source: Path, target: Path, result: Result, progress, step, budget: Budget,
-           imports: tuple[str, ...]) -> None:
+def _check(
+    model,
+    source: Path,
+    target: Path,
+    result: Result,
+    progress,
+    step,
+    budget: Budget,
+    imports: tuple[str, ...],
+) -> None:
     if _input_values(model.inputs) > INPUT_VALUES:
-        result.outcome, result.problem = NOT_CHECKED, (
-            f"the model's inputs hold {_input_values(model.inputs):,} values for a batch of {BATCH} "
-            f"(the file's input shapes), more than the check makes ({INPUT_VALUES:,}); "
-            "check the converted model on inputs of your own")
+        result.outcome, result.problem = (
+            NOT_CHECKED,
+            (
+                f"the model's inputs hold {_input_values(model.inputs):,} values for a batch of {BATCH} "
+                f"(the file's input shapes), more than the check makes ({INPUT_VALUES:,}); "
+                "check the converted model on inputs of your own"
+            ),
+        )
         return
     inputs = random_inputs(model.inputs)
     with tempfile.TemporaryDirectory() as workdir:
@@ -179,22 +208,31 @@ def _check(model, source: Path, target: Path, result: Result, progress, step, bu
         expected = None
         try:
             if result.trust_file_code:
-                progress.update(step, description=f"Keras 2 predicting with the original {escape(source.name)}")
+                progress.update(
+                    step, description=f"Keras 2 predicting with the original {escape(source.name)}"
+                )
                 try:
                     (expected,) = predict.in_fresh_process(
-                        [predict.Job(predict.KERAS2, source)], inputs, workdir, budget, imports)
+                        [predict.Job(predict.KERAS2, source)], inputs, workdir, budget, imports
+                    )
                     result.reference, result.keras2_ran = KERAS2_REFERENCE, True
                 except PredictionError as error:
                     result.problem = str(error)
-            progress.update(step, description=f"Reloading {escape(target.name)} in safe mode in a fresh process")
+            progress.update(
+                step, description=f"Reloading {escape(target.name)} in safe mode in a fresh process"
+            )
             jobs = [predict.Job(predict.KERAS3, target)]
             if expected is None:
                 jobs.append(predict.Job(predict.KERAS3_OF_KERAS2, source))
             actual, *reference = predict.in_fresh_process(jobs, inputs, workdir, budget, imports)
         except BudgetExceededError as error:
-            result.outcome, result.problem = NOT_CHECKED, (
-                f"the prediction process {error}; raise the budget with --check-memory MB / "
-                "--check-seconds S if the model needs more")
+            result.outcome, result.problem = (
+                NOT_CHECKED,
+                (
+                    f"the prediction process {error}; raise the budget with --check-memory MB / "
+                    "--check-seconds S if the model needs more"
+                ),
+            )
             return
         except PredictionError as error:
             result.outcome, result.problem = FAILED, str(error)
@@ -202,8 +240,10 @@ def _check(model, source: Path, target: Path, result: Result, progress, step, bu
     if expected is None:
         expected, result.reference = reference[0], KERAS3_REFERENCE
     result.max_difference = max(
-        (float(np.max(np.abs(np.asarray(a, "float64") - np.asarray(e, "float64")), initial=0.0))
-         for a, e in zip(actual, expected)),
+        (
+            float(np.max(np.abs(np.asarray(a, "float64") - np.asarray(e, "float64")), initial=0.0))
+            for a, e in zip(actual, expected)
+        ),
         default=0.0,
     )
     same = len(actual) == len(expected) and result.max_difference <= ATOL
@@ -235,22 +275,27 @@ def _check_lines(result: Result) -> list[str]:
         return [f"[magenta]Check not made (budget)[/]: {escape(result.problem)}."]
     lines = []
     if result.problem and result.max_difference is not None:
-        lines.append(f"Keras 2 could not predict with the original ({escape(result.problem)}); "
-                     f"compared with {KERAS3_REFERENCE} instead.")
+        lines.append(
+            f"Keras 2 could not predict with the original ({escape(result.problem)}); "
+            f"compared with {KERAS3_REFERENCE} instead."
+        )
     if result.outcome == PASSED:
         lines.append(
             f"[green]Check passed[/]: the converted file, reloaded in safe mode in a fresh "
             f"process, predicts as {result.reference} (max difference "
-            f"{result.max_difference:.2g} <= {ATOL}).")
+            f"{result.max_difference:.2g} <= {ATOL})."
+        )
     elif result.max_difference is None:
         lines.append(f"[red]Check FAILED[/]: {escape(result.problem)}.")
     else:
         lines.append(
             f"[red]Check FAILED[/]: the converted file predicts differently from "
-            f"{result.reference} (max difference {result.max_difference:.3g} > {ATOL}).")
+            f"{result.reference} (max difference {result.max_difference:.3g} > {ATOL})."
+        )
     if not result.trust_file_code:
         lines.append(
             "Keras 2 itself was not run: tf_keras has no safe mode for this file and would run "
             "code from it. To compare with Keras 2's own predictions, pass --trust-file-code "
-            "(only for a file you trust).")
+            "(only for a file you trust)."
+        )
     return lines

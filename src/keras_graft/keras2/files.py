@@ -80,9 +80,15 @@ def kind(path: Path) -> str | None:
     return None
 
 
-def load_model(path, custom_objects: dict | None = None, compile: bool = True,
-               safe_mode: bool = True, *, trust_file_code: bool = False,
-               imports: tuple[str, ...] = ()) -> keras.Model:
+def load_model(
+    path,
+    custom_objects: dict | None = None,
+    compile: bool = True,
+    safe_mode: bool = True,
+    *,
+    trust_file_code: bool = False,
+    imports: tuple[str, ...] = (),
+) -> keras.Model:
     """The Keras 2 model file (or SavedModel directory) at `path` as a Keras 3 model.
 
     `custom_objects` maps names the file uses (a custom layer's class name, a
@@ -100,7 +106,9 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True,
     """
     path = Path(path)
     if kind(path) is None:
-        return keras.models.load_model(path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+        return keras.models.load_model(
+            path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode
+        )
     custom_objects = dict(custom_objects or {})
     rewrite = functools.partial(lambdas.migrated, source=path, imports=imports) if trust_file_code else None
     model, stored = _build(path, custom_objects, safe_mode, rewrite)
@@ -140,8 +148,9 @@ def load_weights(model: keras.Model, path) -> dict[str, str]:
     return {layers[m].name: saved[f][0] for f, m, _ in matched}
 
 
-def build_model(path, custom_objects: dict | None = None, safe_mode: bool = True,
-                rewrite=None) -> keras.Model:
+def build_model(
+    path, custom_objects: dict | None = None, safe_mode: bool = True, rewrite=None
+) -> keras.Model:
     """The uncompiled model of a Keras 2 file, its weights loaded; `rewrite(config)`
     may change the model config (as stored) before it is built."""
     return _build(Path(path), dict(custom_objects or {}), safe_mode, rewrite)[0]
@@ -177,7 +186,9 @@ def _read_h5(path: Path) -> _Stored:
     with h5py.File(path, "r") as file:
         config, setup = file.attrs.get("model_config"), file.attrs.get("training_config")
         if config is None:
-            raise Keras2FileError(f"{path} is an HDF5 file without a model config: save the model, not only its weights.")
+            raise Keras2FileError(
+                f"{path} is an HDF5 file without a model config: save the model, not only its weights."
+            )
         state = None
         if "optimizer_weights" in file:
             group = file["optimizer_weights"]
@@ -232,7 +243,9 @@ def _read_saved_model(path: Path) -> _Stored:
     optimizer = checkpoint.child(checkpoint.root, "optimizer")
     state = checkpoint.listed(optimizer, "_variables") if optimizer is not None else None
     return _Stored(
-        {"class_name": root["class_name"], "config": root["config"]}, root.get("training_config"), state,
+        {"class_name": root["class_name"], "config": root["config"]},
+        root.get("training_config"),
+        state,
         lambda model: _assign(model, checkpoint.listed(checkpoint.root, "variables"), path),
     )
 

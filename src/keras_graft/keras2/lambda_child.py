@@ -49,17 +49,28 @@ TRACED_CLASS = "KerasGraftTracedLambda"
 # ops; on Keras tensors they are Keras' own. While a function is traced they
 # are TF's: dunder -> (TF function name, whether the operands are swapped).
 TF_OPERATORS = {
-    "__add__": ("math.add", False), "__radd__": ("math.add", True),
-    "__sub__": ("math.subtract", False), "__rsub__": ("math.subtract", True),
-    "__mul__": ("math.multiply", False), "__rmul__": ("math.multiply", True),
-    "__truediv__": ("math.truediv", False), "__rtruediv__": ("math.truediv", True),
-    "__floordiv__": ("math.floordiv", False), "__rfloordiv__": ("math.floordiv", True),
-    "__mod__": ("math.floormod", False), "__rmod__": ("math.floormod", True),
-    "__pow__": ("math.pow", False), "__rpow__": ("math.pow", True),
-    "__matmul__": ("linalg.matmul", False), "__rmatmul__": ("linalg.matmul", True),
-    "__lt__": ("math.less", False), "__le__": ("math.less_equal", False),
-    "__gt__": ("math.greater", False), "__ge__": ("math.greater_equal", False),
-    "__neg__": ("math.negative", False), "__abs__": ("math.abs", False),
+    "__add__": ("math.add", False),
+    "__radd__": ("math.add", True),
+    "__sub__": ("math.subtract", False),
+    "__rsub__": ("math.subtract", True),
+    "__mul__": ("math.multiply", False),
+    "__rmul__": ("math.multiply", True),
+    "__truediv__": ("math.truediv", False),
+    "__rtruediv__": ("math.truediv", True),
+    "__floordiv__": ("math.floordiv", False),
+    "__rfloordiv__": ("math.floordiv", True),
+    "__mod__": ("math.floormod", False),
+    "__rmod__": ("math.floormod", True),
+    "__pow__": ("math.pow", False),
+    "__rpow__": ("math.pow", True),
+    "__matmul__": ("linalg.matmul", False),
+    "__rmatmul__": ("linalg.matmul", True),
+    "__lt__": ("math.less", False),
+    "__le__": ("math.less_equal", False),
+    "__gt__": ("math.greater", False),
+    "__ge__": ("math.greater_equal", False),
+    "__neg__": ("math.negative", False),
+    "__abs__": ("math.abs", False),
     "__getitem__": ("__operators__.getitem", False),
 }
 
@@ -84,13 +95,21 @@ def _function(config: dict, imports: list[str]):
     import numpy as np
     import tensorflow as tf
 
-    name, kind, module, stored = config.get("name"), config.get("function_type"), config.get("module"), config.get("function")
+    name, kind, module, stored = (
+        config.get("name"),
+        config.get("function_type"),
+        config.get("module"),
+        config.get("function"),
+    )
     user_module = sys.modules.get(module) if module in imports else None
     if kind == "function":
         function = getattr(user_module, str(stored), None)
         if not callable(function):
-            raise Refusal(name, f"its function is `{module}.{stored}`, a named function the file does not hold: "
-                                f"import the module that defines it (`--import {module}`)")
+            raise Refusal(
+                name,
+                f"its function is `{module}.{stored}`, a named function the file does not hold: "
+                f"import the module that defines it (`--import {module}`)",
+            )
         return function
     if kind != "lambda" or not isinstance(stored, (list, tuple)) or len(stored) != 3:
         raise Refusal(name, f"its function is stored as {kind!r}, which Keras 2 does not write")
@@ -98,9 +117,12 @@ def _function(config: dict, imports: list[str]):
     try:
         code = marshal.loads(base64.decodebytes(str(code).encode("ascii")))
     except (ValueError, EOFError, TypeError) as error:
-        raise Refusal(name, f"its bytecode does not load on Python {sys.version.split()[0]} ({error}): it was "
-                            "written by another Python version. Convert it with the Python version that saved "
-                            "the file, or rebuild the layer in code") from error
+        raise Refusal(
+            name,
+            f"its bytecode does not load on Python {sys.version.split()[0]} ({error}): it was "
+            "written by another Python version. Convert it with the Python version that saved "
+            "the file, or rebuild the layer in code",
+        ) from error
     if not isinstance(code, types.CodeType):
         raise Refusal(name, "its stored function is not Python bytecode")
     named = getattr(user_module, code.co_name, None)
@@ -124,8 +146,11 @@ def _traced_lambda_class(imports: list[str]):
             self.function, self.arguments, self.calls = function, dict(arguments or {}), []
             parameters = inspect.signature(function).parameters
             if "mask" in parameters or "training" in parameters:
-                raise Refusal(self.name, "its function takes `mask` or `training`, which op layers do not "
-                                         "pass: rebuild the layer as an `@keras_graft.layer` function")
+                raise Refusal(
+                    self.name,
+                    "its function takes `mask` or `training`, which op layers do not "
+                    "pass: rebuild the layer as an `@keras_graft.layer` function",
+                )
 
         def __call__(self, inputs, *args, **kwargs):
             self.calls.append(keras.tree.map_structure(lambda t: Spec(t.shape, t.dtype), inputs))
@@ -137,7 +162,11 @@ def _traced_lambda_class(imports: list[str]):
         @classmethod
         def from_config(cls, config):
             keys = ("name", "trainable", "dtype")
-            return cls(_function(config, imports), config.get("arguments"), **{k: config[k] for k in keys if k in config})
+            return cls(
+                _function(config, imports),
+                config.get("arguments"),
+                **{k: config[k] for k in keys if k in config},
+            )
 
     return TracedLambda
 
@@ -175,8 +204,10 @@ def _general_spec(calls: list):
         if len({len(s) for s in shapes}) != 1 or len({leaf.dtype for leaf in leaves}) != 1:
             raise ValueError("calls of different ranks or dtypes")
         rank = len(shapes[0])
-        return Spec([None if i == 0 or len({s[i] for s in shapes}) > 1 else shapes[0][i] for i in range(rank)],
-                    leaves[0].dtype)
+        return Spec(
+            [None if i == 0 or len({s[i] for s in shapes}) > 1 else shapes[0][i] for i in range(rank)],
+            leaves[0].dtype,
+        )
 
     return keras.tree.map_structure(merge, *calls)
 
@@ -214,29 +245,48 @@ def _trace(path: str, layer) -> dict:
         spec = _general_spec(layer.calls)
     except ValueError as error:
         raise Refusal(path, f"it is called on inputs of different ranks or dtypes ({error})") from error
-    inputs = keras.tree.map_structure(lambda leaf: keras.Input(batch_shape=leaf.shape, dtype=leaf.dtype), spec)
+    inputs = keras.tree.map_structure(
+        lambda leaf: keras.Input(batch_shape=leaf.shape, dtype=leaf.dtype), spec
+    )
     try:
         with _TFOperators():
             outputs = layer.function(inputs, **layer.arguments)
     except NameError as error:
-        raise Refusal(path, f"its function uses a name the file does not hold ({error}): it was a global "
-                            "of the script that built the model; import a module that defines it "
-                            "(`--import MODULE`) or rebuild the layer in code") from error
+        raise Refusal(
+            path,
+            f"its function uses a name the file does not hold ({error}): it was a global "
+            "of the script that built the model; import a module that defines it "
+            "(`--import MODULE`) or rebuild the layer in code",
+        ) from error
     except Exception as error:  # the user's function: whatever it raised
-        raise Refusal(path, f"its function does not run on Keras tensors ({type(error).__name__}: "
-                            f"{error}): rewrite it with TF ops, or as an `@keras_graft.op` function") from error
+        raise Refusal(
+            path,
+            f"its function does not run on Keras tensors ({type(error).__name__}: "
+            f"{error}): rewrite it with TF ops, or as an `@keras_graft.op` function",
+        ) from error
     leaves = keras.tree.flatten(outputs)
     if not leaves or not all(isinstance(t, keras.KerasTensor) for t in leaves):
         raise Refusal(path, "its function returns something other than tensors computed from its inputs")
     submodel = keras.Model(inputs, outputs, name=layer.name)
-    foreign = sorted({type(op).__name__ for op in submodel.operations
-                      if not isinstance(op, (TFOp, keras.layers.InputLayer))})
+    foreign = sorted(
+        {
+            type(op).__name__
+            for op in submodel.operations
+            if not isinstance(op, (TFOp, keras.layers.InputLayer))
+        }
+    )
     if foreign:
-        raise Refusal(path, f"its function does not reduce to TF ops: it calls {', '.join(foreign)} (Keras "
-                            "ops or layers): rewrite it with TF ops, or rebuild the layer in code")
+        raise Refusal(
+            path,
+            f"its function does not reduce to TF ops: it calls {', '.join(foreign)} (Keras "
+            "ops or layers): rewrite it with TF ops, or rebuild the layer in code",
+        )
     if submodel.weights:
-        raise Refusal(path, "its function creates weights, which a Lambda would create anew on every "
-                            "load: rebuild it as an `@keras_graft.layer` function")
+        raise Refusal(
+            path,
+            "its function creates weights, which a Lambda would create anew on every "
+            "load: rebuild it as an `@keras_graft.layer` function",
+        )
     return {"config": submodel.get_config()}
 
 
@@ -250,8 +300,12 @@ def answer(request: dict) -> dict:
     from keras_graft.keras2 import files
 
     try:
-        model = files.build_model(Path(request["source"]), safe_mode=False, rewrite=_renamed_lambdas,
-                                  custom_objects={TRACED_CLASS: _traced_lambda_class(imports)})
+        model = files.build_model(
+            Path(request["source"]),
+            safe_mode=False,
+            rewrite=_renamed_lambdas,
+            custom_objects={TRACED_CLASS: _traced_lambda_class(imports)},
+        )
         return {"lambdas": {path: _trace(path, layer) for path, layer in _traced_layers(model)}}
     except Refusal as refusal:
         return {"error": {"layer": refusal.layer, "message": str(refusal)}}

@@ -70,7 +70,9 @@ def refusal(layer: dict) -> LambdaLayerError:
 
 def _layers(config: dict) -> list:
     inner = config.get("config") if isinstance(config, dict) else None
-    return inner.get("layers", []) if isinstance(inner, dict) and isinstance(inner.get("layers"), list) else []
+    return (
+        inner.get("layers", []) if isinstance(inner, dict) and isinstance(inner.get("layers"), list) else []
+    )
 
 
 def _name(layer: dict) -> str:
@@ -97,23 +99,34 @@ def traced(source: Path, imports) -> dict:
     """Runs `lambda_child.py` on `source`: the config of each Lambda's op layers, by path."""
     with tempfile.TemporaryDirectory() as workdir:
         request, reply = Path(workdir) / "request.json", Path(workdir) / "reply.json"
-        request.write_text(json.dumps({"source": str(Path(source).resolve()), **child_imports.request(imports)}))
+        request.write_text(
+            json.dumps({"source": str(Path(source).resolve()), **child_imports.request(imports)})
+        )
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
         env.pop("TF_USE_LEGACY_KERAS", None)
         try:
             completed = subprocess.run(
-                [sys.executable, str(CHILD_SCRIPT), str(request), str(reply)], cwd=workdir, env=env,
-                capture_output=True, text=True, timeout=CHILD_SECONDS, preexec_fn=_limits, check=False)
+                [sys.executable, str(CHILD_SCRIPT), str(request), str(reply)],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=CHILD_SECONDS,
+                preexec_fn=_limits,
+                check=False,
+            )
         except subprocess.TimeoutExpired as error:
             raise LambdaLayerError(
                 f"Running the Lambda functions of {source} took more than {CHILD_SECONDS} s: the "
-                "process was stopped.") from error
+                "process was stopped."
+            ) from error
         if completed.returncode != 0 or not reply.exists():
             last = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise LambdaLayerError(
                 f"The process running the Lambda functions of {source} failed (exit "
                 f"{completed.returncode}: {last}). A crash there often means bytecode written by "
-                "another Python version: convert with the Python that saved the file.")
+                "another Python version: convert with the Python that saved the file."
+            )
         answer = json.loads(reply.read_text())
     if "error" in answer:
         layer, message = answer["error"].get("layer"), answer["error"].get("message")
@@ -132,11 +145,14 @@ def _spliced(config: dict, submodels: dict, prefix: tuple = ()) -> dict:
         if layer.get("class_name") == LAMBDA:
             submodel = submodels[path]
             ops = [op["config"]["op"] for op in submodel["layers"] if "op" in op.get("config", {})]
-            report.note(_name(layer), LAMBDA, f"its function, run once (trusted): {len(ops)} op layers "
-                                              f"({', '.join(ops[:4])}{'...' if len(ops) > 4 else ''})")
+            report.note(
+                _name(layer),
+                LAMBDA,
+                f"its function, run once (trusted): {len(ops)} op layers "
+                f"({', '.join(ops[:4])}{'...' if len(ops) > 4 else ''})",
+            )
             layer = {key: value for key, value in layer.items() if key not in ("module", "registered_name")}
-            layers.append({**layer, "class_name": "Functional",
-                           "config": {**submodel, "name": _name(layer)}})
+            layers.append({**layer, "class_name": "Functional", "config": {**submodel, "name": _name(layer)}})
             replaced.add(_name(layer))
         elif layer.get("class_name") in MODEL_CLASSES:
             layers.append(_spliced(layer, submodels, (*prefix, _name(layer))))
@@ -149,9 +165,14 @@ def _spliced(config: dict, submodels: dict, prefix: tuple = ()) -> dict:
     def new_place(layer, node):
         return (layer, node + 1) if layer in replaced else None
 
-    layers = [{**layer, "inbound_nodes": references.rename(layer.get("inbound_nodes", []), layer_names, new_place)}
-              for layer in layers]
-    ends = {key: references.rename(inner[key], layer_names, new_place) for key in ("input_layers", "output_layers")}
+    layers = [
+        {**layer, "inbound_nodes": references.rename(layer.get("inbound_nodes", []), layer_names, new_place)}
+        for layer in layers
+    ]
+    ends = {
+        key: references.rename(inner[key], layer_names, new_place)
+        for key in ("input_layers", "output_layers")
+    }
     return {**config, "config": {**inner, "layers": layers, **ends}}
 
 
@@ -163,5 +184,7 @@ def migrated(config: dict, source: Path, imports=()) -> dict:
     submodels = traced(source, imports)
     missing = sorted(set(paths) - set(submodels))
     if missing:
-        raise LambdaLayerError(f"The process running the Lambda functions of {source} traced none for {missing}.")
+        raise LambdaLayerError(
+            f"The process running the Lambda functions of {source} traced none for {missing}."
+        )
     return _spliced(config, submodels)

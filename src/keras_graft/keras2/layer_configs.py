@@ -38,8 +38,9 @@ the key and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import keras
 
@@ -65,8 +66,10 @@ def plain_data(value: Any) -> bool:
 
 # How Keras 2 stores a built-in object config: `module` and `registered_name`
 # are written by newer tf_keras versions only.
-_BUILTIN_OBJECT_KEYS = {"module": (None, "keras.initializers", "keras.regularizers",
-                                   "keras.constraints"), "registered_name": (None,)}
+_BUILTIN_OBJECT_KEYS = {
+    "module": (None, "keras.initializers", "keras.regularizers", "keras.constraints"),
+    "registered_name": (None,),
+}
 
 
 def same_object_config(value: Any, default: dict) -> bool:
@@ -80,8 +83,11 @@ def same_object_config(value: Any, default: dict) -> bool:
     if not isinstance(value, dict) or set(value) - {"class_name", "config", *_BUILTIN_OBJECT_KEYS}:
         return False
     extras_builtin = all(value.get(key) in allowed for key, allowed in _BUILTIN_OBJECT_KEYS.items())
-    return extras_builtin and value.get("class_name") == default["class_name"] and (
-        value.get("config") == default["config"])
+    return (
+        extras_builtin
+        and value.get("class_name") == default["class_name"]
+        and (value.get("config") == default["config"])
+    )
 
 
 def refuse_hidden_object(layer: str, class_name: str, key: str, value: Any, defaults=()) -> None:
@@ -196,7 +202,11 @@ class Replace:
     def apply(self, class_name: str, config: dict) -> tuple[dict, Callable | None]:
         for key in self.keys:
             if config.get(key) == self.value:
-                report.note(config.get("name", "?"), class_name, f"`{key}={self.value!r}` became {self.replacement!r} ({self.why})")
+                report.note(
+                    config.get("name", "?"),
+                    class_name,
+                    f"`{key}={self.value!r}` became {self.replacement!r} ({self.why})",
+                )
                 config = {**config, key: self.replacement}
         return config, None
 
@@ -206,8 +216,10 @@ def _thresholded_relu(config: dict) -> tuple[str, dict]:
     for key, value in config.items():
         if key not in (*kept, "theta"):
             refuse_hidden_object(config.get("name"), "ThresholdedReLU", key, value)
-    return "ReLU", {**{k: v for k, v in config.items() if k in kept},
-                    "threshold": float(config.get("theta", 1.0))}
+    return "ReLU", {
+        **{k: v for k, v in config.items() if k in kept},
+        "threshold": float(config.get("theta", 1.0)),
+    }
 
 
 RENAMED_CLASSES = {
@@ -216,18 +228,31 @@ RENAMED_CLASSES = {
 }
 
 _CONVOLUTIONS_WITHOUT_GROUPS = (
-    "DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose",
-    "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "SeparableConv1D",
+    "SeparableConv2D",
 )
 _RECURRENT = ("SimpleRNN", "LSTM", "GRU", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 _RANDOM_AUGMENTATION = (
-    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
-    "RandomCrop", "RandomHeight", "RandomWidth", "RandomBrightness",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomContrast",
+    "RandomCrop",
+    "RandomHeight",
+    "RandomWidth",
+    "RandomBrightness",
 )
 
 TABLE = (
     Drop(
-        _CONVOLUTIONS_WITHOUT_GROUPS, ("groups",),
+        _CONVOLUTIONS_WITHOUT_GROUPS,
+        ("groups",),
         "Keras 2 stored its base class's `groups` on layers that never group",
         equivalent=lambda v: v == 1,
         otherwise="these layers do not group in Keras 3; rebuild the model with groups=1.",
@@ -239,32 +264,41 @@ TABLE = (
         defaults=(GLOROT_UNIFORM,),
     ),
     Drop(
-        _RECURRENT, ("time_major",), "Keras 3 recurrent layers are batch-major, as this one was",
+        _RECURRENT,
+        ("time_major",),
+        "Keras 3 recurrent layers are batch-major, as this one was",
         equivalent=lambda v: not v,
         otherwise="Keras 3 recurrent layers are batch-major only; rebuild the model with "
         "time_major=False and `tf.transpose` around the layer.",
     ),
     Drop(
-        ("BatchNormalization",), ("virtual_batch_size",), "no ghost batches were used",
+        ("BatchNormalization",),
+        ("virtual_batch_size",),
+        "no ghost batches were used",
         equivalent=lambda v: v is None,
         otherwise="Keras 3 has no ghost batch normalization; rebuild the model without "
         "virtual_batch_size (inference is unchanged, training is not).",
     ),
     Drop(
-        ("MultiHeadAttention",), ("query_shape", "key_shape", "value_shape"),
+        ("MultiHeadAttention",),
+        ("query_shape", "key_shape", "value_shape"),
         "build shapes; Keras 3 builds the layer on its first call",
     ),
     Drop(
-        ("MultiHeadAttention",), ("softmax_robust_masking",), "Keras 2's default masking was used",
+        ("MultiHeadAttention",),
+        ("softmax_robust_masking",),
+        "Keras 2's default masking was used",
         equivalent=lambda v: not v,
         otherwise="Keras 3 has no robust-masking softmax; rebuild the model without it.",
     ),
     Drop(
-        _RANDOM_AUGMENTATION, ("rng_type",),
+        _RANDOM_AUGMENTATION,
+        ("rng_type",),
         "the kind of random generator; augmentation is inactive at inference",
     ),
     Drop(
-        ("Attention",), ("score_mode",),
+        ("Attention",),
+        ("score_mode",),
         "'dot' is Keras 3's default, and its legacy loader would turn the string into "
         "the function `keras.layers.dot`",
         equivalent=lambda v: v == "dot",
@@ -272,27 +306,34 @@ TABLE = (
     ),
     Drop(
         ("Discretization", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"),
-        ("trainable",), "the layer has no weights, and Keras 3 refuses the key",
+        ("trainable",),
+        "the layer has no weights, and Keras 3 refuses the key",
     ),
     Drop(
-        ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"), ("noise_shape",),
+        ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"),
+        ("noise_shape",),
         "spatial dropout derives its noise shape from the input, as it did in Keras 2",
         equivalent=lambda v: v is None,
         otherwise="Keras 3 spatial dropout has a fixed noise shape; use Dropout(noise_shape=...).",
     ),
     Drop(
-        ("Discretization",), ("dtype",),
+        ("Discretization",),
+        ("dtype",),
         "Keras 2's output dtype; in Keras 3 a layer's dtype casts its inputs, which would "
         "bucketize -0.3 as 0. Keras 3 outputs int32 bucket indices",
         equivalent=lambda v: v is None or "int" in str(v),
         otherwise="a float output dtype; remove it from the model.",
     ),
     Replace(
-        (), ("activation", "recurrent_activation"), "hard_sigmoid", "keras_graft>keras2_hard_sigmoid",
+        (),
+        ("activation", "recurrent_activation"),
+        "hard_sigmoid",
+        "keras_graft>keras2_hard_sigmoid",
         "Keras 2's hard sigmoid has slope 0.2, Keras 3's 1/6",
     ),
     RestoreAfterLoad(
-        ("LayerNormalization",), "axis",
+        ("LayerNormalization",),
+        "axis",
         lambda v: isinstance(v, (list, tuple)) and len(v) > 1,
         "Keras 3's legacy loader drops axis lists of more than one axis",
     ),

@@ -26,8 +26,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from keras_graft import _compat
 from keras_graft.core import unregistered
@@ -72,11 +72,17 @@ def _check_functional(config: dict) -> None:
         if not isinstance(config.get(key), list):
             raise malformed(f"A Keras 2 functional model config has no `{key}` list", writer="Keras 2")
     for layer in config["layers"]:
-        if not (isinstance(layer, dict) and isinstance(layer.get("name"), str)
-                and isinstance(layer.get("config"), dict) and isinstance(layer.get("inbound_nodes"), list)):
+        if not (
+            isinstance(layer, dict)
+            and isinstance(layer.get("name"), str)
+            and isinstance(layer.get("config"), dict)
+            and isinstance(layer.get("inbound_nodes"), list)
+        ):
             raise malformed(
                 f"A layer of a Keras 2 functional model config ({str(layer)[:80]}) lacks a `name`, "
-                "a `config` dict or an `inbound_nodes` list", writer="Keras 2")
+                "a `config` dict or an `inbound_nodes` list",
+                writer="Keras 2",
+            )
 
 
 def _as_legacy(layer):

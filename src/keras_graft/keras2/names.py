@@ -63,12 +63,14 @@ def translate_functional(config: dict) -> dict:
         name = new_name.get(layer["name"], layer["name"])
         if name != layer["name"]:
             _note(name, layer, layer["name"])
-        layers.append({
-            **layer,
-            "name": name,
-            "config": {**layer["config"], "name": name},
-            "inbound_nodes": references.rename(layer["inbound_nodes"], layer_names, new_place),
-        })
+        layers.append(
+            {
+                **layer,
+                "name": name,
+                "config": {**layer["config"], "name": name},
+                "inbound_nodes": references.rename(layer["inbound_nodes"], layer_names, new_place),
+            }
+        )
     return {
         **config,
         "layers": layers,

@@ -41,7 +41,8 @@ def translate_functional(config: dict) -> dict:
     layer_names = {layer["name"] for layer in config["layers"]}
     nested = {layer["name"] for layer in config["layers"] if _counts_from_one(layer)}
     nested_sequential = {
-        layer["name"] for layer in config["layers"]
+        layer["name"]
+        for layer in config["layers"]
         if layer["name"] in nested and layer.get("class_name") == "Sequential"
     }
 
@@ -95,8 +96,7 @@ def _entries(node: Any, layer_names) -> list:
 
 def _has_tensor_kwargs(node: Any, layer_names) -> bool:
     return any(
-        len(entry) == 4 and _holds_reference(entry[3], layer_names)
-        for entry in _entries(node, layer_names)
+        len(entry) == 4 and _holds_reference(entry[3], layer_names) for entry in _entries(node, layer_names)
     )
 
 

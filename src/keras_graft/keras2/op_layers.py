@@ -191,8 +191,9 @@ def _op_layer(layer: dict, node: Any, name: str, layer_names, outputs_read: int)
     keras2_class = layer["class_name"]
     keras2_name = layer["config"].get("function")
     if not isinstance(keras2_name, str):
-        raise malformed(f"Keras 2 op layer {name!r} names no op (its `function` is {keras2_name!r})",
-                        writer="Keras 2")
+        raise malformed(
+            f"Keras 2 op layer {name!r} names no op (its `function` is {keras2_name!r})", writer="Keras 2"
+        )
     # The name is checked before anything of the call is read.
     stored_name = op_names.TF_PREFIX + tf1_names.tf2_name(keras2_name)
     function = _resolve(stored_name, name, keras2_class)
@@ -202,8 +203,11 @@ def _op_layer(layer: dict, node: Any, name: str, layer_names, outputs_read: int)
     call = _Call(layer_names, slicing=keras2_class == "SlicingOpLambda")
     first = call.first_argument(node)
     # Keras 2 dropped `name` when it called the op; so does keras-graft.
-    kwargs = {key: call.value(value)
-              for key, value in references.call_kwargs(call.entries, name).items() if key != "name"}
+    kwargs = {
+        key: call.value(value)
+        for key, value in references.call_kwargs(call.entries, name).items()
+        if key != "name"
+    }
     kwargs = _with_dtypes(tf1_names.keras2_function(keras2_name), kwargs)
     where = f"Layer `{name}` (Keras 2 `{keras2_class}` of `tf.{keras2_name}`)"
     try:
@@ -229,12 +233,16 @@ def _op_layer(layer: dict, node: Any, name: str, layer_names, outputs_read: int)
 
 def _dtype_policy(value: Any) -> bool:
     """Whether `value` is Keras 2's config of a dtype policy (`mixed_float16`)."""
-    return (isinstance(value, dict) and value.get("class_name") == "Policy"
-            and value.get("module") in (None, "keras.mixed_precision")
-            and value.get("registered_name") is None
-            and set(value) <= {"class_name", "config", "module", "registered_name"}
-            and isinstance(value.get("config"), dict) and set(value["config"]) == {"name"}
-            and isinstance(value["config"]["name"], str))
+    return (
+        isinstance(value, dict)
+        and value.get("class_name") == "Policy"
+        and value.get("module") in (None, "keras.mixed_precision")
+        and value.get("registered_name") is None
+        and set(value) <= {"class_name", "config", "module", "registered_name"}
+        and isinstance(value.get("config"), dict)
+        and set(value["config"]) == {"name"}
+        and isinstance(value["config"]["name"], str)
+    )
 
 
 def _with_dtypes(function, kwargs: dict) -> dict:
@@ -280,7 +288,9 @@ def _resolve(stored_name: str, layer_name: str, keras2_class: str) -> Callable:
         ) from None
 
 
-def _check_recorded_call(where: str, function, args: tuple, kwargs: dict, has_tensors: bool, outputs_read: int):
+def _check_recorded_call(
+    where: str, function, args: tuple, kwargs: dict, has_tensors: bool, outputs_read: int
+):
     """Refuses a stored call that Keras 2 saved incompletely or that `function` cannot take."""
     signature = _signature(function)
     stored = _call_text(function, args, kwargs)
@@ -307,7 +317,9 @@ def _check_recorded_call(where: str, function, args: tuple, kwargs: dict, has_te
         ) from None
 
 
-def _dropped_by_keras2(signature, args: tuple, kwargs: dict, has_tensors: bool, outputs_read: int) -> str | None:
+def _dropped_by_keras2(
+    signature, args: tuple, kwargs: dict, has_tensors: bool, outputs_read: int
+) -> str | None:
     """What Keras 2 left out of a stored call, or None when the call is whole.
 
     Keras 2 stored the first argument and the others under the names of the
@@ -328,9 +340,12 @@ def _dropped_by_keras2(signature, args: tuple, kwargs: dict, has_tensors: bool, 
     except TypeError:
         return None  # not a dropped argument: the signature check says what is wrong
     missing = [
-        f"`{p.name}`" for p in parameters
-        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        and bound is not None and p.name not in bound.arguments
+        f"`{p.name}`"
+        for p in parameters
+        if p.default is p.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and bound is not None
+        and p.name not in bound.arguments
     ]
     return f"the argument {', '.join(missing)}" if missing else None
 

@@ -34,11 +34,13 @@ from keras_graft.keras2.predict_child import (
     save_arrays,
 )
 
-__all__ = ["KERAS2", "KERAS3", "KERAS3_OF_KERAS2", "Budget", "Job", "PredictionError",
-           "in_fresh_process"]
+__all__ = ["KERAS2", "KERAS3", "KERAS3_OF_KERAS2", "Budget", "Job", "PredictionError", "in_fresh_process"]
 
-_READERS = {KERAS2: "tf_keras (Keras 2)", KERAS3: "Keras 3 (safe mode)",
-            KERAS3_OF_KERAS2: "keras-graft's Keras 3 reading (safe mode)"}
+_READERS = {
+    KERAS2: "tf_keras (Keras 2)",
+    KERAS3: "Keras 3 (safe mode)",
+    KERAS3_OF_KERAS2: "keras-graft's Keras 3 reading (safe mode)",
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,9 @@ class Job:
         return f"{_READERS[self.reader]} predicting with {Path(self.model).name}"
 
 
-def in_fresh_process(jobs: list[Job], inputs: list, workdir: Path, budget: Budget,
-                     imports: tuple[str, ...] = ()) -> list[list]:
+def in_fresh_process(
+    jobs: list[Job], inputs: list, workdir: Path, budget: Budget, imports: tuple[str, ...] = ()
+) -> list[list]:
     """The outputs of each job, run in order in one new process in `workdir`,
     which first imports the user's modules `imports` (imported here: the
     registered layers and losses the files need).
@@ -69,14 +72,30 @@ def in_fresh_process(jobs: list[Job], inputs: list, workdir: Path, budget: Budge
     for path in outputs:
         path.unlink(missing_ok=True)
     jobs_path = workdir / "jobs.json"
-    jobs_path.write_text(json.dumps([
-        {"reader": job.reader, "model": str(Path(job.model).resolve()), "inputs": str(inputs_path),
-         "outputs": str(path)} for job, path in zip(jobs, outputs)]))
-    env = {"TF_USE_LEGACY_KERAS": "1" if jobs[0].reader == KERAS2 else "0", "MALLOC_ARENA_MAX": "2",
-           predict_child.IMPORTS_VARIABLE: json.dumps(child_imports.request(imports))}
+    jobs_path.write_text(
+        json.dumps(
+            [
+                {
+                    "reader": job.reader,
+                    "model": str(Path(job.model).resolve()),
+                    "inputs": str(inputs_path),
+                    "outputs": str(path),
+                }
+                for job, path in zip(jobs, outputs)
+            ]
+        )
+    )
+    env = {
+        "TF_USE_LEGACY_KERAS": "1" if jobs[0].reader == KERAS2 else "0",
+        "MALLOC_ARENA_MAX": "2",
+        predict_child.IMPORTS_VARIABLE: json.dumps(child_imports.request(imports)),
+    }
     child = child_process.Child(
         child_process.python_script(predict_child.__file__, child_process.READY, jobs_path),
-        cwd=workdir, env=env, stderr_path=workdir / "stderr")
+        cwd=workdir,
+        env=env,
+        stderr_path=workdir / "stderr",
+    )
 
     def running() -> Job:
         return next((job for job, path in zip(jobs, outputs) if not path.exists()), jobs[-1])
@@ -89,8 +108,9 @@ def in_fresh_process(jobs: list[Job], inputs: list, workdir: Path, budget: Budge
         child.close()
     if child.returncode != 0:
         if child.out_of_memory():
-            raise BudgetExceededError(f"ran out of memory (at {child.peak_rss_mb:.0f} MB) while {running()}",
-                                      reason="memory")
+            raise BudgetExceededError(
+                f"ran out of memory (at {child.peak_rss_mb:.0f} MB) while {running()}", reason="memory"
+            )
         last_line = (child.stderr_tail().strip().splitlines() or ["(no output)"])[-1]
         raise PredictionError(f"{running()} failed: {last_line}")
     return [ordered(np.load(path), "output_") for path in outputs]

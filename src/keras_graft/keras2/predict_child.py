@@ -74,17 +74,21 @@ def _loaders(readers: set):
     from keras_graft.keras2 import files
 
     _import_user_modules()
-    return {KERAS3: lambda path: keras.models.load_model(path, compile=False),
-            KERAS3_OF_KERAS2: files.load_model}
+    return {
+        KERAS3: lambda path: keras.models.load_model(path, compile=False),
+        KERAS3_OF_KERAS2: files.load_model,
+    }
 
 
 def _built_from_configs(model):
-    revived = [layer.name for layer in [model, *model.submodules]
-               if type(layer).__name__.startswith("Revived")]
+    revived = [
+        layer.name for layer in [model, *model.submodules] if type(layer).__name__.startswith("Revived")
+    ]
     if revived:
         raise RuntimeError(
             f"tf_keras rebuilt {', '.join(revived[:5])} from the SavedModel's traced graphs, not "
-            "from the config keras-graft converted: those graphs would run unaudited")
+            "from the config keras-graft converted: those graphs would run unaudited"
+        )
     return model
 
 
@@ -96,8 +100,9 @@ def _main(ready_marker: str, jobs_path: str) -> None:
         model = loaders[job["reader"]](job["model"])
         inputs = ordered(np.load(job["inputs"]), "input_")
         outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
-        save_arrays(Path(job["outputs"]), "output_",
-                    outputs if isinstance(outputs, (list, tuple)) else [outputs])
+        save_arrays(
+            Path(job["outputs"]), "output_", outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ must follow every reference; `rename` does that in one walk.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from keras_graft.errors import malformed
 
@@ -66,10 +67,13 @@ def call_kwargs(entries: list, layer: str) -> dict:
     """
     found = [entry[3] if len(entry) == 4 else {} for entry in entries]
     if not all(isinstance(kwargs, dict) for kwargs in found):
-        raise malformed(f"Keras 2 layer {layer!r} has a call whose arguments are not a dict",
-                        writer="Keras 2")
+        raise malformed(
+            f"Keras 2 layer {layer!r} has a call whose arguments are not a dict", writer="Keras 2"
+        )
     if any(kwargs != found[0] for kwargs in found[1:]):
-        raise malformed(f"The inputs of a call of Keras 2 layer {layer!r} carry different call "
-                        "arguments, which Keras 2 reads from the last and keras-graft from the first",
-                        writer="Keras 2")
+        raise malformed(
+            f"The inputs of a call of Keras 2 layer {layer!r} carry different call "
+            "arguments, which Keras 2 reads from the last and keras-graft from the first",
+            writer="Keras 2",
+        )
     return found[0] if found else {}

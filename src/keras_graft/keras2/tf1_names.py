@@ -234,7 +234,10 @@ def _delegate(function, tf2_name: str) -> tuple[str, Delegation] | None:
         if again is None or again.function is not caught.function:
             continue
         for tf1_parameter, value in (_received(again) or {}).items():
-            if any(s.parameter == parameter.name for s in _stand_ins(value)) and tf1_parameter != parameter.name:
+            if (
+                any(s.parameter == parameter.name for s in _stand_ins(value))
+                and tf1_parameter != parameter.name
+            ):
                 renamed[tf1_parameter] = parameter.name
                 filled.pop(tf1_parameter, None)
     if not all(_plain(value) for value in filled.values()):

@@ -109,7 +109,9 @@ def pairs(saved: list[tuple[str, list]], model: list[tuple[str, list]], source: 
         file_gap = range(previous[0] + 1, position)
         model_gap = range(previous[1] + 1, match)
         if len(file_gap) != len(model_gap):
-            raise WeightMatchError(_gap_message(source, saved, model, saved_indices, model_indices, file_gap, model_gap))
+            raise WeightMatchError(
+                _gap_message(source, saved, model, saved_indices, model_indices, file_gap, model_gap)
+            )
         matched += [(saved_indices[f], model_indices[m], "graph order") for f, m in zip(file_gap, model_gap)]
         if position < len(saved_indices):
             matched.append((saved_indices[position], model_indices[match], "name"))

@@ -63,8 +63,8 @@ def group_key(group: str, prefixes) -> tuple[str, int] | None:
     for prefix in prefixes:
         if group == prefix:
             matches.append((prefix, 0))
-        elif group.startswith(prefix + "_") and group[len(prefix) + 1:].isdigit():
-            matches.append((prefix, int(group[len(prefix) + 1:])))
+        elif group.startswith(prefix + "_") and group[len(prefix) + 1 :].isdigit():
+            matches.append((prefix, int(group[len(prefix) + 1 :])))
     if len(matches) > 1:
         raise Keras2FileError(
             f"The weights group `{group}` could belong to layers of several classes "
@@ -81,7 +81,9 @@ def _class_name(layer_config: dict) -> str:
 def _container(group: h5py.Group, where: str) -> h5py.Group | None:
     present = [name for name in CONTAINERS if name in group]
     if len(present) > 1:
-        raise Keras2FileError(f"{where} holds both {' and '.join(present)}: refusing to guess which is the model's.")
+        raise Keras2FileError(
+            f"{where} holds both {' and '.join(present)}: refusing to guess which is the model's."
+        )
     return group[present[0]] if present else None
 
 
@@ -138,7 +140,9 @@ def _copy_model(source: h5py.Group, target: h5py.Group, config: dict, model, whe
     source_container = _container(source, where)
     if source_container is None:
         if model.weights:
-            raise Keras2FileError(f"{where} holds no layer weights, but the model has {len(model.weights)} variables.")
+            raise Keras2FileError(
+                f"{where} holds no layer weights, but the model has {len(model.weights)} variables."
+            )
         return
     keras2 = _keras2_groups(source_container, layer_configs, where)
     keras3 = _keras3_groups(target["layers"])
@@ -150,7 +154,9 @@ def _copy_model(source: h5py.Group, target: h5py.Group, config: dict, model, whe
         layer_where = f"{where}, layer `{old}`"
         if name not in keras3:
             if _datasets(keras2[old]):
-                raise Keras2FileError(f"{layer_where}: the file has its weights, but the rebuilt model has no such layer.")
+                raise Keras2FileError(
+                    f"{layer_where}: the file has its weights, but the rebuilt model has no such layer."
+                )
             continue  # an op layer: no weights, maybe split into one layer per call
         copied.add(name)
         layer = model.get_layer(name)

@@ -53,18 +53,21 @@ def call(layer, state, function, inputs, training: bool, masks: dict):
             n: BridgedState(v) if is_state_variable else v
             for n, v, is_state_variable in zip(names, values, is_state)
         }
-        ctx = LayerContext(layer, state.variables, training=training, masks=masks_tf,
-                           stand_ins=stand_ins)
+        ctx = LayerContext(layer, state.variables, training=training, masks=masks_tf, stand_ins=stand_ins)
         outputs = function(ctx, *inputs_tf, **state.hyperparameters)
-        new_state = [stand_ins[n].value for n, is_state_variable in zip(names, is_state)
-                     if is_state_variable]
+        new_state = [stand_ins[n].value for n, is_state_variable in zip(names, is_state) if is_state_variable]
         return outputs, new_state, ctx.losses
 
     cache = state.bridge_caches.setdefault(training, {})
-    values = [backends.snapshot(v.value) if is_state_variable else v.value
-              for v, is_state_variable in zip(variables, is_state)]
+    values = [
+        backends.snapshot(v.value) if is_state_variable else v.value
+        for v, is_state_variable in zip(variables, is_state)
+    ]
     outputs, new_state, losses = backends.run(
-        in_tensorflow, (list(inputs), present_masks, values), cache=cache, name=layer.name,
+        in_tensorflow,
+        (list(inputs), present_masks, values),
+        cache=cache,
+        name=layer.name,
     )
     for variable, value in zip((v for v, s in zip(variables, is_state) if s), new_state):
         # The plain Keras assignment: StateVariable's own combines replicas in TF.
@@ -78,6 +81,7 @@ def output_spec(layer, state, function, inputs):
     """Keras tensors for `layer`'s outputs on `inputs`, traced in TensorFlow."""
     graph = tf.Graph()
     with graph.as_default():
+
         def placeholder(tensor):
             return tf.compat.v1.placeholder(tf.as_dtype(tensor.dtype), tensor.shape)
 

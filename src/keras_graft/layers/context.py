@@ -52,9 +52,7 @@ def _standardize_shape(shape, what: str) -> tuple:
     try:
         dims = tuple(shape)
     except TypeError:
-        raise TypeError(
-            f"{what}: shape must be a tuple of ints, got {shape!r}."
-        ) from None
+        raise TypeError(f"{what}: shape must be a tuple of ints, got {shape!r}.") from None
     out = []
     for dim in dims:
         if dim is None:
@@ -70,7 +68,8 @@ def _standardize_shape(shape, what: str) -> tuple:
                 )
             dim = static
         if isinstance(dim, numbers.Integral) or (
-            hasattr(dim, "dtype") and getattr(dim, "ndim", None) == 0
+            hasattr(dim, "dtype")
+            and getattr(dim, "ndim", None) == 0
             and str(dim.dtype).startswith(("int", "uint"))
         ):
             out.append(int(dim))
@@ -84,9 +83,7 @@ def _standardize_shape(shape, what: str) -> tuple:
 
 def _validate_name(name, what: str) -> str:
     if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(
-            f"{what} name must be a non-empty string without '/', got {name!r}."
-        )
+        raise ValueError(f"{what} name must be a non-empty string without '/', got {name!r}.")
     return name
 
 
@@ -122,11 +119,20 @@ class LayerContext:
     (None, 2)
     """
 
-    __slots__ = ("_layer", "_variables", "_training", "_masks", "_building", "_stand_ins",
-                 "_losses", "building_was_read")
+    __slots__ = (
+        "_layer",
+        "_variables",
+        "_training",
+        "_masks",
+        "_building",
+        "_stand_ins",
+        "_losses",
+        "building_was_read",
+    )
 
-    def __init__(self, layer, variables: LayerVariables, *, training=False, masks=None,
-                 building=False, stand_ins=None):
+    def __init__(
+        self, layer, variables: LayerVariables, *, training=False, masks=None, building=False, stand_ins=None
+    ):
         self._layer = layer
         self._variables = variables
         self._training = training
@@ -148,9 +154,16 @@ class LayerContext:
         return list(self._losses)
 
     def __repr__(self):
-        phase = "building" if self._building else (
-            "training" if self._training is True else "inference"
-            if self._training is False else f"training={self._training}"
+        phase = (
+            "building"
+            if self._building
+            else (
+                "training"
+                if self._training is True
+                else "inference"
+                if self._training is False
+                else f"training={self._training}"
+            )
         )
         return f"<LayerContext of {self._layer.name!r}, {phase}>"
 
@@ -313,10 +326,7 @@ class LayerContext:
 
         def create():
             if any(d is None for d in shape):
-                raise ValueError(
-                    f"{what}: shape {shape} must be fully known when the layer "
-                    "is built."
-                )
+                raise ValueError(f"{what}: shape {shape} must be fully known when the layer is built.")
             with keras.name_scope(layer.name, caller=layer):
                 variable = StateVariable(
                     initializer=initializer,

@@ -198,16 +198,20 @@ def layer(function=None, *, package=None, name=None, supports_masking=False):
 def _make_objective(function, package=None, name=None, *, kind):
     fname = getattr(function, "__name__", repr(function))
     if isinstance(function, type) or fname == "<lambda>":
-        raise TypeError(
-            f"@keras_graft.{kind} decorates a function defined with `def`, "
-            f"got {function!r}."
-        )
+        raise TypeError(f"@keras_graft.{kind} decorates a function defined with `def`, got {function!r}.")
     params = list(inspect.signature(function).parameters.values())
-    positional = [p for p in params if p.kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
     variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
-    required = [p for p in params if p.default is p.empty and p.kind not in (
-        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    required = [
+        p
+        for p in params
+        if p.default is p.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
     if (len(positional) < 2 and not variadic) or len(required) > 2:
         raise TypeError(
             f"@keras_graft.{kind}: {fname} must take (y_true, y_pred) and "
@@ -223,8 +227,10 @@ def _make_objective(function, package=None, name=None, *, kind):
         # On JAX and torch the TF ops run through the backend's bridge, whose
         # compiled forms hold the extra arguments of the call they were made for.
         return backends.run(
-            lambda pair: function(*pair, *args, **kwargs), [y_true, y_pred],
-            cache=bridge_cache if not (args or kwargs) else {}, name=fname,
+            lambda pair: function(*pair, *args, **kwargs),
+            [y_true, y_pred],
+            cache=bridge_cache if not (args or kwargs) else {},
+            name=fname,
         )
 
     _register(objective, package, name, kind)
@@ -252,8 +258,9 @@ def loss(function=None, *, package=None, name=None):
     >>> keras.saving.get_registered_name(log_cosh)
     'docs>log_cosh'
     """
-    return _decorator(function, {"package": package, "name": name},
-                      lambda f, **o: _make_objective(f, kind="loss", **o))
+    return _decorator(
+        function, {"package": package, "name": name}, lambda f, **o: _make_objective(f, kind="loss", **o)
+    )
 
 
 def metric(function=None, *, package=None, name=None):
@@ -273,5 +280,6 @@ def metric(function=None, *, package=None, name=None):
     >>> float(within_10_percent(tf.constant([[1.0]]), tf.constant([[1.05]]))[0])
     1.0
     """
-    return _decorator(function, {"package": package, "name": name},
-                      lambda f, **o: _make_objective(f, kind="metric", **o))
+    return _decorator(
+        function, {"package": package, "name": name}, lambda f, **o: _make_objective(f, kind="metric", **o)
+    )

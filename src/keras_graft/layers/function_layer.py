@@ -77,14 +77,16 @@ class FunctionLayer(keras.layers.Layer):
                 "makes; decorate a function instead of instantiating it."
             )
         fname = signature.function_name
-        layer_kwargs = {k: kwargs.pop(k) for k in LAYER_ARGUMENTS + LEGACY_ARGUMENTS
-                        if k in kwargs}
+        layer_kwargs = {k: kwargs.pop(k) for k in LAYER_ARGUMENTS + LEGACY_ARGUMENTS if k in kwargs}
         unknown = [k for k in kwargs if k not in signature.names]
         if unknown:
-            valid = ", ".join(
-                f"{p.name}={p.default!r}" if p.default is not p.empty else p.name
-                for p in signature.hyperparameters
-            ) or "(none)"
+            valid = (
+                ", ".join(
+                    f"{p.name}={p.default!r}" if p.default is not p.empty else p.name
+                    for p in signature.hyperparameters
+                )
+                or "(none)"
+            )
             close = difflib.get_close_matches(unknown[0], signature.names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise TypeError(
@@ -96,8 +98,7 @@ class FunctionLayer(keras.layers.Layer):
             bound = cls._graft_hyperparameter_signature.bind(*args, **kwargs)
         except TypeError as error:
             raise TypeError(
-                f"{fname}(): {error}. Its hyperparameters are: "
-                f"{', '.join(signature.names) or '(none)'}."
+                f"{fname}(): {error}. Its hyperparameters are: {', '.join(signature.names) or '(none)'}."
             ) from None
         bound.apply_defaults()
         hyperparameters = {k: check_given(fname, k, v) for k, v in bound.arguments.items()}
@@ -132,7 +133,9 @@ class FunctionLayer(keras.layers.Layer):
         for parameter in signature.hyperparameters:
             if parameter.name in config:
                 config[parameter.name] = validate_stored(
-                    signature.function_name, parameter.name, parameter.default,
+                    signature.function_name,
+                    parameter.name,
+                    parameter.default,
                     config[parameter.name],
                 )
         return super().from_config(config)
@@ -142,9 +145,7 @@ class FunctionLayer(keras.layers.Layer):
         state = self._graft
         if config is not None and state.specs is not None:
             config["input_dtypes"] = [_dtype_structure(s) for s in state.specs]
-            config["input_masks"] = [
-                None if m is None else m.shape.as_list() for m in state.mask_specs
-            ]
+            config["input_masks"] = [None if m is None else m.shape.as_list() for m in state.mask_specs]
         return config
 
     def build_from_config(self, config):
@@ -152,12 +153,12 @@ class FunctionLayer(keras.layers.Layer):
             if "input_shape" in config:
                 shapes = [config["input_shape"]]
             else:
-                shapes = [config["shapes_dict"][f"{n}_shape"]
-                          for n in self._graft_signature.inputs]
-            specs = [_spec_structure(shape, dtype)
-                     for shape, dtype in zip(shapes, config["input_dtypes"])]
-            masks = [None if m is None else tf.TensorSpec(m, tf.bool)
-                     for m in config.get("input_masks") or [None] * len(specs)]
+                shapes = [config["shapes_dict"][f"{n}_shape"] for n in self._graft_signature.inputs]
+            specs = [_spec_structure(shape, dtype) for shape, dtype in zip(shapes, config["input_dtypes"])]
+            masks = [
+                None if m is None else tf.TensorSpec(m, tf.bool)
+                for m in config.get("input_masks") or [None] * len(specs)
+            ]
             self._graft.pending_specs = (specs, masks)
         super().build_from_config(config)
 
@@ -195,8 +196,7 @@ class FunctionLayer(keras.layers.Layer):
             def spec(x):
                 if not hasattr(x, "dtype"):
                     x = tf.convert_to_tensor(x)
-                return tf.TensorSpec(tf.TensorShape(x.shape),
-                                     self._graft_input_dtype(x.dtype))
+                return tf.TensorSpec(tf.TensorShape(x.shape), self._graft_input_dtype(x.dtype))
 
             inputs = [tf.nest.map_structure(spec, v) for v in values]
             masks = []
@@ -206,7 +206,8 @@ class FunctionLayer(keras.layers.Layer):
                     mask = get_keras_mask(value)
                 masks.append(
                     tf.TensorSpec(tf.TensorShape(mask.shape), tf.bool)
-                    if mask is not None and not tf.nest.is_nested(mask) else None
+                    if mask is not None and not tf.nest.is_nested(mask)
+                    else None
                 )
             return inputs, masks
         except Exception:  # Keras reports bad call arguments itself
@@ -262,15 +263,19 @@ class FunctionLayer(keras.layers.Layer):
         def placeholder(spec):
             return tf.compat.v1.placeholder(spec.dtype, spec.shape)
 
-        mixed = self.autocast and self.compute_dtype != self.variable_dtype and (
-            keras.backend.is_float_dtype(self.compute_dtype))
+        mixed = (
+            self.autocast
+            and self.compute_dtype != self.variable_dtype
+            and (keras.backend.is_float_dtype(self.compute_dtype))
+        )
         autocast = AutocastScope(self.compute_dtype) if mixed else AutocastScope(None)
         graph = _compat.function_graph(f"keras_graft_build_{self.name}")
         with graph.as_default(), autocast, BuildingScope(), tf.variable_creator_scope(refuse):
             inputs = tf.nest.map_structure(placeholder, specs)
             input_masks = [None if m is None else placeholder(m) for m in masks]
-            ctx = LayerContext(self, state.variables, training=False,
-                               masks=dict(zip(names, input_masks)), building=True)
+            ctx = LayerContext(
+                self, state.variables, training=False, masks=dict(zip(names, input_masks)), building=True
+            )
             outputs = self._graft_cast_outputs(function(ctx, *inputs, **state.hyperparameters))
         bridged.refuse_distributed_state(self, state)
         # The call that built the layer asks Keras for its output spec next,
@@ -289,8 +294,7 @@ class FunctionLayer(keras.layers.Layer):
         if training is None:
             training = False
         if backends.backend() != "tensorflow":
-            return bridged.call(self, self._graft, type(self)._graft_function, inputs,
-                                bool(training), masks)
+            return bridged.call(self, self._graft, type(self)._graft_function, inputs, bool(training), masks)
         ctx = LayerContext(self, self._graft.variables, training=training, masks=masks)
         outputs = type(self)._graft_function(ctx, *inputs, **self._graft.hyperparameters)
         return self._graft_cast_outputs(outputs)
@@ -323,10 +327,7 @@ class FunctionLayer(keras.layers.Layer):
         built_on = [tf.nest.flatten(spec) for spec in state.specs]
         called_on = [tf.nest.flatten(arguments.get(name)) for name in names]
         masks = [arguments.get(name) for name in self._graft_mask_names()]
-        if not (
-            all(map(_same_specs, built_on, called_on))
-            and all(map(_same_mask, state.mask_specs, masks))
-        ):
+        if not (all(map(_same_specs, built_on, called_on)) and all(map(_same_mask, state.mask_specs, masks))):
             return None
         return tf.nest.map_structure(
             lambda spec: _compat.KerasTensor(shape=tuple(spec.shape), dtype=spec.dtype.name), outputs

@@ -98,9 +98,7 @@ def _is_activation_or_registered(value: Any) -> bool:
     if not (inspect.isfunction(value) or inspect.isbuiltin(value)):
         return False
     name = getattr(value, "__name__", "")
-    return getattr(keras.activations, name, None) is value or (
-        ">" in keras.saving.get_registered_name(value)
-    )
+    return getattr(keras.activations, name, None) is value or (">" in keras.saving.get_registered_name(value))
 
 
 def _is_plain(value: Any, depth: int = 0) -> bool:

@@ -44,15 +44,13 @@ class LayerSignature:
             "the context, then the tensor inputs (no defaults), then the "
             "hyperparameters (with defaults, or keyword-only)."
         )
-        positional = (inspect.Parameter.POSITIONAL_ONLY,
-                      inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         if not params or params[0].kind not in positional:
             raise TypeError(f"{name}: the first parameter must be the context `ctx`. {usage}")
         self.inputs: list[str] = []
         self.hyperparameters: list[inspect.Parameter] = []
         for param in params[1:]:
-            if param.kind in (inspect.Parameter.VAR_POSITIONAL,
-                              inspect.Parameter.VAR_KEYWORD):
+            if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 raise TypeError(
                     f"{name}: *{param.name} / **{param.name} are not supported: "
                     "every hyperparameter must be named so that get_config() "
@@ -60,11 +58,9 @@ class LayerSignature:
                 )
             if param.name in _RESERVED:
                 hint = {"training": "read ctx.training", "mask": "read ctx.mask"}.get(
-                    param.name, "it is a Keras layer argument")
-                raise TypeError(
-                    f"{name}: parameter {param.name!r} is reserved ({hint}); "
-                    "rename it."
+                    param.name, "it is a Keras layer argument"
                 )
+                raise TypeError(f"{name}: parameter {param.name!r} is reserved ({hint}); rename it.")
             if param.kind in positional and param.default is param.empty:
                 self.inputs.append(param.name)
             else:
@@ -100,8 +96,13 @@ class LayerSignature:
         ]
         layer_args = [
             inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, default=default)
-            for arg, default in (("name", None), ("dtype", None), ("trainable", True),
-                                 ("autocast", True), ("activity_regularizer", None))
+            for arg, default in (
+                ("name", None),
+                ("dtype", None),
+                ("trainable", True),
+                ("autocast", True),
+                ("activity_regularizer", None),
+            )
             if arg not in self.names
         ]
         return inspect.Signature(params + layer_args)
@@ -122,8 +123,7 @@ class LayerSignature:
         else:
             masks = [f"{n}_mask" for n in inputs]
             shapes = [f"{n}_shape" for n in inputs]
-        call_params = ", ".join(
-            inputs + ["training=None"] + [f"{m}=None" for m in masks])
+        call_params = ", ".join(inputs + ["training=None"] + [f"{m}=None" for m in masks])
         source = (
             f"def call(self, {call_params}):\n"
             f"    return self._graft_call(({', '.join(inputs)},), training,"
@@ -132,6 +132,5 @@ class LayerSignature:
             f"    return self._graft_build(({', '.join(shapes)},))\n"
         )
         namespace = {}
-        exec(compile(source, f"<keras_graft.layer {self.function_name}>", "exec"),
-             namespace)
+        exec(compile(source, f"<keras_graft.layer {self.function_name}>", "exec"), namespace)
         return {"call": namespace["call"], "build": namespace["build"]}

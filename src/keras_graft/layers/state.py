@@ -22,8 +22,16 @@ import threading
 import keras
 import tensorflow as tf
 
-__all__ = ["AGGREGATIONS", "AGGREGATION_MEANING", "BridgedState", "BuildingScope", "StateVariable",
-           "building", "creating_variable", "is_creating_variable"]
+__all__ = [
+    "AGGREGATIONS",
+    "AGGREGATION_MEANING",
+    "BridgedState",
+    "BuildingScope",
+    "StateVariable",
+    "building",
+    "creating_variable",
+    "is_creating_variable",
+]
 
 #: The values `ctx.state(..., aggregation=...)` accepts.
 AGGREGATIONS = ("sum", "mean", "only_first_replica")
@@ -116,8 +124,7 @@ class StateVariable(keras.Variable):
     def __init__(self, *args, state_aggregation="sum", owner=None, **kwargs):
         if state_aggregation not in AGGREGATIONS:
             raise ValueError(
-                f"aggregation={state_aggregation!r} is not one of "
-                f"{', '.join(map(repr, AGGREGATIONS))}."
+                f"aggregation={state_aggregation!r} is not one of {', '.join(map(repr, AGGREGATIONS))}."
             )
         self._state_aggregation = state_aggregation
         self._owner_name = owner
@@ -237,9 +244,24 @@ def _delegate(operator):
 
 
 for _operator in (
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-    "__truediv__", "__rtruediv__", "__floordiv__", "__mod__", "__pow__",
-    "__neg__", "__abs__", "__lt__", "__le__", "__gt__", "__ge__", "__getitem__",
+    "__add__",
+    "__radd__",
+    "__sub__",
+    "__rsub__",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__rtruediv__",
+    "__floordiv__",
+    "__mod__",
+    "__pow__",
+    "__neg__",
+    "__abs__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__getitem__",
 ):
     setattr(BridgedState, _operator, _delegate(_operator))
 
@@ -253,8 +275,23 @@ def _delegate(operator):
 
 
 for _operator in (
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-    "__truediv__", "__rtruediv__", "__floordiv__", "__mod__", "__pow__",
-    "__neg__", "__abs__", "__lt__", "__le__", "__gt__", "__ge__", "__getitem__",
+    "__add__",
+    "__radd__",
+    "__sub__",
+    "__rsub__",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__rtruediv__",
+    "__floordiv__",
+    "__mod__",
+    "__pow__",
+    "__neg__",
+    "__abs__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__getitem__",
 ):
     setattr(BridgedState, _operator, _delegate(_operator))

@@ -15,7 +15,7 @@ later call, checked against the spec the call asks for.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -41,16 +41,15 @@ class VariableSpec:
         return text
 
     def differences(self, other: VariableSpec) -> str:
-        fields = [f.name for f in dataclasses.fields(self)
-                  if getattr(self, f.name) != getattr(other, f.name)]
-        return "; ".join(f"{name}: {getattr(self, name)!r} then {getattr(other, name)!r}"
-                         for name in fields)
+        fields = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+        return "; ".join(f"{name}: {getattr(self, name)!r} then {getattr(other, name)!r}" for name in fields)
 
     def accepts(self, other: VariableSpec) -> bool:
         """Whether a call asking for `other` may use the variable made for this
         spec: equal but for unknown dimensions."""
         return dataclasses.replace(self, shape=()) == dataclasses.replace(other, shape=()) and (
-            tf.TensorShape(self.shape).is_compatible_with(tf.TensorShape(other.shape)))
+            tf.TensorShape(self.shape).is_compatible_with(tf.TensorShape(other.shape))
+        )
 
     def placeholder(self):
         """A TF graph placeholder of this variable's shape and dtype."""

@@ -28,9 +28,20 @@ from keras_graft.core.op_layer import TFOp
 
 RAGGED_PROPERTIES = ("values", "flat_values", "row_splits", "nested_row_splits")
 RAGGED_METHODS = (
-    "value_rowids", "nested_value_rowids", "nrows", "row_starts", "row_limits",
-    "row_lengths", "nested_row_lengths", "bounding_shape", "merge_dims", "to_tensor",
-    "to_sparse", "with_values", "with_flat_values", "with_row_splits_dtype",
+    "value_rowids",
+    "nested_value_rowids",
+    "nrows",
+    "row_starts",
+    "row_limits",
+    "row_lengths",
+    "nested_row_lengths",
+    "bounding_shape",
+    "merge_dims",
+    "to_tensor",
+    "to_sparse",
+    "with_values",
+    "with_flat_values",
+    "with_row_splits_dtype",
 )
 SPARSE_PROPERTIES = ("indices", "values", "dense_shape")
 SPARSE_METHODS = ("with_values",)
@@ -85,7 +96,7 @@ def _member(name: str, functions: dict, is_property: bool):
 def install() -> None:
     """Gives Keras tensors the ragged and sparse methods they lack (idempotent)."""
     functions = _registered()
-    for kind, _, properties, methods in _KINDS:
+    for _kind, _, properties, methods in _KINDS:
         for name in properties + methods:
             if name not in vars(_compat.KerasTensor):
                 is_property = name in properties

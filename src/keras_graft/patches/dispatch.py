@@ -83,8 +83,8 @@ def _iter(tensor):
             f"Cannot iterate over a symbolic KerasTensor of shape {shape}: its first "
             "dimension is unknown, so the number of items is too. Use "
             "`tf.unstack(x, num=..., axis=...)` along a dimension of known size."
-            if shape else
-            "Cannot iterate over a symbolic KerasTensor of shape (): it is a scalar."
+            if shape
+            else "Cannot iterate over a symbolic KerasTensor of shape (): it is a scalar."
         )
     return iter(TFOp.wrap(tf.unstack, (tensor,), {"num": rows, "axis": 0}))
 

@@ -52,9 +52,7 @@ def direct_form(function) -> str:
             "function decorated with `@keras_graft.op`"
         )
     parameters, body = source
-    return (
-        f"write `{body}` directly, with `{parameters}` the Keras tensor the Lambda is called on"
-    )
+    return f"write `{body}` directly, with `{parameters}` the Keras tensor the Lambda is called on"
 
 
 @functools.lru_cache(maxsize=256)

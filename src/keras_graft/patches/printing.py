@@ -101,7 +101,7 @@ class Print(keras.layers.Layer):
         if not isinstance(first, _compat.KerasTensor):
             raise TypeError(
                 f"The Print layer {self.name!r:.80} was called on {first!r:.60}, not on a "
-                "Keras tensor. Print Keras tensors: `x = tf.print(\"x:\", x)`."
+                'Keras tensor. Print Keras tensors: `x = tf.print("x:", x)`.'
             )
         return keras.KerasTensor(first.shape, dtype=first.dtype)
 
