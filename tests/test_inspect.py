@@ -503,3 +503,12 @@ def test_a_layer_that_reads_no_input_is_checked_too():
         "xla": "yes",
         "tflite": "builtin",
     }
+
+
+def test_to_json_is_a_json_document_of_to_dict():
+    x = keras.Input((4,))
+    report = inspect(keras.Model(x, tf.clip_by_value(x, -1.0, 1.0)), checks_to_run=("gradient",))
+    document = report.to_json()
+    assert isinstance(document, str)
+    assert json.loads(document) == report.to_dict()
+    assert report.to_dict()["layers"][0]["checks"]["gradient"]["status"] == "yes"

@@ -263,7 +263,7 @@ def _inspect(arguments) -> int:
         errors.print(f"Report page written to {escape(arguments.html)}")
     failures = report.failures(arguments.require)
     if arguments.json:
-        print(report.dumps())
+        print(report.to_json())
     else:
         report.print(wide_console(200))
     for failure in failures:

@@ -134,8 +134,8 @@ class Report:
             parts.append(f"{not_made} checks not made")
         return f"{len(self.layers)} op layers: " + ", ".join(parts)
 
-    def to_json(self) -> dict:
-        """Everything found, as plain JSON data."""
+    def to_dict(self) -> dict:
+        """Everything found, as plain JSON data (what `to_json` writes)."""
         layers = []
         for layer in self.layers:
             data = asdict(layer)
@@ -150,8 +150,9 @@ class Report:
             "keras2": self.keras2,
         }
 
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2)
+    def to_json(self, indent: int | None = 2) -> str:
+        """Everything found, as a JSON document (`keras-graft inspect --json`)."""
+        return json.dumps(self.to_dict(), indent=indent)
 
     def print(self, console: Console) -> None:
         """The table, after what loading a Keras 2 file translated, if it was one."""
