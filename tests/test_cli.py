@@ -83,6 +83,7 @@ def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(tmp_pa
     numbers = bench.run(quick=True, console=console, results_dir=str(tmp_path))
     output = console.export_text()
     assert "Model construction" in output and "Run time" in output and "Side by side" in output
+    assert " ".join(bench.QUICK_NOTE.split()) in " ".join(output.split())  # quick numbers are noise
     assert set(numbers["runtime"]) == {"graph", "XLA"}
     assert all(graft > 0 and plain > 0 for graft, plain in numbers["runtime"].values())
     assert sorted(numbers["construction"]) == [20, 40, 80]

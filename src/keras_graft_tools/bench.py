@@ -132,6 +132,13 @@ def other_backends(backends, *, quick: bool) -> dict:
     return measured
 
 
+# Printed after the tables of `bench --quick`, whose models and rounds are too small to measure.
+QUICK_NOTE = (
+    "--quick is a smoke test: its models are tiny and its rounds few, so these ratios are "
+    "noise, not measurements. Run `keras-graft bench` for numbers to compare."
+)
+
+
 def run(
     *,
     quick: bool = False,
@@ -229,6 +236,8 @@ def run(
         tables.append(across)
     for table in tables:
         console.print(_markdown(table) if markdown else table, soft_wrap=markdown)
+    if quick:
+        console.print(QUICK_NOTE)
     if results_dir:
         data, plot = side_by_side.write_results(side, Path(results_dir))
         console.print(
