@@ -512,3 +512,17 @@ def test_to_json_is_a_json_document_of_to_dict():
     assert isinstance(document, str)
     assert json.loads(document) == report.to_dict()
     assert report.to_dict()["layers"][0]["checks"]["gradient"]["status"] == "yes"
+
+
+def test_long_layer_names_are_shortened_with_an_ellipsis_not_wrapped():
+    from rich.console import Console
+
+    x = keras.Input((4,))
+    long_name = "a_layer_name_far_longer_than_the_column_is_wide"
+    model = keras.Model(x, tf.clip_by_value(x, -1.0, 1.0, name=long_name))
+    report = inspect(model, checks_to_run=("gradient",))
+    console = Console(record=True, width=100)
+    console.print(report.table(100))
+    lines = console.export_text().splitlines()
+    shown = [line for line in lines if "a_layer_name" in line]
+    assert len(shown) == 1 and "…" in shown[0], lines

@@ -188,7 +188,7 @@ class Report:
             "layer: op" if compact else "layer: op → graph ops",
             min_width=20 if compact else 24,
             max_width=32,
-            overflow="fold",
+            overflow="ellipsis",  # names are shortened, never wrapped mid-word
         )
         table.add_column("output", min_width=10, max_width=20)
         for column in CHECKS if compact else (*CHECKS, "keras.ops"):
