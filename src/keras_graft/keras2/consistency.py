@@ -49,6 +49,10 @@ _NODE_OVERRIDES = ("trainable", "dtype")
 _LAYER_CHILD = re.compile(r"layer-(\d+)$")
 
 
+# Packages whose modules Keras 3 imports when a config names them.
+KERAS_IMPORTED_PACKAGES = ("keras_hub", "keras_cv", "keras_nlp")
+
+
 def _refused(problem: str):
     return malformed(problem, writer="Keras 2")
 
@@ -65,15 +69,24 @@ def check_object_configs(value: Any) -> None:
     if "class_name" in value and "config" in value:
         class_name, module = value["class_name"], value.get("module")
         registered = value.get("registered_name")
-        if registered not in (None, class_name) and not (
-            class_name == "function" and registered == value["config"]
-        ):
+        # A registered class, as `register_keras_serializable` names it: both
+        # look it up by its registered name (keras-graft never imports its
+        # module), except in the packages Keras 3 imports whatever is registered.
+        user_registered = (
+            isinstance(registered, str)
+            and registered.endswith(f">{class_name}")
+            and str(module).split(".")[0] not in KERAS_IMPORTED_PACKAGES
+        )
+        # A function: `{"module": "builtins", "class_name": "function", "config": its name}`.
+        function = class_name == "function" and registered in ("function", value["config"])
+        if registered not in (None, class_name) and not (user_registered or function):
             raise _refused(
                 f"The object config of class {class_name!r} is registered as {registered!r}: "
                 "Keras 2 would look up one and keras-graft the other"
             )
+        keras_module = isinstance(module, str) and module.split(".")[0] in ("keras", "tf_keras")
         if module is not None and not (
-            isinstance(module, str) and module.split(".")[0] in ("keras", "tf_keras")
+            keras_module or user_registered or (function and module == "builtins")
         ):
             raise _refused(
                 f"The object config of class {class_name!r} names module {module!r}, which Keras 2 "
