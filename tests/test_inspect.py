@@ -428,7 +428,7 @@ def test_cli_imports_the_module_that_defines_the_model_s_own_ops(tmp_path):
         )
 
     without = inspect_in()
-    assert without.returncode == 2 and "--import MODULE" in without.stderr
+    assert without.returncode == 2 and "Use `--import my_ops` (the module that defines it)" in without.stderr
     assert inspect_in("--import", "not_a_module").returncode == 2
     with_module = inspect_in("--import", "my_ops", "--json")
     assert with_module.returncode == 0, with_module.stderr
