@@ -29,8 +29,8 @@ Keras 3 counterpart's shape, else the optimizer starts fresh, with a warning.
 >>> import keras_graft
 >>> arguments, problems = compile_arguments({"loss": "mse", "optimizer_config":
 ...     {"class_name": "Custom>Adam", "config": {"learning_rate": 0.01, "is_legacy_optimizer": False}}})
->>> round(float(arguments["optimizer"].learning_rate), 4), arguments["loss"].__name__, problems
-(0.01, 'mean_squared_error', [])
+>>> round(float(arguments["optimizer"].learning_rate), 4), arguments["loss"], problems
+(0.01, 'mse', [])
 """
 
 from __future__ import annotations

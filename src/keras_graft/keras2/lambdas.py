@@ -22,7 +22,7 @@ Lambda, called where it was called), and the converted file holds no
 bytecode: it loads in safe mode, on every backend. The reply is only a model
 config, which goes through the same safe-mode checks as any file.
 
->>> str(refusal({"name": "scale", "config": {"function_type": "lambda"}}))[:58]
+>>> str(refusal({"name": "scale", "config": {"function_type": "lambda"}}))[:57]
 'Layer `scale` is a Keras 2 `Lambda`: its function is Pyth'
 """
 

@@ -264,34 +264,3 @@ for _operator in (
     "__getitem__",
 ):
     setattr(BridgedState, _operator, _delegate(_operator))
-
-
-def _delegate(operator):
-    def method(self, *others):
-        return getattr(self.value, operator)(*others)
-
-    method.__name__ = operator
-    return method
-
-
-for _operator in (
-    "__add__",
-    "__radd__",
-    "__sub__",
-    "__rsub__",
-    "__mul__",
-    "__rmul__",
-    "__truediv__",
-    "__rtruediv__",
-    "__floordiv__",
-    "__mod__",
-    "__pow__",
-    "__neg__",
-    "__abs__",
-    "__lt__",
-    "__le__",
-    "__gt__",
-    "__ge__",
-    "__getitem__",
-):
-    setattr(BridgedState, _operator, _delegate(_operator))
