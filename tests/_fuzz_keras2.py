@@ -50,7 +50,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st
 
 import keras_graft  # noqa: E402
-from keras_graft import inspection, registry, safety  # noqa: E402
+from keras_graft import inspection  # noqa: E402
+from keras_graft.core import op_names, safety  # noqa: E402
 from keras_graft.inspection import loading  # noqa: E402
 from keras_graft.keras2 import convert  # noqa: E402
 
@@ -275,7 +276,7 @@ def run(examples: int, seed: int, keras2_dir: Path, checks_to_run=inspection.CHE
         else:
             tally["converted"] += 1
             for name in op_names_in(model):
-                if ">" not in name and safety.refusal_reason(name[len(registry.TF_PREFIX) :]) is not None:
+                if ">" not in name and safety.refusal_reason(name[len(op_names.TF_PREFIX) :]) is not None:
                     problems.append(f"converted a disallowed op {name} from {where}")
         if marker.exists():
             problems.append(f"a payload ran: {where}")

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st
 
 import keras_graft  # noqa: E402,F401  (auto-wrapping)
-from keras_graft import inference  # noqa: E402
+from keras_graft.core import inference  # noqa: E402
 
 # Step kinds: (name, operand pools, number of constants). Pools: "float"
 # tensors, "vec" int32 vectors of static length, "int" int32 scalars.
