@@ -52,7 +52,8 @@ from hypothesis import strategies as st
 from tensorflow.python.util import tf_export  # noqa: E402
 
 import keras_graft  # noqa: E402
-from keras_graft.core import op_names, safety  # noqa: E402
+from keras_graft.core import op_names as stored_names  # noqa: E402
+from keras_graft.core import safety  # noqa: E402
 from keras_graft.patches import printing  # noqa: E402
 
 
@@ -368,10 +369,10 @@ def loaded_problems(model, allowed: tuple) -> list[str]:
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras_graft.TFOp):
             names = [layer.op_name] + [
-                op_names.name_of(function) or repr(function) for function in layer.arguments.functions()
+                stored_names.name_of(function) or repr(function) for function in layer.arguments.functions()
             ]
             for name in names:
-                tf_name = name[len(op_names.TF_PREFIX) :] if name.startswith(op_names.TF_PREFIX) else None
+                tf_name = name[len(stored_names.TF_PREFIX) :] if name.startswith(stored_names.TF_PREFIX) else None
                 if ">" not in name and (
                     tf_name is None or (safety.refusal_reason(tf_name) is not None and tf_name not in allowed)
                 ):
