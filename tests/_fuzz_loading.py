@@ -372,7 +372,9 @@ def loaded_problems(model, allowed: tuple) -> list[str]:
                 stored_names.name_of(function) or repr(function) for function in layer.arguments.functions()
             ]
             for name in names:
-                tf_name = name[len(stored_names.TF_PREFIX) :] if name.startswith(stored_names.TF_PREFIX) else None
+                tf_name = (
+                    name[len(stored_names.TF_PREFIX) :] if name.startswith(stored_names.TF_PREFIX) else None
+                )
                 if ">" not in name and (
                     tf_name is None or (safety.refusal_reason(tf_name) is not None and tf_name not in allowed)
                 ):
