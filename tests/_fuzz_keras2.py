@@ -193,9 +193,7 @@ def forge(source: Path, target: Path, mutation, savedmodel_change) -> Path:
     if source.suffix == ".h5":
         return _hostile_keras2._edit_h5(source, target.with_suffix(".h5"), lambda c: mutate(c, mutation))
     if source.suffix == ".keras":
-        return _hostile_keras2._edit_keras_zip(
-            source, target.with_suffix(".keras"), lambda c: mutate(c, mutation)
-        )
+        return _hostile.edited_keras(source, target.with_suffix(".keras"), lambda c: mutate(c, mutation))
 
     def edit(metadata):
         root = _hostile_keras2._node(metadata, "root")

@@ -195,6 +195,19 @@ def write_keras(directory, filename: str, config, *, raw_config: bytes | None = 
     return target
 
 
+def edited_keras(source, target, edit) -> Path:
+    """Copies the `.keras` file `source` to `target` with `edit(config)` applied to its config."""
+    with zipfile.ZipFile(source) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return Path(target)
+
+
 def single_op(directory, filename, op, args=(), kwargs=None, *, shape=(3,), dtype="float32") -> Path:
     """A model `input -> op(...)` with the op's arguments as given."""
     layers = [input_layer(shape=shape, dtype=dtype), op_layer("forged", op, args, kwargs)]

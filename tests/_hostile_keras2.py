@@ -44,7 +44,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import _hostile
@@ -132,18 +131,6 @@ def _edit_h5(source: Path, target: Path, edit) -> Path:
     return target
 
 
-def _edit_keras_zip(source: Path, target: Path, edit) -> Path:
-    with zipfile.ZipFile(source) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(files["config.json"])
-    edit(config)
-    files["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(target, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return target
-
-
 def _metadata(path: Path):
     from tensorflow.python.keras.protobuf import saved_metadata_pb2
 
@@ -177,7 +164,7 @@ def _edit_everywhere(kind: str, source: Path, target: Path, edit_model) -> Path:
     if kind == "h5":
         return _edit_h5(source, target, edit_model)
     if kind == "keras":
-        return _edit_keras_zip(source, target, edit_model)
+        return _hostile.edited_keras(source, target, edit_model)
 
     def edit(metadata):
         root = _node(metadata, "root")

@@ -29,19 +29,6 @@ def save_sin_model(path):
     return model
 
 
-def edited(path, target, edit):
-    """Copies a `.keras` file with `edit(config)` applied to its config."""
-    with zipfile.ZipFile(path) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(files["config.json"])
-    edit(config)
-    files["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(target, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return target
-
-
 def forge(source, target, op_name, arguments=None):
     """Copies a .keras file, naming `op_name` (and `arguments`) in its op layer."""
 
@@ -52,7 +39,7 @@ def forge(source, target, op_name, arguments=None):
                 if arguments is not None:
                     layer["config"]["arguments"] = arguments
 
-    return edited(source, target, rename)
+    return _hostile.edited_keras(source, target, rename)
 
 
 def forged_arguments(marker):
@@ -503,7 +490,9 @@ def test_a_bounded_keyword_applies_to_a_function_argument_too(tmp_path):
     data = np.ones((3, 2), "float32")
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "greedy.keras")(data), data @ matrix)
     for name, forged_value in (("optimize", "optimal"), ("optimize", "branch-all")):
-        forged = edited(tmp_path / "greedy.keras", tmp_path / "forged.keras", set_keyword(name, forged_value))
+        forged = _hostile.edited_keras(
+            tmp_path / "greedy.keras", tmp_path / "forged.keras", set_keyword(name, forged_value)
+        )
         with pytest.raises(
             keras_graft.errors.TracingBudgetError,
             match=rf"tf.einsum` from a model file: optimize='{forged_value}'",
@@ -539,7 +528,7 @@ def test_output_counts_from_a_file_are_bounded_by_argument_and_by_dimension(tmp_
         (more_partitions, f"num_partitions={too_many} asks for {too_many} outputs"),
         (wider_reshape, f"{too_many} elements along axis 1, one output each"),
     ):
-        forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", edit)
+        forged = _hostile.edited_keras(tmp_path / "model.keras", tmp_path / "forged.keras", edit)
         with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
             keras.models.load_model(forged)
 
@@ -590,7 +579,9 @@ def test_a_python_loop_over_a_file_value_stops_at_the_graph_op_budget(tmp_path):
     x = keras.Input((3,))
     keras.Model(x, repeated_sin(x, times=3)).save(tmp_path / "model.keras")
     assert len(keras.models.load_model(tmp_path / "model.keras").layers) == 2
-    forged = edited(tmp_path / "model.keras", tmp_path / "forged.keras", set_keyword("times", 10**7))
+    forged = _hostile.edited_keras(
+        tmp_path / "model.keras", tmp_path / "forged.keras", set_keyword("times", 10**7)
+    )
     graph_before = inference.scratch_graph().version
     with pytest.raises(
         keras_graft.errors.TracingBudgetError,
@@ -651,7 +642,7 @@ def test_a_file_node_that_calls_a_layer_on_a_stored_tensor_is_refused_before_it_
     with keras_graft.allow("print"):
         assert len(keras.models.load_model(tmp_path / "model.keras").outputs) == 2
         for layer_class, where in (("TFOp", "args"), ("TFOp", "kwargs"), ("Print", "args")):
-            forged = edited(
+            forged = _hostile.edited_keras(
                 tmp_path / "model.keras", tmp_path / "forged.keras", on_stored(layer_class, where)
             )
             with pytest.raises(
