@@ -76,6 +76,13 @@ def test_op_types_called_follows_function_attributes_transitively():
     assert {"Cos", "AddV2"} <= op_types and not undefined
 
 
+def test_op_type_is_stateful_reads_the_registered_op_def():
+    graph = tf.Graph()
+    assert _compat.op_type_is_stateful(graph, "RandomUniform") is True
+    assert _compat.op_type_is_stateful(graph, "MatMul") is False
+    assert _compat.op_type_is_stateful(graph, "a_function_called_by_name") is None
+
+
 def test_op_types_called_reports_functions_the_graph_does_not_define():
     from tensorflow.core.framework import attr_value_pb2 as attr
 

@@ -297,6 +297,15 @@ def op_types_called(graph: tf.Graph, operations) -> tuple[set[str], set[str]]:
     return op_types, undefined
 
 
+def op_type_is_stateful(graph: tf.Graph, op_type: str) -> bool | None:
+    """Whether TensorFlow registers `op_type` as stateful (its `OpDef`), or
+    None for a type it does not know (a function called by name)."""
+    try:
+        return graph.op_def_for_type(op_type).is_stateful
+    except RuntimeError:  # "Op type not registered"
+        return None
+
+
 def registered_gradient(op_type: str):
     """The gradient function TensorFlow registers for `op_type`.
 

@@ -4,11 +4,13 @@ Per input signature, TensorFlow is asked whether XLA compiles the function:
 
 - if it does, `jax2tf.call_tf` inlines the function's XLA computation into
   the JAX program: no TensorFlow runs at run time;
-- if not (`ResizeBicubic`, `HistogramFixedWidth`...), the function runs in
-  TensorFlow through `jax.pure_callback`.
+- if not (`ResizeBicubic`, `HistogramFixedWidth`...), or if XLA's kernel
+  computes other values than TensorFlow's (`tf.linalg.svd`'s signs,
+  `xla.XLA_RESULT_DIFFERS`), the function runs in TensorFlow through
+  `jax.pure_callback`.
 
 Either way the backward pass is TensorFlow's own gradient (`Traced.vjp`,
-inlined or called back the same way) under one `jax.custom_vjp`. Both calls
+inlined where XLA compiles it, called back otherwise) under one `jax.custom_vjp`. Both calls
 are free of side effects, so a jitted training step keeps JAX's fast
 dispatch (`call_tf`'s own gradient is not: it would cost each step a
 dispatch in Python). Complex cotangents are conjugated on the way in and
@@ -34,7 +36,7 @@ from jax.experimental import jax2tf
 
 from keras_graft import _compat
 from keras_graft.backends.tracing import Traced, no_gradient_error, random_op_error
-from keras_graft.backends.xla import xla_compile_error
+from keras_graft.backends.xla import xla_compile_error, xla_result_differs
 from keras_graft.errors import OpTraceError
 
 
@@ -62,12 +64,21 @@ def compile(traced: Traced, name: str) -> Callable:
             )
     wanted_in, wanted_out = traced.differentiable_inputs(), traced.differentiable_outputs()
     vjp = traced.vjp(wanted_in)
-    if xla_compiles(traced.function, traced.specs):
+    inline = xla_result_differs(traced.op_types) is None and xla_compiles(traced.function, traced.specs)
+    if inline:
         forward = jax2tf.call_tf(traced.function, has_side_effects=False)
-        backward = jax2tf.call_tf(vjp, has_side_effects=False)
     else:
         forward = _callback(lambda: traced.concrete, traced.output_specs)
-        backward = _callback(_traced(vjp, traced.vjp_specs()), [traced.specs[i] for i in wanted_in])
+
+    @functools.cache
+    def backward():
+        """TF's gradient, inlined where XLA compiles it too (not
+        `tf.linalg.expm`'s, a loop over a list of unknown size), called back
+        otherwise; chosen at the first backward pass, since most models
+        loaded for inference never take one."""
+        if inline and xla_compiles(vjp, traced.vjp_specs()):
+            return jax2tf.call_tf(vjp, has_side_effects=False)
+        return _callback(_traced(vjp, traced.vjp_specs()), [traced.specs[i] for i in wanted_in])
 
     @jax.custom_vjp
     def run(*xs):
@@ -82,7 +93,7 @@ def compile(traced: Traced, name: str) -> Callable:
             raise random_op_error(name, "jax")
         if wanted_in and wanted_out:
             try:
-                grads = backward(*xs, *(_conj(cotangents[i]) for i in wanted_out))
+                grads = backward()(*xs, *(_conj(cotangents[i]) for i in wanted_out))
             except LookupError as error:  # TF registers no gradient for an op on the path.
                 raise no_gradient_error(name, "jax", error) from error
         by_input = dict(zip(wanted_in, (_conj(g) for g in grads)))

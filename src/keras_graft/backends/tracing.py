@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from keras_graft import _compat
 from keras_graft.errors import BridgeGradientError
 
 
@@ -37,12 +38,8 @@ class Traced:
         self.output_specs = [
             tf.TensorSpec(o.shape, o.dtype) for o in tf.nest.flatten(self.concrete.structured_outputs)
         ]
-        # Stateful ops other than checks and printing: random ops, which draw
-        # anew when run again, so their gradient must come from this very run.
-        self.random = any(
-            op.op_def.is_stateful and op.type not in _DETERMINISTIC_STATEFUL_OPS
-            for op in self.concrete.graph.get_operations()
-        )
+        self.op_types = called_op_types(self.concrete.graph)
+        self.random = draws_random(self.concrete.graph, self.op_types)
 
     def differentiable_inputs(self) -> list[int]:
         return [i for i, s in enumerate(self.specs) if differentiable(s.dtype)]
@@ -82,7 +79,40 @@ class Traced:
         return [*self.specs, *(self.output_specs[i] for i in self.differentiable_outputs())]
 
 
+def called_op_types(graph: tf.Graph) -> set[str]:
+    """The op types of `graph`, and of the functions its ops call (the
+    branches of `tf.cond`, loop bodies), transitively."""
+    op_types, _ = _compat.op_types_called(graph, graph.get_operations())
+    return op_types
+
+
+def draws_random(graph: tf.Graph, op_types: set[str]) -> bool:
+    """Whether ops of `graph` (of types `op_types`, functions included) draw
+    random numbers: stateful ops other than checks and printing, which run
+    anew draw anew, so that a gradient must come from the very run it is of.
+
+    Control flow and calls are stateful only where a function they run is,
+    and those functions' op types are in `op_types` too (`tf.image.rot90`
+    branches on `k` and draws nothing). A type TensorFlow cannot describe
+    counts as random.
+
+    >>> graph = tf.function(lambda x: tf.image.rot90(x)).get_concrete_function(
+    ...     tf.TensorSpec((2, 2, 1))).graph
+    >>> draws_random(graph, called_op_types(graph))
+    False
+    >>> graph = tf.function(lambda x: tf.nn.dropout(x, 0.5)).get_concrete_function(
+    ...     tf.TensorSpec((2, 2))).graph
+    >>> draws_random(graph, called_op_types(graph))
+    True
+    """
+    return any(
+        _compat.op_type_is_stateful(graph, op_type) is not False
+        for op_type in op_types - _DETERMINISTIC_STATEFUL_OPS - _STATEFUL_THROUGH_FUNCTIONS
+    )
+
+
 _DETERMINISTIC_STATEFUL_OPS = frozenset({"Assert", "Print", "PrintV2"})
+_STATEFUL_THROUGH_FUNCTIONS = frozenset({"If", "While", "Case", "StatefulPartitionedCall"})
 
 
 def random_op_error(name: str, backend_name: str) -> BridgeGradientError:

@@ -30,6 +30,7 @@ import tensorflow as tf
 from keras import tree
 
 from keras_graft import _compat, backends
+from keras_graft.backends.xla import xla_result_differs
 from keras_graft.core import safety
 from keras_graft.core.op_layer import TFOp
 from keras_graft.errors import (
@@ -289,14 +290,16 @@ def _carries_gradient(tensor) -> bool:
 
 def jax(p: Probe) -> Verdict:
     """'xla' when the op compiles into the JAX program (`jax2tf.call_tf`),
-    'callback' when it runs in eager TF through `jax.pure_callback`, 'no' when
+    'callback' when it runs in eager TF through `jax.pure_callback` (XLA does
+    not compile it, or computes other values than TF), 'no' when
     the JAX backend refuses it (and why)."""
     problem = _portability_problem(p, "jax")
     if problem:
         return Verdict("no", problem)
     compiled = xla(p)
     if compiled.status == "yes":
-        return Verdict("xla")
+        differs = xla_result_differs(graph_op_types(p))
+        return Verdict("callback", differs) if differs else Verdict("xla")
     if compiled.status in (BUDGET, NOT_CHECKED):
         return Verdict(compiled.status, f"the XLA check: {compiled.detail}")
     return Verdict("callback", compiled.detail)
