@@ -78,10 +78,17 @@ def test_unknown_example_and_bad_epochs_are_usage_errors(capsys):
     assert cli.main(["demo", "--epochs", "0"]) == 2
 
 
-def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(tmp_path):
+@pytest.fixture(scope="module")
+def quick_bench(tmp_path_factory):
+    """One `bench --quick --backends jax` run (about a minute), shared by the bench tests."""
     console = Console(record=True, width=200)
-    numbers = bench.run(quick=True, console=console, results_dir=str(tmp_path))
-    output = console.export_text()
+    results = tmp_path_factory.mktemp("bench-results")
+    numbers = bench.run(quick=True, console=console, backends=("jax",), results_dir=str(results))
+    return numbers, console.export_text(), results
+
+
+def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(quick_bench):
+    numbers, output, results = quick_bench
     assert "Model construction" in output and "Run time" in output and "Side by side" in output
     assert " ".join(bench.QUICK_NOTE.split()) in " ".join(output.split())  # quick numbers are noise
     assert set(numbers["runtime"]) == {"graph", "XLA"}
@@ -106,18 +113,19 @@ def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(tmp_pa
         "train_on_batch",
     } <= set(side)
     assert "TensorFlow" in side["eager call"] and "TensorFlow" in side["predict_on_batch"]
-    (written,) = tmp_path.glob("side-by-side-*.json")
+    (written,) = results.glob("side-by-side-*.json")
     assert json.loads(written.read_text())["results"] == side
-    (plot,) = tmp_path.glob("side-by-side-*.png")
+    (plot,) = results.glob("side-by-side-*.png")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_markdown_tables():
+def test_bench_markdown_tables(quick_bench):
     console = Console(record=True, width=200)
-    bench.run(quick=True, markdown=True, console=console, results_dir=None)
+    bench.print_tables(quick_bench[0], console, markdown=True, quick=True)
     output = console.export_text()
     assert "| wrapped ops | build time | per op |" in output and "keras.ops per op" in output
     assert "| mode | keras-graft model | hand-written tf.function | ratio |" in output
+    assert "| backend | workload | keras-graft | keras.ops | ratio |" in output
 
 
 def test_help_lists_the_commands():
@@ -167,10 +175,9 @@ def test_demo_rejects_an_unknown_backend(capsys):
     assert "invalid choice: 'mxnet'" in capsys.readouterr().err
 
 
-def test_bench_compares_tf_ops_with_keras_ops_on_other_backends():
-    console = Console(record=True, width=160)
-    numbers = bench.run(quick=True, console=console, backends=("jax",), results_dir=None)
-    assert "Other backends" in console.export_text()
+def test_bench_compares_tf_ops_with_keras_ops_on_other_backends(quick_bench):
+    numbers, output, _ = quick_bench
+    assert "Other backends" in output
     assert set(numbers["backends"]["jax"]) >= {"one op forward (clip)", "training step"}
     assert all(graft > 0 and native > 0 for graft, native in numbers["backends"]["jax"].values())
 

@@ -184,11 +184,34 @@ def run(
                 cross.update(other_backends([backend], quick=quick))
                 progress.advance(task)
 
+    numbers = {
+        "construction": construction,
+        "runtime": runtime,
+        # The time per op at the most ops over the time per op at the fewest: 1 is linear.
+        "per_op_growth": (construction[sizes[-1]]["graft"] / sizes[-1])
+        / (construction[sizes[0]]["graft"] / sizes[0]),
+        "backends": cross,
+        "side_by_side": side,
+    }
+    print_tables(numbers, console, markdown=markdown, quick=quick)
+    if results_dir:
+        data, plot = side_by_side.write_results(side, Path(results_dir))
+        console.print(
+            f"Side-by-side rounds written to {data}"
+            + (f", plot to {plot}" if plot else " (install the [bench] extra, matplotlib, for the plot)")
+        )
+    return numbers
+
+
+def print_tables(numbers: dict, console: Console, *, markdown: bool = False, quick: bool = False) -> None:
+    """Prints `run`'s numbers as tables (markdown ones for the README with `markdown`)."""
+    construction, runtime = numbers["construction"], numbers["runtime"]
+    sizes = sorted(construction)
     per_op = {
         ops: {way: seconds / ops * 1000 for way, seconds in ways.items()}
         for ops, ways in construction.items()
     }
-    first, last = per_op[sizes[0]]["graft"], per_op[sizes[-1]]["graft"]
+    first = per_op[sizes[0]]["graft"]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}"
 
     scaling = Table(title=f"Model construction, per op: chained ops alone ({machine})")
@@ -217,7 +240,8 @@ def run(
     for mode, (graft, plain) in runtime.items():
         overhead.add_row(mode, f"{graft * 1e6:.0f} µs", f"{plain * 1e6:.0f} µs", f"{graft / plain:.2f}x")
 
-    tables = [scaling, overhead, side_by_side_table(side, machine)]
+    tables = [scaling, overhead, side_by_side_table(numbers["side_by_side"], machine)]
+    cross = numbers["backends"]
     if cross:
         across = Table(
             title=f"Other backends: keras-graft's TF ops against the same model in keras.ops ({machine})"
@@ -238,19 +262,6 @@ def run(
         console.print(_markdown(table) if markdown else table, soft_wrap=markdown)
     if quick:
         console.print(QUICK_NOTE)
-    if results_dir:
-        data, plot = side_by_side.write_results(side, Path(results_dir))
-        console.print(
-            f"Side-by-side rounds written to {data}"
-            + (f", plot to {plot}" if plot else " (install the [bench] extra, matplotlib, for the plot)")
-        )
-    return {
-        "construction": construction,
-        "runtime": runtime,
-        "per_op_growth": last / first,
-        "backends": cross,
-        "side_by_side": side,
-    }
 
 
 def side_by_side_results(progress: Progress, *, quick: bool) -> dict:
