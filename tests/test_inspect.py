@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from typing import NamedTuple
 
 import keras
 import pytest
@@ -18,6 +19,7 @@ from keras_graft import _compat
 from keras_graft.core import safety
 from keras_graft.errors import BudgetExceededError
 from keras_graft.inspection import CHECKS, LAMBDA_UNSAFE, checks, equivalents, html, inspect, sandbox
+from keras_graft_tools import cli
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -231,6 +233,7 @@ def test_no_keras_ops_equivalent_is_named_that_the_installed_keras_lacks(monkeyp
 # The command line
 # ---------------------------------------------------------------------------
 def run_cli(*arguments):
+    """`python -m keras_graft_tools inspect ...`: the command as users start it."""
     return subprocess.run(
         [sys.executable, "-m", "keras_graft_tools", "inspect", *arguments],
         capture_output=True,
@@ -238,6 +241,30 @@ def run_cli(*arguments):
         timeout=300,
         env=ENV,
     )
+
+
+class Completed(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def inspect_cli(capsys):
+    """`keras-graft inspect ...` run in this process, as `cli.main` (a fresh interpreter
+    per call would cost each one TensorFlow's start-up; the command's own start-up is
+    tested by `test_python_m_keras_graft_inspect_help` and tests/test_cli.py)."""
+
+    def run(*arguments):
+        capsys.readouterr()
+        try:
+            returncode = cli.main(["inspect", *arguments])
+        except SystemExit as usage_error:  # argparse's, for a malformed option
+            returncode = usage_error.code
+        stdout, stderr = capsys.readouterr()
+        return Completed(returncode, stdout, stderr)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +275,8 @@ def mixed_file(tmp_path_factory):
     return path
 
 
-def test_cli_json_is_complete_and_require_sets_the_exit_status(mixed_file):
-    completed = run_cli(str(mixed_file), "--json", "--require", "torch,safe")
+def test_cli_json_is_complete_and_require_sets_the_exit_status(mixed_file, inspect_cli):
+    completed = inspect_cli(str(mixed_file), "--json", "--require", "torch,safe")
     assert completed.returncode == 0, completed.stderr
     data = json.loads(completed.stdout)
     assert data["model"] == "mixed" and data["source"] == str(mixed_file)
@@ -266,15 +293,15 @@ def test_cli_json_is_complete_and_require_sets_the_exit_status(mixed_file):
     assert hsv["checks"]["tflite"] == {"status": "select", "detail": "needs Select TF ops: RGBToHSV"}
     assert "All op layers pass torch, safe" in completed.stderr
 
-    failing = run_cli(str(mixed_file), "--json", "--require", "xla,tflite")
+    failing = inspect_cli(str(mixed_file), "--json", "--require", "xla,tflite")
     assert failing.returncode == 1
     json.loads(failing.stdout)
     assert "tf.histogram_fixed_width: xla (no, no XLA kernel for HistogramFixedWidth)" in failing.stderr
     assert "tf.image.rgb_to_hsv: tflite (select" in failing.stderr
 
 
-def test_cli_table_for_people(mixed_file):
-    completed = run_cli(str(mixed_file))
+def test_cli_table_for_people(mixed_file, inspect_cli):
+    completed = inspect_cli(str(mixed_file))
     assert completed.returncode == 0, completed.stderr
     for text in (
         "keras-graft inspect: mixed",
@@ -303,8 +330,8 @@ def test_the_table_keeps_every_check_visible_in_a_narrow_terminal():
         assert ("+14" in text) is shows_reasons  # stft's graph ops: the first few, then how many more
 
 
-def test_cli_unloadable_files_and_bad_requirements_exit_2(tmp_path, mixed_file):
-    missing = run_cli(str(tmp_path / "missing.keras"))
+def test_cli_unloadable_files_and_bad_requirements_exit_2(tmp_path, mixed_file, inspect_cli):
+    missing = inspect_cli(str(tmp_path / "missing.keras"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
     forged = tmp_path / "forged.keras"
@@ -314,15 +341,15 @@ def test_cli_unloadable_files_and_bad_requirements_exit_2(tmp_path, mixed_file):
             if item == "config.json":
                 data = data.replace(b'"tf.clip_by_value"', b'"tf.io.write_file"')
             target.writestr(item, data)
-    refused = run_cli(str(forged))
+    refused = inspect_cli(str(forged))
     assert refused.returncode == 2
     assert "could not be loaded in safe mode" in refused.stderr and "io.write_file" in refused.stderr
 
     garbage = tmp_path / "garbage.keras"
     garbage.write_bytes(b"not a model")
-    assert run_cli(str(garbage)).returncode == 2
+    assert inspect_cli(str(garbage)).returncode == 2
 
-    usage = run_cli(str(mixed_file), "--require", "xla,onnx")
+    usage = inspect_cli(str(mixed_file), "--require", "xla,onnx")
     assert usage.returncode == 2 and "comma-separated list of xla, tflite" in usage.stderr
 
 
@@ -394,7 +421,7 @@ def test_html_report_shows_the_graph_coloured_by_checks_in_a_real_browser(mixed_
     assert pixels.shape[0] >= 600 and pixels.std() > 0.05  # drawn, not blank
 
 
-def test_cli_imports_the_module_that_defines_the_model_s_own_ops(tmp_path):
+def test_cli_imports_the_module_that_defines_the_model_s_own_ops(tmp_path, monkeypatch, inspect_cli):
     (tmp_path / "my_ops.py").write_text(
         "import tensorflow as tf, keras_graft\n"
         "@keras_graft.op(package='my_ops')\n"
@@ -417,15 +444,14 @@ def test_cli_imports_the_module_that_defines_the_model_s_own_ops(tmp_path):
     )
     assert saved.returncode == 0, saved.stderr
 
+    # Where `python -m keras_graft_tools` would find it: the working directory. The
+    # module is imported only by `--import`, so this process has not seen it before.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_ops", raising=False)
+
     def inspect_in(*arguments):
-        return subprocess.run(
-            [sys.executable, "-m", "keras_graft_tools", "inspect", "own.keras", *arguments],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=ENV,
-        )
+        return inspect_cli("own.keras", *arguments)
 
     without = inspect_in()
     assert without.returncode == 2 and "Use `--import my_ops` (the module that defines it)" in without.stderr
