@@ -120,7 +120,7 @@ def _sparse(tensor) -> bool:
     operation, node = _compat.producing_operation(tensor)
     if operation is None or isinstance(operation, keras.layers.Layer):
         return True
-    return any(_sparse(t) for t in node.arguments.keras_tensors)
+    return any(_sparse(t) for t in _compat.node_inputs(node))
 
 
 def check_static_shapes(name: str, function: Callable, inputs, outputs, target: str | None = None) -> None:
