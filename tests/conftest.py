@@ -1,6 +1,11 @@
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+# The test helpers (`tests/helpers/`) are imported by name: `import hostile`.
+sys.path.insert(0, os.path.join(TESTS, "helpers"))
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
@@ -18,24 +23,26 @@ def fresh_keras_session():
 
 @pytest.fixture(scope="session")
 def keras2_files(tmp_path_factory):
-    """A folder of Keras 2 model files written by tf_keras (`tests/_keras2_models.py`).
+    """A folder of Keras 2 model files written by tf_keras (`helpers/keras2_models.py`).
 
     Written once per test run, by a child process; pytest-xdist workers share it.
     """
-    import _keras2_models
+    import keras2_models
 
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent
-    return _keras2_models.generate(root / "keras2_models")
+    return keras2_models.generate(root / "keras2_models")
 
 
 def pytest_ignore_collect(collection_path, config):
     """Under tests/, only test files are collected (with their doctests): the
-    helpers and child-process scripts are imported or run by the tests, never
-    collected as modules of their own (`--doctest-modules` would import them)."""
-    tests = os.path.dirname(os.path.abspath(__file__))
+    helpers (`helpers/`) and child-process scripts (`children/`, `keras2_corpus/`)
+    are imported or run by the tests, never collected as modules of their own
+    (`--doctest-modules` would import them)."""
     path = str(collection_path)
-    if path.startswith(tests) and path.endswith(".py"):
+    if path in (os.path.join(TESTS, "helpers"), os.path.join(TESTS, "children")):
+        return True
+    if path.startswith(TESTS) and path.endswith(".py"):
         return not os.path.basename(path).startswith(("test_", "conftest"))
     return None

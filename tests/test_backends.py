@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 def run_checks(backend, directory, *checks, env=None):
     completed = subprocess.run(
-        [sys.executable, str(HERE / "_backend_checks.py"), str(directory), *checks],
+        [sys.executable, str(HERE / "children" / "backend_checks.py"), str(directory), *checks],
         capture_output=True,
         text=True,
         timeout=300,

@@ -146,7 +146,7 @@ def test_demo_on_another_backend_loads_trains_and_saves_there(tmp_path):
     """Run where `keras_hub` and its kin are planted: neither the demo nor its child on
     the other backend imports them. (`python -m keras_graft_tools` finds its own package
     in the working directory by design, so no launcher is planted here.)"""
-    from _hostile_keras2 import plant_modules
+    from hostile_keras2 import plant_modules
 
     marker = tmp_path / "imported"
     (tmp_path / "cwd").mkdir()

@@ -1,5 +1,8 @@
 """The TensorFlow/Keras internals keras-graft depends on still behave as assumed."""
 
+import functools
+import sys
+
 import keras
 import pytest
 import tensorflow as tf
@@ -334,3 +337,71 @@ def test_tf1_names_are_the_export_table_names_of_the_same_function():
     assert _compat.tf_symbol("compat.v1.floordiv") is tf.math.floordiv
     assert _compat.tf1_names(tf.shape) == []  # TF 2's shape_v2; TF 1's shape is another function
     assert _compat.tf1_names(lambda: 0) == []
+
+
+def test_a_layers_nodes_give_its_calls_inputs_outputs_and_arguments():
+    x, mask = keras.Input((2,)), keras.Input((2,))
+    layer = keras.layers.Add()
+    assert _compat.layer_nodes(layer) == []
+    y = layer([x, mask])
+    (node,) = _compat.layer_nodes(layer)
+    assert _compat.node_inputs(node) == [x, mask]
+    assert _compat.node_outputs(node) == [y]
+    args, kwargs = _compat.node_call_arguments(node)
+    assert args == ([x, mask],) and kwargs == {}
+    a, b = tf.ones((1, 2)), tf.zeros((1, 2))
+    args, kwargs = _compat.fill_in_call(node, {id(x): a, id(mask): b})
+    assert args[0][0] is a and args[0][1] is b and kwargs == {}
+
+
+def test_skip_input_conversion_keeps_inputs_as_given():
+    class Echo(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    plain, kept = Echo(dtype="float16"), Echo(dtype="float16")
+    _compat.skip_input_conversion(kept)
+    x = tf.ones((2,), dtype="float32")
+    assert plain(x).dtype == tf.float16
+    assert kept(x).dtype == tf.float32
+
+
+def test_composite_tensors_and_op_dispatch():
+    assert _compat.is_composite_tensor(tf.ragged.constant([[1], [2, 3]]))
+    assert _compat.is_composite_tensor(tf.sparse.from_dense([[1, 0]]))
+    assert not _compat.is_composite_tensor(tf.constant(1.0))
+    assert _compat.has_op_dispatch(tf.math.top_k)
+    assert not _compat.has_op_dispatch(tf.function)
+
+
+def _under(*modules: str, probe):
+    """`probe(frame)` called under a frame of each of `modules` (outermost
+    first), `frame` being the innermost one's: a stack as TensorFlow's code makes."""
+
+    def then():
+        return probe(sys._getframe(1))
+
+    for module in reversed(modules):
+        namespace = {"__name__": module}
+        exec("def call(then):\n    return then()\n", namespace)
+        then = functools.partial(namespace["call"], then)
+    return then()
+
+
+def test_called_from_tensorflow_looks_past_the_dispatch_machinery():
+    dispatch, array_ops = "tensorflow.python.util.dispatch", "tensorflow.python.ops.array_ops"
+    assert not _under(dispatch, probe=_compat.called_from_tensorflow)  # user code, then dispatch
+    assert _under(array_ops, dispatch, probe=_compat.called_from_tensorflow)
+    assert _under(array_ops, probe=_compat.called_from_tensorflow)
+    assert not _compat.called_from_tensorflow(sys._getframe(0))
+
+
+def test_called_tensorflow_frame_is_the_outermost_tf_frame_below_user_code():
+    stack = ("tensorflow.python.ops.map_fn", "tensorflow.python.ops.array_ops")
+    wrappers = ("tensorflow.python.framework.ops", "tensorflow.python.util.dispatch")
+    found = _under(*stack, *wrappers, probe=_compat.called_tensorflow_frame)
+    assert found.f_globals["__name__"] == "tensorflow.python.ops.map_fn"
+    found = _under(stack[1], *wrappers, probe=_compat.called_tensorflow_frame)
+    assert found.f_globals["__name__"] == "tensorflow.python.ops.array_ops"
+    assert _under(*wrappers, probe=_compat.called_tensorflow_frame) is None
+    assert _compat.called_tensorflow_frame(sys._getframe(0)) is None

@@ -2,7 +2,7 @@
 
 The CPU has to be split into two logical devices before TensorFlow
 initialises, so the scenarios run once, in a fresh process
-(`_dist_mirrored.py`), and the tests below check what it reports. Each step
+(`dist_mirrored.py`), and the tests below check what it reports. Each step
 of `fit` feeds a global batch of 4 (2 examples per replica); `fit` runs 4
 steps.
 """
@@ -22,7 +22,7 @@ STEPS, REPLICAS, GLOBAL_BATCH = 4, 2, 4
 def mirrored():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     completed = subprocess.run(
-        [sys.executable, os.path.join(HERE, "_dist_mirrored.py")],
+        [sys.executable, os.path.join(HERE, "children", "dist_mirrored.py")],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,4 +1,4 @@
-"""`keras-graft convert` and `keras-graft inspect` on hostile files (`_hostile_keras2`).
+"""`keras-graft convert` and `keras-graft inspect` on hostile files (`hostile_keras2`).
 
 Every run is a child with an address-space limit and a timeout, in a working
 directory where `keras_hub`, `keras_cv`, `keras_nlp` and the `keras_graft_tools` package
@@ -7,7 +7,7 @@ are planted (each writes the marker when imported). Without
 convert's own target, every process under 1.5 GB resident (TensorFlow
 included), and an answer before the timeout. CI runs the commands' entry
 point on many files in one child (`run_batch`) and a sample of the bombs;
-`python tests/_hostile_keras2.py --all` runs every forgery through the real
+`python tests/helpers/hostile_keras2.py --all` runs every forgery through the real
 command, each in its own process.
 """
 
@@ -15,8 +15,9 @@ import json
 import re
 import sys
 
-import _hostile_keras2 as forged
 import pytest
+
+import hostile_keras2 as forged
 
 MEMORY_BUDGET_MB = forged.MEMORY_BUDGET_MB
 

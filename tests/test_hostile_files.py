@@ -1,6 +1,6 @@
 """Hostile model files, loaded in child processes with a timeout and a memory limit.
 
-Each attack of `_hostile.ATTACKS` (classes: 1 names that are no pure tensor
+Each attack of `hostile.ATTACKS` (classes: 1 names that are no pure tensor
 ops, 2 Python functions with process-wide effects, 3 ops that would parse,
 decode or compute something large, run a program, search or build without
 bound at load, 4 malformed arguments, hyperparameters, `Print` options and
@@ -15,9 +15,10 @@ fixed sample that covers every class and kind of attack (`CI_SAMPLE`);
 `python tests/test_hostile_files.py --all` runs all of them.
 """
 
-import _hostile
-import _sweeps
 import pytest
+
+import hostile
+import sweeps
 
 # Peak resident memory of the loading process, TensorFlow included.
 MEMORY_BUDGET_MB = 1536
@@ -62,27 +63,27 @@ CI_SAMPLE = {
     "print_to_file",
     "cache_partly_known_shape",
 }
-ATTACKS = _sweeps.sample(_hostile.ATTACKS, lambda attack: attack.name in CI_SAMPLE)
+ATTACKS = sweeps.sample(hostile.ATTACKS, lambda attack: attack.name in CI_SAMPLE)
 
 
 @pytest.fixture(scope="module")
 def forge_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("hostile")
-    _hostile.benign_model(directory)
+    hostile.benign_model(directory)
     return directory
 
 
 def test_the_ci_sample_covers_every_class_of_attack():
-    names = {attack.name for attack in _hostile.ATTACKS}
+    names = {attack.name for attack in hostile.ATTACKS}
     assert CI_SAMPLE <= names, CI_SAMPLE - names
-    sampled = {attack.weakness for attack in _hostile.ATTACKS if attack.name in CI_SAMPLE}
-    assert sampled == {attack.weakness for attack in _hostile.ATTACKS}
+    sampled = {attack.weakness for attack in hostile.ATTACKS if attack.name in CI_SAMPLE}
+    assert sampled == {attack.weakness for attack in hostile.ATTACKS}
 
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda attack: f"class{attack.weakness}-{attack.name}")
 def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir):
     before = attack.before(forge_dir) if attack.before else None
-    result = _hostile.load_in_child(
+    result = hostile.load_in_child(
         attack.build(forge_dir), timeout_s=90, preload=attack.preload, before=before, run=attack.run
     )
     summary = f"{attack.name}: {attack.description}\n{result}"
@@ -107,8 +108,8 @@ def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir):
 
 def test_the_sandbox_sees_what_a_load_changes(forge_dir):
     """The harness itself: a load that does change state is reported as such."""
-    result = _hostile.load_in_child(
-        _hostile.benign_model(forge_dir), timeout_s=90, preload=("_hostile:_flip_state_on_load",)
+    result = hostile.load_in_child(
+        hostile.benign_model(forge_dir), timeout_s=90, preload=("hostile:_flip_state_on_load",)
     )
     assert result["outcome"] == "loaded"
     assert "traceback_filtering" in result["state_changes"]
@@ -116,4 +117,4 @@ def test_the_sandbox_sees_what_a_load_changes(forge_dir):
 
 if __name__ == "__main__":
     # python tests/test_hostile_files.py [--all] [pytest arguments]
-    _sweeps.main(__file__)
+    sweeps.main(__file__)

@@ -289,10 +289,10 @@ def test_a_cache_that_keeps_nothing_traces_every_op(monkeypatch):
 
 
 def test_a_cache_hit_always_equals_a_fresh_trace_over_random_shape_programs():
-    """The property of `_shape_programs.py`: programs of shape arithmetic built
+    """The property of `shape_programs.py`: programs of shape arithmetic built
     with the cache, in turns with two sets of constants, against fresh traces.
-    (More: `python tests/_shape_programs.py --examples 2000 --seed 7`.)"""
-    import _shape_programs
+    (More: `python tests/helpers/shape_programs.py --examples 2000 --seed 7`.)"""
+    import shape_programs
 
-    result = _shape_programs.run(examples=30, seed=0)
+    result = shape_programs.run(examples=30, seed=0)
     assert result["cache_hits"] > 0  # the property was tested on hits, not only misses

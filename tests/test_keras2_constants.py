@@ -1,6 +1,6 @@
 """Constants Keras 2 wrote as nested JSON lists load as the arrays they were.
 
-The YAMNet-style front end (`_keras2_models.audio_features`) passes a 257x64
+The YAMNet-style front end (`keras2_models.audio_features`) passes a 257x64
 mel matrix and two 512x257 DFT matrices to `tf.matmul`; tf_keras stores each
 as nested lists of floats, more items than keras-graft's bound on one op's
 lists allows. They load as float32 arrays and the model computes what
@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from _keras2_models import read_arrays
 
+from keras2_models import read_arrays
 from keras_graft.core.arguments import MAX_RANK, MAX_STORED_ELEMENTS, MAX_STORED_ITEMS
 from keras_graft.errors import UntranslatableConfigError
 from keras_graft.keras2 import constants

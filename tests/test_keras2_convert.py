@@ -10,9 +10,9 @@ import h5py
 import keras as keras_module
 import numpy as np
 import pytest
-from _keras2_models import read_arrays
 from rich.console import Console
 
+from keras2_models import read_arrays
 from keras_graft.errors import BudgetExceededError
 from keras_graft.keras2 import convert, predict
 from keras_graft_tools import cli

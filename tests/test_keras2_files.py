@@ -10,8 +10,8 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from _keras2_models import KERAS_ZIP_MODELS, SAVED_MODELS, read_arrays
 
+from keras2_models import KERAS_ZIP_MODELS, SAVED_MODELS, read_arrays
 from keras_graft.keras2 import files
 from keras_graft_tools import cli
 

@@ -1,6 +1,6 @@
 """The Keras 2 -> 3 config-difference table (`keras_graft.keras2.layer_configs`).
 
-`_keras2_models.LAYERS` has a tf_keras model of each built-in layer with
+`keras2_models.LAYERS` has a tf_keras model of each built-in layer with
 non-default arguments; every one must load in Keras 3 and predict what
 tf_keras predicted, or be refused with a message that says why. Each row of
 the table has its own test, on the Keras 2 files that need it.
@@ -9,8 +9,8 @@ the table has its own test, on the Keras 2 files that need it.
 import keras
 import numpy as np
 import pytest
-from _keras2_models import LAYERS, read_arrays
 
+from keras2_models import LAYERS, read_arrays
 from keras_graft.keras2 import layer_configs, report
 from keras_graft.keras2.layer_configs import TABLE, UntranslatableConfigError
 

@@ -1,6 +1,6 @@
 """Keras 2 `.h5` files with TF ops (`TFOpLambda`, `SlicingOpLambda`) load in Keras 3.
 
-The files are written by tf_keras in a child process (`_keras2_models.py`);
+The files are written by tf_keras in a child process (`keras2_models.py`);
 each loads here in safe mode after `import keras_graft`, predicts what tf_keras
 predicted, and saves to a `.keras` file that reloads in safe mode.
 """
@@ -12,9 +12,9 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from _keras2_models import MODELS, read_arrays
 
 import keras_graft
+from keras2_models import MODELS, read_arrays
 
 ATOL = 1e-4
 

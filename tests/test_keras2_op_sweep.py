@@ -1,17 +1,17 @@
 """The Keras 2 op-layer sweep in CI: a fixed sample of ops, and Python's operators.
 
-`_keras2_op_sweep.py` builds each call with tf_keras in a child process, in
+`keras2_op_sweep.py` builds each call with tf_keras in a child process, in
 every form its signature allows, saves it as `.h5`, and loads it here in
 Keras 3: files Keras 2 saved faithfully load and compute what tf_keras
 computed (eagerly and with `predict_on_batch`); files Keras 2 saved without
 part of the call are refused, naming the layer, the op, what Keras 2 dropped
 and that the weights still load. Every allowed op:
-`python tests/_keras2_op_sweep.py --all`.
+`python tests/helpers/keras2_op_sweep.py --all`.
 """
 
-import _keras2_op_sweep as sweep
 import pytest
 
+import keras2_op_sweep as sweep
 from keras_graft.core import op_names
 from keras_graft.keras2 import tf1_names
 from keras_graft.patches import operators

@@ -11,12 +11,12 @@ tf_keras's results, and counts the pairs whose TF 1 name Keras 2 recorded.
 import json
 import shutil
 
-import _keras2_op_sweep as sweep
 import h5py
 import keras
 import pytest
 import tensorflow as tf
 
+import keras2_op_sweep as sweep
 import keras_graft
 from keras_graft import _compat
 from keras_graft.keras2 import tf1_names

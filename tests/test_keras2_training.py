@@ -1,6 +1,6 @@
 """Compiled Keras 2 files come back compiled: every tf_keras loss, metric and optimizer.
 
-`_keras2_training.py` writes, with tf_keras in a child process, models compiled
+`keras2_training.py` writes, with tf_keras in a child process, models compiled
 with each loss (by every name and as objects), many metrics, and each
 optimizer, trained one step, as `.h5` and `.keras`, with what Keras 2 computed:
 `evaluate()` and, for optimizers, the predictions after one more step. Loaded
@@ -18,12 +18,12 @@ import json
 import os
 import warnings
 
-import _keras2_training as training
-import _sweeps
 import keras
 import numpy as np
 import pytest
 
+import keras2_training as training
+import sweeps
 from keras_graft.errors import UntranslatedCompileWarning
 from keras_graft.keras2 import compile_configs, files
 
@@ -91,7 +91,7 @@ IN_CI = {
 }
 
 
-@pytest.mark.parametrize("name, suffix", _sweeps.sample(STATE_CASES, IN_CI.__contains__))
+@pytest.mark.parametrize("name, suffix", sweeps.sample(STATE_CASES, IN_CI.__contains__))
 def test_optimizers_keep_their_config_and_state_and_train_on_as_in_keras2(training_files, name, suffix):
     model, record, (x, targets) = loaded(training_files, name, suffix)
     assert int(model.optimizer.iterations) == record["iterations"]
@@ -148,4 +148,4 @@ def test_every_keras2_loss_and_metric_function_name_means_the_same_in_keras3(tra
 
 
 if __name__ == "__main__":
-    _sweeps.main(__file__)
+    sweeps.main(__file__)

@@ -1,6 +1,6 @@
 """A Keras 2 file no Keras can rebuild still gives its weights to the model rebuilt from code.
 
-`_keras2_models.einsum_attention` is saved by tf_keras without the operands
+`keras2_models.einsum_attention` is saved by tf_keras without the operands
 of its `tf.einsum` calls. Loading it is refused, naming the layer and the op;
 `keras_graft.keras2.files.load_weights` loads its weights (and those of
 other Keras 2 files) into the model built in Keras 3 from the same code,
@@ -10,21 +10,21 @@ ambiguous.
 
 import shutil
 
-import _keras2_models
 import h5py
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from _keras2_models import read_arrays
 
+import keras2_models
+from keras2_models import read_arrays
 from keras_graft.errors import LossyKeras2FileError, WeightMatchError
 from keras_graft.keras2 import files, weights
 
 
 def rebuilt(name):
-    """The model of `_keras2_models.<name>`, built by the same code in Keras 3."""
-    builders = {**_keras2_models.MODELS, **_keras2_models.LOSSY}
+    """The model of `keras2_models.<name>`, built by the same code in Keras 3."""
+    builders = {**keras2_models.MODELS, **keras2_models.LOSSY}
     return builders[name](keras, tf)[0]
 
 

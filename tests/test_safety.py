@@ -10,14 +10,14 @@ import textwrap
 import threading
 import zipfile
 
-import _hostile
-import _op_calls
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import hostile
 import keras_graft
+import op_calls
 from keras_graft import _compat
 from keras_graft.core import inference, safety
 
@@ -39,7 +39,7 @@ def forge(source, target, op_name, arguments=None):
                 if arguments is not None:
                     layer["config"]["arguments"] = arguments
 
-    return _hostile.edited_keras(source, target, rename)
+    return hostile.edited_keras(source, target, rename)
 
 
 def forged_arguments(marker):
@@ -356,7 +356,7 @@ def _placeholder(spec):
 
 def _candidate_arguments(graph):
     with graph.as_default():
-        return [_op_calls.materialize(call, _placeholder) for call in _op_calls.CANDIDATES]
+        return [op_calls.materialize(call, _placeholder) for call in op_calls.CANDIDATES]
 
 
 def test_every_admitted_name_is_a_public_tensor_op_that_only_builds_graph_ops(tmp_path, monkeypatch):
@@ -364,7 +364,7 @@ def test_every_admitted_name_is_a_public_tensor_op_that_only_builds_graph_ops(tm
     (on graph placeholders, every way it accepts) adds audit-clean ops to the
     graph and changes nothing else: no process state, no files, no eager mode."""
     monkeypatch.chdir(tmp_path)
-    state_before = _hostile._state()
+    state_before = hostile._state()
     graph = tf.Graph()
     candidates = _candidate_arguments(graph)
     built = []
@@ -384,7 +384,7 @@ def test_every_admitted_name_is_a_public_tensor_op_that_only_builds_graph_ops(tm
             break
     assert len(built) > 500, "too few ops accepted any candidate arguments"
     assert tf.executing_eagerly()
-    assert _hostile._state() == state_before
+    assert hostile._state() == state_before
     assert list(tmp_path.iterdir()) == []
 
 
@@ -490,7 +490,7 @@ def test_a_bounded_keyword_applies_to_a_function_argument_too(tmp_path):
     data = np.ones((3, 2), "float32")
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "greedy.keras")(data), data @ matrix)
     for name, forged_value in (("optimize", "optimal"), ("optimize", "branch-all")):
-        forged = _hostile.edited_keras(
+        forged = hostile.edited_keras(
             tmp_path / "greedy.keras", tmp_path / "forged.keras", set_keyword(name, forged_value)
         )
         with pytest.raises(
@@ -528,7 +528,7 @@ def test_output_counts_from_a_file_are_bounded_by_argument_and_by_dimension(tmp_
         (more_partitions, f"num_partitions={too_many} asks for {too_many} outputs"),
         (wider_reshape, f"{too_many} elements along axis 1, one output each"),
     ):
-        forged = _hostile.edited_keras(tmp_path / "model.keras", tmp_path / "forged.keras", edit)
+        forged = hostile.edited_keras(tmp_path / "model.keras", tmp_path / "forged.keras", edit)
         with pytest.raises(keras_graft.errors.TracingBudgetError, match=message):
             keras.models.load_model(forged)
 
@@ -579,7 +579,7 @@ def test_a_python_loop_over_a_file_value_stops_at_the_graph_op_budget(tmp_path):
     x = keras.Input((3,))
     keras.Model(x, repeated_sin(x, times=3)).save(tmp_path / "model.keras")
     assert len(keras.models.load_model(tmp_path / "model.keras").layers) == 2
-    forged = _hostile.edited_keras(
+    forged = hostile.edited_keras(
         tmp_path / "model.keras", tmp_path / "forged.keras", set_keyword("times", 10**7)
     )
     graph_before = inference.scratch_graph().version
@@ -642,7 +642,7 @@ def test_a_file_node_that_calls_a_layer_on_a_stored_tensor_is_refused_before_it_
     with keras_graft.allow("print"):
         assert len(keras.models.load_model(tmp_path / "model.keras").outputs) == 2
         for layer_class, where in (("TFOp", "args"), ("TFOp", "kwargs"), ("Print", "args")):
-            forged = _hostile.edited_keras(
+            forged = hostile.edited_keras(
                 tmp_path / "model.keras", tmp_path / "forged.keras", on_stored(layer_class, where)
             )
             with pytest.raises(

@@ -29,23 +29,32 @@ from tensorflow.python.util import tf_decorator, tf_export
 
 __all__ = [
     "AutocastScope",
-    "GlobalOpDispatcher",
-    "KerasTensor",
     "call_concrete_flat",
     "call_signature",
+    "called_from_tensorflow",
     "called_function_names",
+    "called_tensorflow_frame",
     "canonical_tf_name",
     "decode_legacy_json",
     "deserializing_untrusted",
+    "fill_in_call",
     "function_graph",
     "get_keras_mask",
+    "GlobalOpDispatcher",
+    "has_op_dispatch",
     "in_keras_safe_mode",
+    "is_composite_tensor",
+    "keras2_metadata_nodes",
     "keras3_only_optimizer_variables",
     "keras_load_model",
-    "keras2_metadata_nodes",
+    "KerasTensor",
     "layer_edges",
+    "layer_nodes",
     "legacy_model_from_config",
     "load_legacy_h5_weights",
+    "node_call_arguments",
+    "node_inputs",
+    "node_outputs",
     "op_id_mark",
     "op_types_called",
     "ops_created_between",
@@ -55,6 +64,7 @@ __all__ = [
     "route_load_model",
     "saveable_without_attributes",
     "saved_model_children",
+    "skip_input_conversion",
     "stop_unresolvable_functional_nodes",
     "tf1_names",
     "tf_symbol",
@@ -153,7 +163,95 @@ def producing_operation(tensor: KerasTensor):
     if history is None:
         return None, None
     operation, node_index, _ = history
-    return operation, operation._inbound_nodes[node_index]
+    return operation, layer_nodes(operation)[node_index]
+
+
+def layer_nodes(layer) -> list:
+    """The nodes of `layer`: one per call on symbolic inputs, in call order."""
+    return list(layer._inbound_nodes)
+
+
+def node_inputs(node) -> list[KerasTensor]:
+    """The Keras tensors among a node's call arguments, in the order of the call."""
+    return list(node.arguments.keras_tensors)
+
+
+def node_call_arguments(node) -> tuple[tuple, dict]:
+    """The (args, kwargs) the node's layer was called with, Keras tensors included."""
+    return node.arguments.args, node.arguments.kwargs
+
+
+def node_outputs(node) -> list[KerasTensor]:
+    """The Keras tensors a node's call returned, flattened."""
+    from keras import tree
+
+    return tree.flatten(node.output_tensors)
+
+
+def fill_in_call(node, values: dict) -> tuple[tuple, dict]:
+    """The node's call arguments (args, kwargs) with each Keras tensor replaced
+    by `values[id(keras_tensor)]`: the same call on other inputs."""
+    return node.arguments.fill_in(values)
+
+
+def skip_input_conversion(layer) -> None:
+    """Makes Keras call `layer` with its inputs as given: no conversion to
+    tensors, no cast to the layer's compute dtype (an op decides its own dtypes)."""
+    layer._convert_input_args = False
+
+
+def is_composite_tensor(value) -> bool:
+    """Whether `value` is a TF composite tensor (`tf.RaggedTensor`,
+    `tf.SparseTensor`, an extension type...)."""
+    return isinstance(value, tf.__internal__.CompositeTensor)
+
+
+def has_op_dispatch(function) -> bool:
+    """Whether a TF API function supports TensorFlow's op dispatch (its
+    decorator holds fallback dispatchers), as tensor ops do."""
+    return hasattr(function, "_tf_fallback_dispatchers")
+
+
+# Modules between an op's caller and the dispatcher: TF's dispatch and decorators,
+# and the generated op wrappers, which dispatch from inside themselves.
+_DISPATCH_MACHINERY = (
+    "tensorflow.python.util.",
+    "tensorflow.python.ops.gen_",
+    "tensorflow.python.ops.weak_tensor_ops",
+    "tensorflow.python.framework.override_binary_operator",
+)
+# Wrappers between a public function and its body that are not the function.
+_TRACING_WRAPPERS = ("tensorflow.python.profiler.", "tensorflow.python.framework.ops")
+
+
+def _module_of(frame) -> str:
+    return frame.f_globals.get("__name__", "")
+
+
+def called_from_tensorflow(frame) -> bool:
+    """Whether the code running in `frame` (the caller of a dispatched op), or
+    past TF's dispatch machinery the first frame outside it, is TensorFlow's own."""
+    while frame is not None:
+        module = _module_of(frame)
+        if not module.startswith(_DISPATCH_MACHINERY):
+            return module.startswith("tensorflow.")
+        frame = frame.f_back
+    return False
+
+
+def called_tensorflow_frame(frame):
+    """The frame of the TF function user code called, walking out from `frame`
+    (inside TensorFlow), or None: the outermost TensorFlow frame below the user's
+    code, past TF's dispatch and tracing wrappers."""
+    called = None
+    while frame is not None:
+        module = _module_of(frame)
+        if not module.startswith("tensorflow."):
+            break
+        if not module.startswith(_DISPATCH_MACHINERY + _TRACING_WRAPPERS):
+            called = frame
+        frame = frame.f_back
+    return called
 
 
 def op_id_mark(graph: tf.Graph) -> int:

@@ -11,7 +11,7 @@ bridge, one module per backend:
 
 Both compile from a `tracing.Traced` function and differentiate it with
 TensorFlow's own gradient, so a training step equals TensorFlow's (proven op
-by op by `tests/_gradient_sweep.py`). What cannot run on a backend is refused
+by op by `tests/helpers/gradient_sweep.py`). What cannot run on a backend is refused
 when the model is built or loaded (`check_portable`), never in the middle of
 training; a gradient that cannot be given raises at the first training step,
 naming the layer (`errors.BridgeGradientError`).
@@ -120,7 +120,7 @@ def _sparse(tensor) -> bool:
     operation, node = _compat.producing_operation(tensor)
     if operation is None or isinstance(operation, keras.layers.Layer):
         return True
-    return any(_sparse(t) for t in node.arguments.keras_tensors)
+    return any(_sparse(t) for t in _compat.node_inputs(node))
 
 
 def check_static_shapes(name: str, function: Callable, inputs, outputs, target: str | None = None) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
+from keras_graft import _compat
 from keras_graft._compat import KerasTensor
 from keras_graft.core import op_names, safety
 from keras_graft.errors import UnstorableArgumentError, malformed
@@ -207,7 +208,7 @@ class _Encoder:
             return _encode_array("array", self._storable(np.asarray(value), path))
         if callable(value) and not isinstance(value, type) and op_names.name_of(value):
             return {TAG: "function", "name": op_names.name_of(value)}
-        if isinstance(value, (tf.Variable, tf.__internal__.CompositeTensor)) or _is_keras_variable(value):
+        if isinstance(value, tf.Variable) or _compat.is_composite_tensor(value) or _is_keras_variable(value):
             raise self._refuse(value, path)
         if tf.is_tensor(value):
             if hasattr(value, "numpy") and tf.executing_eagerly():

@@ -107,8 +107,8 @@ def _rebuild(tensor: _compat.KerasTensor, graph: tf.Graph, untrusted: bool = Fal
     if call_in_graph is None and isinstance(operation, keras.layers.Layer):
         return None
     untrusted = untrusted or getattr(operation, "untrusted", False)
-    inputs = {id(t): _stand_in(t, graph, untrusted) for t in node.arguments.keras_tensors}
-    args, kwargs = node.arguments.fill_in(inputs)
+    inputs = {id(t): _stand_in(t, graph, untrusted) for t in _compat.node_inputs(node)}
+    args, kwargs = _compat.fill_in_call(node, inputs)
     try:
         with graph.as_default():
             if call_in_graph is not None:

@@ -36,7 +36,7 @@ class TFOp(keras.layers.Layer):
     >>> values, indices = tf.math.top_k(x, k=3)
     >>> indices.dtype, indices.shape
     ('int32', (None, 3))
-    >>> type(values._keras_history.operation).__name__
+    >>> type(keras.Model(x, values).layers[-1]).__name__
     'TFOp'
 
     Args:
@@ -66,7 +66,7 @@ class TFOp(keras.layers.Layer):
         # The backend bridge's compiled forms, per input signature.
         self._bridge_cache = {}
         # An op decides its own dtypes: no input casting, no mixed precision.
-        self._convert_input_args = False
+        _compat.skip_input_conversion(self)
         self.built = True
 
     def __setattr__(self, name, value):

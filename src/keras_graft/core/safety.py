@@ -412,7 +412,7 @@ def _classify(name: str, function) -> str | None:
         return _NOT_PUBLIC
     if inspect.isclass(function) or inspect.ismodule(function) or not callable(function):
         return f"it is a {type(function).__name__}, not an op function"
-    if not hasattr(function, "_tf_fallback_dispatchers") and name not in NON_DISPATCHING_TENSOR_OPS:
+    if not _compat.has_op_dispatch(function) and name not in NON_DISPATCHING_TENSOR_OPS:
         return "it is a plain Python function, not a tensor op (it has no TensorFlow op dispatch)"
     return None
 

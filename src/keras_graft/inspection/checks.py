@@ -11,7 +11,7 @@ budget there is "not checked (budget)", which passes no `--require`.
 
 >>> import keras, tensorflow as tf, keras_graft
 >>> x = keras.Input((4,))
->>> layer = tf.clip_by_value(x, -1.0, 1.0)._keras_history.operation
+>>> layer = keras.Model(x, tf.clip_by_value(x, -1.0, 1.0)).layers[-1]
 >>> p = probe(layer)
 >>> xla(p).status, tflite(p).status, gradient(p).status, jax(p).status
 ('yes', 'builtin', 'yes', 'xla')
@@ -105,15 +105,15 @@ def op_name(layer) -> str:
 def probe(layer, session: sandbox.Session | None = None) -> Probe:
     """The probe of `layer`'s first call in its model; its XLA and TFLite
     checks run in `session` (default: a new one, with `sandbox.CHECK_BUDGET`)."""
-    if not layer._inbound_nodes:
+    nodes = _compat.layer_nodes(layer)
+    if not nodes:
         raise ValueError(f"{layer.name} was never called on inputs; build the model first.")
-    node = layer._inbound_nodes[0]
-    arguments = node.arguments
-    inputs = list(arguments.keras_tensors)
-    outputs = tree.flatten(node.output_tensors)
+    node = nodes[0]
+    inputs = _compat.node_inputs(node)
+    outputs = _compat.node_outputs(node)
 
     def function(*tensors):
-        args, kwargs = arguments.fill_in({id(k): t for k, t in zip(inputs, tensors)})
+        args, kwargs = _compat.fill_in_call(node, {id(k): t for k, t in zip(inputs, tensors)})
         return tree.flatten(layer(*args, **kwargs))
 
     specs = tuple(
@@ -343,10 +343,10 @@ def safe(p: Probe) -> Verdict:
 def _safe_reload_error(p: Probe) -> Exception | None:
     """Serializes the layer and rebuilds it as `load_model` would in safe mode."""
     config = keras.saving.serialize_keras_object(p.layer)
-    node = p.layer._inbound_nodes[0]
+    args, kwargs = _compat.node_call_arguments(_compat.layer_nodes(p.layer)[0])
     try:
         clone = keras.saving.deserialize_keras_object(config, safe_mode=True)
-        clone(*node.arguments.args, **node.arguments.kwargs)
+        clone(*args, **kwargs)
     except Exception as error:  # The reason it would not load.
         return error
     return None

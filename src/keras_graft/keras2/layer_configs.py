@@ -2,7 +2,7 @@
 
 Found systematically: a tf_keras model of each built-in layer, built with
 non-default arguments, saved to `.h5` and loaded in Keras 3
-(`tests/_keras2_models.py` builds them, `tests/test_keras2_layer_configs.py`
+(`tests/helpers/keras2_models.py` builds them, `tests/test_keras2_layer_configs.py`
 checks each row, predictions included). Every row either translates a key
 whose meaning Keras 3 keeps, or refuses, naming the layer, the key and what to
 do, a value that has no Keras 3 equivalent.

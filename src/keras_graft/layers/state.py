@@ -142,7 +142,7 @@ class StateVariable(keras.Variable):
         return f"{owner}state {self.name!r} (aggregation={self._state_aggregation!r})"
 
     def _as_tensor(self, value):
-        return tf.convert_to_tensor(value, dtype=self._dtype)
+        return tf.convert_to_tensor(value, dtype=self.dtype)  # never autocast: its own dtype
 
     def _combine(self, context, value):
         """`value` combined across replicas by this state's aggregation."""

@@ -53,25 +53,9 @@ class KerasTensorDispatcher(_compat.GlobalOpDispatcher):
         return self.NOT_SUPPORTED
 
 
-# Modules between an op's caller and `handle`: TF's dispatch and decorators,
-# and the generated op wrappers, which dispatch from inside themselves.
-_DISPATCH_MACHINERY = (
-    "tensorflow.python.util.",
-    "tensorflow.python.ops.gen_",
-    "tensorflow.python.ops.weak_tensor_ops",
-    "tensorflow.python.framework.override_binary_operator",
-)
-
-
 def _called_from_tensorflow() -> bool:
     """Whether the op being dispatched was called by TensorFlow's own code."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith(_DISPATCH_MACHINERY):
-            return module.startswith("tensorflow.")
-        frame = frame.f_back
-    return False
+    return _compat.called_from_tensorflow(sys._getframe(2))
 
 
 def _iter(tensor):
@@ -129,14 +113,7 @@ def _called_tf_code():
     The outermost TensorFlow frame below the user's code (past TF's
     dispatch and tracing wrappers) runs that function.
     """
-    frame, called = sys._getframe(2), None
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith("tensorflow."):
-            break
-        if not module.startswith(_DISPATCH_MACHINERY + _TRACING_WRAPPERS):
-            called = frame
-        frame = frame.f_back
+    called = _compat.called_tensorflow_frame(sys._getframe(2))
     if called is None:
         return None
     code = called.f_code
@@ -156,10 +133,6 @@ def _public_name(code, free_values) -> str | None:
         if public:
             return public
     return None
-
-
-# Wrappers between a public function and its body that are not the function.
-_TRACING_WRAPPERS = ("tensorflow.python.profiler.", "tensorflow.python.framework.ops")
 
 
 def route_keras_tensors(module, name: str, handle: Callable) -> None:

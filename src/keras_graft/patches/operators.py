@@ -23,7 +23,7 @@ and Keras' own bug: `keras.ops.add` and `keras.layers.Add` are unchanged.
 >>> import keras, tensorflow as tf, keras_graft
 >>> x = keras.Input((8,))
 >>> centered = x - tf.reduce_mean(x, axis=-1, keepdims=True)
->>> centered._keras_history.operation.op_name
+>>> keras.Model(x, centered).layers[-1].op_name
 'tf.math.subtract'
 """
 

@@ -18,7 +18,7 @@ and in a model file, even one the user allowed to print.
 
 >>> import keras, tensorflow as tf, keras_graft
 >>> x = keras.Input((3,))
->>> type(tf.print("x:", x)._keras_history.operation).__name__
+>>> type(keras.Model(x, tf.print("x:", x)).layers[-1]).__name__
 'Print'
 """
 
@@ -71,7 +71,7 @@ class Print(keras.layers.Layer):
             kwargs["name"] = _compat.unique_layer_name("tf.print")
         kwargs["autocast"] = False
         super().__init__(**kwargs)
-        self._convert_input_args = False
+        _compat.skip_input_conversion(self)
         self.built = True
 
     @classmethod

@@ -3,7 +3,7 @@
 For every op on keras-graft's allow-list (one name per function: Keras 2
 records the canonical one), a child process with `TF_USE_LEGACY_KERAS=1`
 calls the op on tf_keras Keras tensors with the first call of
-`_op_calls.CANDIDATES` it accepts, then with the other argument shapes that
+`op_calls.CANDIDATES` it accepts, then with the other argument shapes that
 call's signature allows: the arguments after the first by keyword, every
 argument by keyword, a NumPy constant in place of a tensor (last, or first),
 tensors through `*args` and in lists where the call has them. Each call is a
@@ -30,8 +30,8 @@ Each case is classified from what Keras 2 did:
 
 The CI test (`test_keras2_op_sweep.py`) runs `CI_SAMPLE`. The whole sweep:
 
-    python tests/_keras2_op_sweep.py --all          # every allowed op (about 20 minutes)
-    python tests/_keras2_op_sweep.py einsum concat  # some ops
+    python tests/helpers/keras2_op_sweep.py --all          # every allowed op (about 20 minutes)
+    python tests/helpers/keras2_op_sweep.py einsum concat  # some ops
 
 prints one line per case that does not behave as required, a count per
 class, and writes the per-case results to `--json PATH` when given.
@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _op_calls import (
+
+from op_calls import (
     BOOLS,
     CANDIDATES,
     FLOATS,

@@ -26,14 +26,14 @@ process, once per directory):
 
 `run_command` runs `keras-graft ...` (the installed launcher) in a fresh
 working directory under an address-space limit and a timeout, through the
-runner of `_hostile.py`, and reports the peak memory, the files created,
+runner of `hostile.py`, and reports the peak memory, the files created,
 and whether `marker` exists. `run_batch` runs the command's entry point on
 many files, one after the other, in one such child (what CI affords);
 `sweep` runs every forgery through both commands, each in its own child:
 
-    python tests/_hostile_keras2.py --all          # the whole sweep, a JSON line per run
-    python tests/_hostile_keras2.py --only range_250m,fill_40k   # some of it
-    python _hostile_keras2.py --sources DIR MARKER # (the child that writes the sources)
+    python tests/helpers/hostile_keras2.py --all          # the whole sweep, a JSON line per run
+    python tests/helpers/hostile_keras2.py --only range_250m,fill_40k   # some of it
+    python hostile_keras2.py --sources DIR MARKER # (the child that writes the sources)
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import _hostile
+import hostile
 
 HERE = Path(__file__).resolve().parent
 STFT_WINDOW = 1 << 27  # samples: 512 MB of float32, once folded
@@ -98,7 +98,7 @@ def sources(directory) -> Path:
     if not (directory / "stft.h5").exists():
         completed = subprocess.run(
             [sys.executable, __file__, "--sources", str(directory), str(marker(directory))],
-            env=_hostile._child_env({"TF_USE_LEGACY_KERAS": "1"}),
+            env=hostile._child_env({"TF_USE_LEGACY_KERAS": "1"}),
             capture_output=True,
             text=True,
             timeout=900,
@@ -164,7 +164,7 @@ def _edit_everywhere(kind: str, source: Path, target: Path, edit_model) -> Path:
     if kind == "h5":
         return _edit_h5(source, target, edit_model)
     if kind == "keras":
-        return _hostile.edited_keras(source, target, edit_model)
+        return hostile.edited_keras(source, target, edit_model)
 
     def edit(metadata):
         root = _node(metadata, "root")
@@ -406,8 +406,8 @@ def keras3_keras_hub(directory) -> Path:
             }
         ],
     }
-    layers = [_hostile.input_layer(), evil]
-    return _hostile.write_keras(directory, "keras3_keras_hub.keras", _hostile.model_config(layers))
+    layers = [hostile.input_layer(), evil]
+    return hostile.write_keras(directory, "keras3_keras_hub.keras", hostile.model_config(layers))
 
 
 def keras_hub_initializer(kind: str, directory) -> Path:
@@ -522,7 +522,7 @@ def run_command(
     *,
     marker_path: Path,
     timeout_s: float = 240,
-    memory_limit_bytes: int = 8 * _hostile.GiB,
+    memory_limit_bytes: int = 8 * hostile.GiB,
     plant: bool = True,
     command: list[str] | None = None,
     env: dict | None = None,
@@ -531,7 +531,7 @@ def run_command(
     planted modules of `plant_modules`), under an address-space limit and a timeout.
 
     Arguments may name `{cwd}` for the working directory. Returns the runner's
-    result (`_hostile.run_limited`) with `outcome` ("exited", "timeout"),
+    result (`hostile.run_limited`) with `outcome` ("exited", "timeout"),
     `stdout` as text, `peak_rss_mb` (the largest process of the tree),
     `files_created` (names in the working directory, planted ones left out)
     and `marker` (whether `marker_path` exists afterwards).
@@ -543,7 +543,7 @@ def run_command(
             plant_modules(cwd, marker_path, launcher_module=console_script)
         before = set(_tree(cwd))
         argv = [str(a).replace("{cwd}", str(cwd)) for a in arguments]
-        result = _hostile.run_limited(
+        result = hostile.run_limited(
             (command or launcher()) + argv,
             cwd=cwd,
             timeout_s=timeout_s,
@@ -618,10 +618,10 @@ def keras3_bombs(directory) -> dict:
     `tf.range(250_000_000)` (1 KB), `tf.fill([40000, 40000], 1.0)`, a PNG bomb, a zlib bomb."""
     directory = Path(directory)
     return {
-        "range_250m": _hostile.single_op(directory, "range_250m.keras", "tf.range", args=[250_000_000]),
-        "fill_40k": _hostile.single_op(directory, "fill_40k.keras", "tf.fill", args=[[40000, 40000], 1.0]),
-        "decode_png_bomb": _hostile.decode_png_bomb(directory),
-        "decode_compressed_bomb": _hostile.decode_compressed_bomb(directory),
+        "range_250m": hostile.single_op(directory, "range_250m.keras", "tf.range", args=[250_000_000]),
+        "fill_40k": hostile.single_op(directory, "fill_40k.keras", "tf.fill", args=[[40000, 40000], 1.0]),
+        "decode_png_bomb": hostile.decode_png_bomb(directory),
+        "decode_compressed_bomb": hostile.decode_compressed_bomb(directory),
     }
 
 

@@ -24,12 +24,11 @@ file created (also by running a model), or process state changed.
 
 Run from the command line for a longer search:
 
-    python tests/_fuzz_loading.py --examples 5000 --seed 7
+    python tests/children/fuzz_loading.py --examples 5000 --seed 7
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import json
@@ -40,17 +39,16 @@ import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The test helpers (`tests/helpers/`), imported by name as in the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 
-import _hostile  # noqa: E402
-import hypothesis  # noqa: E402
-import hypothesis.configuration  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st
-from tensorflow.python.util import tf_export  # noqa: E402
 
+import fuzzing  # noqa: E402
+import hostile  # noqa: E402
 import keras_graft  # noqa: E402
 from keras_graft.core import op_names as stored_names  # noqa: E402
 from keras_graft.core import safety  # noqa: E402
@@ -105,10 +103,6 @@ def seed_models(directory: Path) -> list[Path]:
 
 def needs_print_allowed(source: Path) -> bool:
     return source.stem == "print"
-
-
-def export_table_names() -> list[str]:
-    return sorted(tf_export._NAME_TO_SYMBOL_MAPPING)
 
 
 def graft_layers(config: dict) -> list[dict]:
@@ -397,25 +391,16 @@ def run_on_zeros(model) -> None:
 
 def run(examples: int, seed: int) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="graft-fuzz-"))
-    hypothesis.configuration.set_hypothesis_home_dir(workdir / ".hypothesis")
     sources = seed_models(workdir / "sources")
     scratch = workdir / "scratch"
     scratch.mkdir()
     os.chdir(scratch)
-    names = export_table_names()
-    state = _hostile._state()
+    names = fuzzing.export_table_names()
+    state = hostile._state()
     tally = {"refused": 0, "loaded": 0}
     kinds: dict[str, int] = {}
     problems: list[str] = []
 
-    @settings(
-        max_examples=examples,
-        derandomize=seed == 0,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(source=st.sampled_from(sources), layer_index=st.integers(0, 3), mutation=mutations(names))
     def case(source, layer_index, mutation):
         field, value = mutation
         target = forge(source, workdir / "forged.keras", layer_index, field, value)
@@ -434,25 +419,22 @@ def run(examples: int, seed: int) -> dict:
                 problems.append(f"{problem} from {field}={value!r:.200}")
             if allowed:
                 run_on_zeros(model)
-        if list(scratch.iterdir()):
-            problems.append(f"files created: {list(scratch.iterdir())} by {field}={value!r:.200}")
-        now = _hostile._state()
-        if now != state:
-            changed = {k: (state[k], now[k]) for k in state if state[k] != now.get(k)}
-            problems.append(f"process state changed {changed} by {field}={value!r:.200}")
+        problems.extend(fuzzing.side_effects(scratch, state, f"{field}={value!r:.200}"))
 
-    if seed:
-        case = hypothesis.seed(seed)(case)
-    case()
+    fuzzing.run_cases(
+        case,
+        examples=examples,
+        seed=seed,
+        home=workdir / ".hypothesis",
+        source=st.sampled_from(sources),
+        layer_index=st.integers(0, 3),
+        mutation=mutations(names),
+    )
     return {**tally, "refusals": kinds, "problems": problems}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=300, help="forged files to try (default 300)")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search"
-    )
+    parser = fuzzing.argument_parser(__doc__.splitlines()[0], 300, "forged files")
     arguments = parser.parse_args(argv)
     result = run(arguments.examples, arguments.seed)
     print(json.dumps(result, indent=1))

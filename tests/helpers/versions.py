@@ -12,8 +12,8 @@ Run as a script in a virtual environment, it checks that what is installed
 there is one column of the table, and prints the versions (CI runs it in each
 of its environments, so the table says what CI ran):
 
-    python tests/_versions.py minimum
-    python tests/_versions.py newest
+    python tests/helpers/versions.py minimum
+    python tests/helpers/versions.py newest
 
 >>> matches("2.21.0", "2.21.*"), matches("2.13.0+cpu", "2.13.0"), matches("2.16.2", "2.16.1")
 (True, True, False)
@@ -32,7 +32,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = ROOT / "pyproject.toml"
 MINIMUM_PINS = ROOT / ".ci" / "minimum-versions.txt"
 README = ROOT / "README.md"

@@ -1,10 +1,10 @@
 """Ways to call an allowed TF op on float tensors: the training sweep's argument recipes.
 
 A recipe is a tuple of positional arguments, each a tensor kind (a
-`tf.TensorSpec`, or `SPARSE`) or a constant. `_gradient_sweep` calls every
+`tf.TensorSpec`, or `SPARSE`) or a constant. `gradient_sweep` calls every
 allowed op on the float recipes as Keras tensors that come out of `Dense`
 layers (the training sweep); the audit and Keras 2 sweeps call every op on
-the wider `_op_calls.CANDIDATES`.
+the wider `op_calls.CANDIDATES`.
 
 >>> [i for i, recipe in enumerate(RECIPES) if is_float_recipe(recipe)]
 [0, 4, 5, 7, 8, 9, 10]

@@ -5,10 +5,10 @@ keras-graft promises that `keras.models.load_model(path)` (safe mode, after
 never allocates much and never changes the state of the process. Each
 builder here writes one minimal file that breaks (or probes) that promise.
 
-    from tests import _hostile          # or `import _hostile` from tests/
-    for attack in _hostile.ATTACKS:
+    import hostile                     # tests/helpers/ is on sys.path (conftest.py)
+    for attack in hostile.ATTACKS:
         path = attack.build(tmp_path)
-        result = _hostile.load_in_child(path, timeout_s=60)
+        result = hostile.load_in_child(path, timeout_s=60)
         # result["outcome"] in {"loaded", "refused", "timeout", "crashed"}
 
 `ATTACKS` entries are `Attack(name, weakness, build, description)`, where
@@ -31,7 +31,7 @@ register, `allow("print")`), a file to load `before` it in the same process
 zeros, so that what it does when it runs (writing a file) shows too.
 
 Hostile files must only ever be loaded with `load_in_child`: it loads in a
-fresh interpreter (run as `python _hostile.py --child PATH`), under a wall
+fresh interpreter (run as `python hostile.py --child PATH`), under a wall
 clock timeout and an address-space limit, and reports peak RSS and which
 pieces of process state the load changed.
 
@@ -712,7 +712,7 @@ def layer_name_path(directory) -> Path:
     return write_keras(directory, "layer_name_path.keras", model_config(layers))
 
 
-VICTIM = "_hostile:register_victim_layer"
+VICTIM = "hostile:register_victim_layer"
 """`preload` entry for `load_in_child` that registers the victim `@keras_graft.layer`."""
 
 
@@ -1075,7 +1075,7 @@ def meshgrid_rank(directory, arguments: int = 2000) -> Path:
     )
 
 
-VICTIM_OP = "_hostile:register_victim_op"
+VICTIM_OP = "hostile:register_victim_op"
 """`preload` entry for `load_in_child` that registers the victim `@keras_graft.op`."""
 
 
@@ -1109,7 +1109,7 @@ def graph_ops_loop(directory) -> Path:
 
 # `Print` stores only its formatting options, even where printing is allowed.
 
-ALLOW_PRINT = "_hostile:allow_print"
+ALLOW_PRINT = "hostile:allow_print"
 """`preload` entry for `load_in_child` that allows `Print` layers process-wide."""
 
 

@@ -3,7 +3,7 @@
 A candidate call is a tuple of positional arguments in which a `Tensor(shape,
 dtype)` stands for a tensor. `materialize(call, make)` replaces each one with
 `make(spec)`: graph placeholders in `test_safety.py`, tf_keras inputs in the
-Keras 2 op sweep (`_keras2_op_sweep.py`). A sweep tries `CANDIDATES` in order
+Keras 2 op sweep (`keras2_op_sweep.py`). A sweep tries `CANDIDATES` in order
 and keeps the first call the op accepts; the first seven are the generic
 shapes most ops take, the others reach ops that need a particular argument
 (an equation, a list of tensors, square matrices, images, a frame length...).

@@ -1,7 +1,7 @@
 """One training step on JAX and torch equals TensorFlow's, op by op and chain by chain.
 
 For every allowed op with a float path (called on a float recipe of
-`_op_arguments`), a model `Dense -> op -> Dense`: where `keras-graft inspect`
+`op_arguments`), a model `Dense -> op -> Dense`: where `keras-graft inspect`
 finds a gradient, and where it finds an op without one (TensorFlow's step
 then raises, and each backend must raise naming the layer, or it trains
 and each backend must match it); and
@@ -12,14 +12,14 @@ TensorFlow saved. TensorFlow takes one SGD step from fixed weights and data;
 each backend takes the same step from the same weights, and every weight's
 update must equal TensorFlow's.
 
-    python tests/_gradient_sweep.py            # the CI sample (every chain, a few ops)
-    python tests/_gradient_sweep.py --all      # every op in scope
-    python tests/_gradient_sweep.py --ops math.erf,nn.conv2d   # these ops
+    python tests/helpers/gradient_sweep.py            # the CI sample (every chain, a few ops)
+    python tests/helpers/gradient_sweep.py --all      # every op in scope
+    python tests/helpers/gradient_sweep.py --ops math.erf,nn.conv2d   # these ops
 
 Each backend runs in its own process (Keras fixes the backend per process):
-`python _gradient_sweep.py reference DIR [--all | --ops ...]` on TensorFlow writes the
+`python gradient_sweep.py reference DIR [--all | --ops ...]` on TensorFlow writes the
 cases, the weights and the updates to DIR; `KERAS_BACKEND=jax python
-_gradient_sweep.py compare DIR` prints one JSON line of findings per case.
+gradient_sweep.py compare DIR` prints one JSON line of findings per case.
 
 A backend may also refuse a case where the model is built, or raise at the
 training step, as long as the error names the layer: what it may never do is
@@ -38,12 +38,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import _op_arguments  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_graft  # noqa: E402
+import op_arguments  # noqa: E402
 from keras_graft import _compat, safety  # noqa: E402
 from keras_graft.backends import tracing  # noqa: E402
 from keras_graft.errors import KerasGraftError, NoDispatchError  # noqa: E402
@@ -158,8 +158,8 @@ def op_model(name: str, recipe: int, domain: int) -> keras.Model:
     """`Dense -> tf.<name>(*recipe) -> Dense` with batch 1 (the op sees `FLOATS`)."""
     x = keras.Input(batch_shape=(1, FEATURES))
     arguments = [
-        _dense_to_op_input(x, slot, domain, kind.shape) if _op_arguments.is_float_kind(kind) else kind
-        for slot, kind in enumerate(_op_arguments.RECIPES[recipe])
+        _dense_to_op_input(x, slot, domain, kind.shape) if op_arguments.is_float_kind(kind) else kind
+        for slot, kind in enumerate(op_arguments.RECIPES[recipe])
     ]
     outputs = call_op(_compat.tf_symbol(name), arguments)
     return keras.Model(x, _head(keras.tree.flatten(outputs)))
@@ -329,11 +329,11 @@ def _first_float_recipe(function) -> tuple[int, str, bool] | str:
     from keras_graft.inspection import checks
 
     reason = "no float recipe builds it"
-    for index, recipe in enumerate(_op_arguments.RECIPES):
-        if not _op_arguments.is_float_recipe(recipe):
+    for index, recipe in enumerate(op_arguments.RECIPES):
+        if not op_arguments.is_float_recipe(recipe):
             continue
         arguments = [
-            keras.Input(batch_shape=kind.shape) if _op_arguments.is_float_kind(kind) else kind
+            keras.Input(batch_shape=kind.shape) if op_arguments.is_float_kind(kind) else kind
             for kind in recipe
         ]
         try:

@@ -1,7 +1,7 @@
 """Fuzzing `keras-graft convert` and `keras-graft inspect` with forged Keras 2 files.
 
-The sibling of `_fuzz_loading.py` for Keras 2 files. Hypothesis mutates
-real tf_keras files (`_keras2_models.py`: `.h5`, tf_keras `.keras` and
+The sibling of `fuzz_loading.py` for Keras 2 files. Hypothesis mutates
+real tf_keras files (`keras2_models.py`: `.h5`, tf_keras `.keras` and
 SavedModel directories): layer class names, op names (from TensorFlow's
 whole export table), config values (object configs among them: a
 `Functional` whose op writes a file, a `Lambda`'s bytecode, modules of
@@ -24,31 +24,28 @@ Anything else is a problem: another exception, a crash or hang (the test
 runs this in a child with a timeout and a memory limit), the payloads'
 marker written, a file created, process state changed.
 
-    python tests/_fuzz_keras2.py --examples 500 --seed 7 --checks all    # a longer search
+    python tests/children/fuzz_keras2.py --examples 500 --seed 7 --checks all    # a longer search
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The test helpers (`tests/helpers/`), imported by name as in the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 
-import _fuzz_loading  # noqa: E402
-import _hostile  # noqa: E402
-import _hostile_keras2  # noqa: E402
-import _keras2_models  # noqa: E402
-import hypothesis  # noqa: E402
-import hypothesis.configuration  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st
 
+import fuzzing  # noqa: E402
+import hostile  # noqa: E402
+import hostile_keras2  # noqa: E402
+import keras2_models  # noqa: E402
 import keras_graft  # noqa: E402
 from keras_graft import inspection  # noqa: E402
 from keras_graft.core import op_names, safety  # noqa: E402
@@ -61,9 +58,9 @@ CLEAN = (ValueError, TypeError)
 
 def payloads(marker: Path) -> list:
     """Values that must never run, or be imported, wherever a file puts them."""
-    lambda_node = json.loads(_hostile_keras2._lambda_metadata(marker.parent))
+    lambda_node = json.loads(hostile_keras2._lambda_metadata(marker.parent))
     return [
-        _hostile_keras2._write_file_model(marker),
+        hostile_keras2._write_file_model(marker),
         {"class_name": "Lambda", "config": lambda_node["config"]},
         {"module": "os", "class_name": "function", "config": "system", "registered_name": "function"},
         {"module": "keras_hub.src.evil", "class_name": "Evil", "config": {}, "registered_name": None},
@@ -191,12 +188,12 @@ def forge(source: Path, target: Path, mutation, savedmodel_change) -> Path:
     """`source` (any Keras 2 kind) with `mutation` applied; in a SavedModel, to the root
     config, and to the layers' own metadata as `savedmodel_change` says."""
     if source.suffix == ".h5":
-        return _hostile_keras2._edit_h5(source, target.with_suffix(".h5"), lambda c: mutate(c, mutation))
+        return hostile_keras2._edit_h5(source, target.with_suffix(".h5"), lambda c: mutate(c, mutation))
     if source.suffix == ".keras":
-        return _hostile.edited_keras(source, target.with_suffix(".keras"), lambda c: mutate(c, mutation))
+        return hostile.edited_keras(source, target.with_suffix(".keras"), lambda c: mutate(c, mutation))
 
     def edit(metadata):
-        root = _hostile_keras2._node(metadata, "root")
+        root = hostile_keras2._node(metadata, "root")
         model = json.loads(root.metadata)
         mutate(model, mutation)
         root.metadata = json.dumps(model)
@@ -213,7 +210,7 @@ def forge(source: Path, target: Path, mutation, savedmodel_change) -> Path:
             del metadata.nodes[:]
             metadata.nodes.extend(nodes)
 
-    return _hostile_keras2._edit_savedmodel(source, target.with_name(target.name + "_savedmodel"), edit)
+    return hostile_keras2._edit_savedmodel(source, target.with_name(target.name + "_savedmodel"), edit)
 
 
 def op_names_in(model) -> list[str]:
@@ -226,32 +223,19 @@ def op_names_in(model) -> list[str]:
 
 def run(examples: int, seed: int, keras2_dir: Path, checks_to_run=inspection.CHECKS) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="graft-fuzz-keras2-"))
-    hypothesis.configuration.set_hypothesis_home_dir(workdir / ".hypothesis")
-    marker = _hostile_keras2.marker(_hostile_keras2.sources(workdir / "payloads"))
+    marker = hostile_keras2.marker(hostile_keras2.sources(workdir / "payloads"))
     sources = [keras2_dir / f"{name}.h5" for name in SOURCES]
-    sources += [keras2_dir / f"{name}.keras" for name in _keras2_models.KERAS_ZIP_MODELS]
-    sources += [keras2_dir / f"{name}_savedmodel" for name in _keras2_models.SAVED_MODELS]
+    sources += [keras2_dir / f"{name}.keras" for name in keras2_models.KERAS_ZIP_MODELS]
+    sources += [keras2_dir / f"{name}_savedmodel" for name in keras2_models.SAVED_MODELS]
     scratch = workdir / "scratch"
     scratch.mkdir()
     os.chdir(scratch)
-    names = _fuzz_loading.export_table_names()
-    state = _hostile._state()
+    names = fuzzing.export_table_names()
+    state = hostile._state()
     tally = {"refused": 0, "converted": 0}
     kinds: dict[str, int] = {}
     problems: list[str] = []
 
-    @settings(
-        max_examples=examples,
-        derandomize=seed == 0,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(
-        source=st.sampled_from(sources),
-        mutation=mutations(names, marker),
-        savedmodel_change=st.sampled_from(["root only", "layers too", "reversed"]),
-    )
     def case(source, mutation, savedmodel_change):
         where = f"{source.name} {mutation!r:.200} ({savedmodel_change})"
         forged = forge(source, workdir / "forged", mutation, savedmodel_change)
@@ -279,17 +263,17 @@ def run(examples: int, seed: int, keras2_dir: Path, checks_to_run=inspection.CHE
         if marker.exists():
             problems.append(f"a payload ran: {where}")
             marker.unlink()
-        if list(scratch.iterdir()):
-            problems.append(f"files created: {list(scratch.iterdir())} by {where}")
-            for path in scratch.iterdir():
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-        now = _hostile._state()
-        if now != state:
-            problems.append(f"process state changed {dict(set(now.items()) - set(state.items()))} by {where}")
+        problems.extend(fuzzing.side_effects(scratch, state, where))
 
-    if seed:
-        case = hypothesis.seed(seed)(case)
-    case()
+    fuzzing.run_cases(
+        case,
+        examples=examples,
+        seed=seed,
+        home=workdir / ".hypothesis",
+        source=st.sampled_from(sources),
+        mutation=mutations(names, marker),
+        savedmodel_change=st.sampled_from(["root only", "layers too", "reversed"]),
+    )
     return {**tally, "refusals": kinds, "problems": problems}
 
 
@@ -308,16 +292,12 @@ def _quiet_console():
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=100, help="forged files to try (default 100)")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search"
-    )
+    parser = fuzzing.argument_parser(__doc__.splitlines()[0], 100, "forged files")
     parser.add_argument(
         "--keras2-files",
         type=Path,
         default=None,
-        help="a folder of tf_keras files (_keras2_models.py); default: written afresh",
+        help="a folder of tf_keras files (keras2_models.py); default: written afresh",
     )
     parser.add_argument(
         "--checks",
@@ -325,7 +305,7 @@ def main(argv=None) -> int:
         help="inspect's checks to run, comma-separated, or 'all' (default safe,gradient,torch)",
     )
     arguments = parser.parse_args(argv)
-    keras2_dir = arguments.keras2_files or _keras2_models.generate(Path(tempfile.mkdtemp()) / "keras2")
+    keras2_dir = arguments.keras2_files or keras2_models.generate(Path(tempfile.mkdtemp()) / "keras2")
     checks_to_run = inspection.CHECKS if arguments.checks == "all" else tuple(arguments.checks.split(","))
     result = run(arguments.examples, arguments.seed, keras2_dir.resolve(), checks_to_run)
     print(json.dumps(result, indent=1))

@@ -306,9 +306,9 @@ def write_all(directory: Path) -> None:
 
 def generate(directory: Path) -> Path:
     """Writes the compiled Keras 2 files into `directory` once (other processes wait)."""
-    import _keras2_models
+    import keras2_models
 
-    return _keras2_models.generate(directory, __file__, "the compiled files")
+    return keras2_models.generate(directory, __file__, "the compiled files")
 
 
 if __name__ == "__main__":

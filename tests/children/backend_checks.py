@@ -1,7 +1,7 @@
 """Checks of TF ops in Keras models on the JAX and torch backends.
 
 Run by `test_backends.py` in a child process per backend (Keras fixes the
-backend per process): `KERAS_BACKEND=jax python _backend_checks.py DIR CHECK`.
+backend per process): `KERAS_BACKEND=jax python backend_checks.py DIR CHECK`.
 `DIR` holds `model.keras` and `expected.npz`, saved on the TensorFlow backend
 by `save_reference`; each CHECK prints one JSON line of findings.
 """

@@ -12,12 +12,11 @@ shape and dtype of its output or the class of its error, must be the same.
 
 CI runs a fixed sequence (`tests/test_inference.py`); for a longer search:
 
-    python tests/_shape_programs.py --examples 2000 --seed 7
+    python tests/helpers/shape_programs.py --examples 2000 --seed 7
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -25,13 +24,11 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import hypothesis  # noqa: E402
-import hypothesis.configuration  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st
 
+import fuzzing  # noqa: E402
 import keras_graft  # noqa: E402,F401  (auto-wrapping)
 from keras_graft.core import inference  # noqa: E402
 
@@ -186,32 +183,24 @@ def check(program: dict, constants_a: list, constants_b: list) -> None:
 
 def run(examples: int, seed: int) -> dict:
     """Checks `examples` programs; returns how many and the cache hits they had."""
-    hypothesis.configuration.set_hypothesis_home_dir(tempfile.mkdtemp(prefix="graft-programs-"))
     _Counting.hits = 0
 
-    @settings(
-        max_examples=examples,
-        derandomize=seed == 0,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(program=programs(), constants=constant_sets())
     def case(program, constants):
         check(program, *constants)
 
-    if seed:
-        case = hypothesis.seed(seed)(case)
-    case()
+    fuzzing.run_cases(
+        case,
+        examples=examples,
+        seed=seed,
+        home=tempfile.mkdtemp(prefix="graft-programs-"),
+        program=programs(),
+        constants=constant_sets(),
+    )
     return {"examples": examples, "cache_hits": _Counting.hits}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=200, help="programs to try (default 200)")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="0: the fixed CI sequence; other: a random search"
-    )
+    parser = fuzzing.argument_parser(__doc__.splitlines()[0], 200, "programs")
     arguments = parser.parse_args(argv)
     print(json.dumps(run(arguments.examples, arguments.seed)))
     return 0
