@@ -30,7 +30,7 @@ Each case is classified from what Keras 2 did:
 
 The CI test (`test_keras2_op_sweep.py`) runs `CI_SAMPLE`. The whole sweep:
 
-    python tests/helpers/keras2_op_sweep.py --all          # every allowed op (about 20 minutes)
+    python tests/helpers/keras2_op_sweep.py --all          # every allowed op (about 25 minutes on 2 cores)
     python tests/helpers/keras2_op_sweep.py einsum concat  # some ops
 
 prints one line per case that does not behave as required, a count per
