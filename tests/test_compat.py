@@ -334,3 +334,22 @@ def test_tf1_names_are_the_export_table_names_of_the_same_function():
     assert _compat.tf_symbol("compat.v1.floordiv") is tf.math.floordiv
     assert _compat.tf1_names(tf.shape) == []  # TF 2's shape_v2; TF 1's shape is another function
     assert _compat.tf1_names(lambda: 0) == []
+
+
+def test_explain_refused_calls_replaces_the_error_of_a_dispatching_api():
+    from tensorflow.python.util import dispatch
+
+    @dispatch.add_dispatch_support
+    def double(x, name=None):
+        return x * 2
+
+    with pytest.raises(TypeError, match="^Got an unexpected keyword argument 'nam'$"):
+        double(1, nam="a")  # TensorFlow's refusal, before the function runs
+    better = ValueError("explained")
+    _compat.explain_refused_calls(lambda api, args, kwargs: better if kwargs.get("nam") == "b" else None)
+    with pytest.raises(ValueError, match="^explained$"):
+        double(1, nam="b")
+    with pytest.raises(TypeError, match="^Got an unexpected keyword argument 'nam'$"):
+        double(1, nam="a")  # `explain` gave None: TF's own error
+    assert double(3) == 6
+    assert isinstance(_compat._dispatcher_cell(tf.signal.stft).cell_contents, _compat._ExplainingDispatcher)
