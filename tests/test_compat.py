@@ -150,6 +150,21 @@ def test_layer_edges_lists_each_connection_once():
     assert _compat.layer_edges(model) == [["x", "shared"], ["shared", "add"]]
 
 
+def test_model_operations_hold_keras_ops_and_edges_stay_within_the_model():
+    x = keras.Input((3,), name="x")
+    dense = keras.layers.Dense(3, name="dense")
+    total = dense(x) + x  # a `keras.ops` operation, not a layer
+    model = keras.Model(x, total)
+    keras.Model(x, dense(x) * 2)  # the same layer called in another model
+    plus = total._keras_history.operation.name
+    assert [op.name for op in _compat.model_operations(model)] == ["x", "dense", plus]
+    assert plus not in [layer.name for layer in model.layers]
+    assert _compat.layer_edges(model) == [["x", "dense"], ["dense", plus], ["x", plus]]
+    sequential = keras.Sequential([keras.Input((3,), name="s"), keras.layers.Dense(2, name="last")])
+    assert [op.name for op in _compat.model_operations(sequential)] == ["s", "last"]
+    assert _compat.layer_edges(sequential) == [["s", "last"]]
+
+
 def test_op_creation_is_watched_before_and_after_in_every_graph_of_the_block():
     before, after = [], []
     graph = tf.Graph()

@@ -47,6 +47,7 @@ __all__ = [
     "layer_edges",
     "legacy_model_from_config",
     "load_legacy_h5_weights",
+    "model_operations",
     "op_id_mark",
     "op_types_called",
     "ops_created_between",
@@ -169,13 +170,31 @@ def deserializing_untrusted() -> bool:
     return serialization_lib.in_safe_mode() is True
 
 
+def model_operations(model) -> list:
+    """Every operation of a functional or Sequential model, inputs included, in
+    order: its layers, and Keras' own ops, which are operations, not layers
+    (`x + y` of two Keras tensors is a `keras.ops` `Add`; `model.layers`
+    leaves them out). A subclassed model's layers."""
+    return list(getattr(_functional(model), "operations", None) or model.layers)
+
+
+def _functional(model):
+    """The functional graph of `model`: a Sequential model's is built inside it."""
+    return getattr(model, "_functional", None) or model
+
+
 def layer_edges(model) -> list[list[str]]:
-    """[source layer name, target layer name] for each connection in `model`."""
+    """[source name, target name] for each connection in `model`, between its
+    operations (`model_operations`); calls of a layer in another model are left out."""
+    by_depth = getattr(_functional(model), "_nodes_by_depth", None)
+    own_nodes = None if by_depth is None else {id(node) for nodes in by_depth.values() for node in nodes}
     edges = []
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
+    for operation in model_operations(model):
+        for node in operation._inbound_nodes:
+            if own_nodes is not None and id(node) not in own_nodes:
+                continue
             for parent in node.parent_nodes:
-                edge = [parent.operation.name, layer.name]
+                edge = [parent.operation.name, operation.name]
                 if edge not in edges:
                     edges.append(edge)
     return edges
