@@ -188,7 +188,10 @@ class Report:
         table.add_column(
             "layer: op" if compact else "layer: op → graph ops",
             min_width=20 if compact else 24,
-            **NAME_COLUMN,  # one line each for the name, the op and its graph ops
+            max_width=32,
+            # A name (no spaces) is shortened, never wrapped mid-word; the
+            # line of graph ops below it wraps between them.
+            overflow="ellipsis",
         )
         table.add_column("output", min_width=10, max_width=20)
         for column in CHECKS if compact else (*CHECKS, "keras.ops"):
