@@ -153,6 +153,21 @@ def test_layer_edges_lists_each_connection_once():
     assert _compat.layer_edges(model) == [["x", "shared"], ["shared", "add"]]
 
 
+def test_model_operations_hold_keras_ops_and_edges_stay_within_the_model():
+    x = keras.Input((3,), name="x")
+    dense = keras.layers.Dense(3, name="dense")
+    total = dense(x) + x  # a `keras.ops` operation, not a layer
+    model = keras.Model(x, total)
+    keras.Model(x, dense(x) * 2)  # the same layer called in another model
+    plus = total._keras_history.operation.name
+    assert [op.name for op in _compat.model_operations(model)] == ["x", "dense", plus]
+    assert plus not in [layer.name for layer in model.layers]
+    assert _compat.layer_edges(model) == [["x", "dense"], ["dense", plus], ["x", plus]]
+    sequential = keras.Sequential([keras.Input((3,), name="s"), keras.layers.Dense(2, name="last")])
+    assert [op.name for op in _compat.model_operations(sequential)] == ["s", "last"]
+    assert _compat.layer_edges(sequential) == [["s", "last"]]
+
+
 def test_op_creation_is_watched_before_and_after_in_every_graph_of_the_block():
     before, after = [], []
     graph = tf.Graph()
@@ -405,3 +420,20 @@ def test_called_tensorflow_frame_is_the_outermost_tf_frame_below_user_code():
     assert found.f_globals["__name__"] == "tensorflow.python.ops.array_ops"
     assert _under(*wrappers, probe=_compat.called_tensorflow_frame) is None
     assert _compat.called_tensorflow_frame(sys._getframe(0)) is None
+def test_explain_refused_calls_replaces_the_error_of_a_dispatching_api():
+    from tensorflow.python.util import dispatch
+
+    @dispatch.add_dispatch_support
+    def double(x, name=None):
+        return x * 2
+
+    with pytest.raises(TypeError, match="^Got an unexpected keyword argument 'nam'$"):
+        double(1, nam="a")  # TensorFlow's refusal, before the function runs
+    better = ValueError("explained")
+    _compat.explain_refused_calls(lambda api, args, kwargs: better if kwargs.get("nam") == "b" else None)
+    with pytest.raises(ValueError, match="^explained$"):
+        double(1, nam="b")
+    with pytest.raises(TypeError, match="^Got an unexpected keyword argument 'nam'$"):
+        double(1, nam="a")  # `explain` gave None: TF's own error
+    assert double(3) == 6
+    assert isinstance(_compat._dispatcher_cell(tf.signal.stft).cell_contents, _compat._ExplainingDispatcher)

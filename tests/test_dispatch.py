@@ -121,3 +121,26 @@ def test_functions_without_dispatch_say_how_to_wrap_them():
         tf.signal.rfft(x)
     spectrum = keras_graft.Op(tf.signal.rfft)(x)
     assert spectrum.shape == (None, 5) and spectrum.dtype == "complex64"
+
+
+def test_unknown_keyword_on_keras_tensors_names_the_op_and_the_closest_parameter():
+    with pytest.raises(keras_graft.errors.UnexpectedKeywordError) as raised:
+        tf.signal.stft(keras.Input((1000,)), frame_lenght=256, frame_step=128)
+    assert isinstance(raised.value, TypeError)  # `except TypeError` still catches it
+    assert str(raised.value) == (
+        "tf.signal.stft got an unexpected keyword argument 'frame_lenght'. Did you mean "
+        "'frame_length'? Its parameters are: signals, frame_length, frame_step, fft_length, "
+        "window_fn, pad_end, name."
+    )
+    # Functions without TF's dispatch (routed to op layers) say the same.
+    with pytest.raises(
+        TypeError,
+        match=r"^tf.map_fn got an unexpected keyword argument 'fn_output_signatur'. Did you mean 'fn_output_signature'\?",
+    ):
+        tf.map_fn(tf.abs, keras.Input((3,)), fn_output_signatur=tf.float32)
+
+
+def test_unknown_keyword_on_real_tensors_keeps_tensorflows_error():
+    with pytest.raises(TypeError, match="frame_lenght") as raised:
+        tf.signal.stft(tf.zeros((1, 1000)), frame_lenght=256, frame_step=128)
+    assert not isinstance(raised.value, keras_graft.errors.KerasGraftError)

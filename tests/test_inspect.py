@@ -378,6 +378,39 @@ def test_keras2_files_report_what_convert_would_do_and_where_it_deploys(keras2_f
     assert "keras-graft inspect:" in output
 
 
+def test_html_graph_shows_every_layer_keras_op_and_output():
+    """Keras' own ops (`+`) are nodes too, each output is marked: no node leads nowhere."""
+    x = keras.Input((4,), name="x")
+    dense = keras.layers.Dense(4, name="dense")
+    summed = dense(x) + x  # Keras 3 records `+` as its own op, not a layer
+    sine = tf.math.sin(summed)
+    model = keras.Model(x, [sine, summed])
+    keras.Model(x, dense(x) * 2)  # a call of the layer in another model is no edge of this one
+    graph = html.model_graph(model)
+    names = [node["name"] for node in graph["nodes"]]
+    add = summed._keras_history.operation.name
+    assert {layer.name for layer in model.layers} | {add} == set(names)
+    assert graph["outputs"] == ["tf.math.sin", add]
+    assert all(source in names and target in names for source, target in graph["edges"])
+    assert sorted(graph["edges"]) == sorted(
+        [["x", "dense"], ["dense", add], ["x", add], [add, "tf.math.sin"]]
+    )
+    sources = {source for source, _ in graph["edges"]}
+    targets = {target for _, target in graph["edges"]}
+    for name in names:  # every node is fed (but the input) and feeds a node or is an output
+        assert name == "x" or name in targets
+        assert name in sources or name in graph["outputs"]
+
+    page = html.page(inspect(model), graph)
+    for name in names:
+        assert f'data-layer="{name}"' in page
+    assert page.count("<line ") == len(graph["edges"])
+    assert 'class="layer pass output" data-layer="tf.math.sin" data-outputs="0"' in page
+    assert f'class="layer other output" data-layer="{add}" data-outputs="1"' in page
+    assert "→ model output 0" in page and "→ model output 1" in page
+    assert 'data-layer="dense">' in page  # neither an output nor an op layer
+
+
 def test_html_report_shows_the_graph_coloured_by_checks_in_a_real_browser(mixed_file, tmp_path):
     """The page renders in headless Chromium: the DOM holds every layer and
     colour, and the screenshot is a real picture."""
@@ -406,9 +439,10 @@ def test_html_report_shows_the_graph_coloured_by_checks_in_a_real_browser(mixed_
         "tf.image.adjust_hue",
     ):
         assert f'data-layer="{layer}"' in dom.stdout
-    assert 'class="layer pass" data-layer="tf.clip_by_value"' in dom.stdout
-    assert 'class="layer fail" data-layer="tf.histogram_fixed_width"' in dom.stdout
-    assert 'class="layer conditional" data-layer="tf.image.rgb_to_hsv"' in dom.stdout
+    # Each is also one of the model's outputs (in the order the model returns them).
+    assert 'class="layer pass output" data-layer="tf.clip_by_value" data-outputs="0"' in dom.stdout
+    assert 'class="layer fail output" data-layer="tf.histogram_fixed_width" data-outputs="2"' in dom.stdout
+    assert 'class="layer conditional output" data-layer="tf.image.rgb_to_hsv" data-outputs="1"' in dom.stdout
     screenshot = tmp_path / "report.png"
     shot = subprocess.run(
         [*chromium, f"--screenshot={screenshot}", "--window-size=1200,700", page.as_uri()],

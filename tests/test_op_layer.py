@@ -208,3 +208,43 @@ def test_saving_walks_no_attribute_of_op_layers(tmp_path, monkeypatch):
     assert len(built) < 10, built
     monkeypatch.undo()
     predictions_match(model, keras.models.load_model(tmp_path / "m.keras"), np.ones((2, 4), "float32"))
+
+
+def test_unknown_keyword_of_an_explicit_op_layer_names_the_op_and_the_closest_parameter():
+    with pytest.raises(
+        keras_graft.errors.UnexpectedKeywordError,
+        match=r"^tf.signal.stft got an unexpected "
+        r"keyword argument 'frame_lenght'. Did you mean 'frame_length'\?",
+    ):
+        keras_graft.Op(tf.signal.stft, frame_lenght=400, frame_step=160)
+    with pytest.raises(
+        TypeError, match=r"^soft_clip got an unexpected keyword argument 'limt'. Did you mean 'limit'\?"
+    ):
+        soft_clip(keras.Input((3,)), limt=2.0)
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["TFOp", "Op"])
+def test_unknown_keyword_stored_in_an_op_layer_names_the_layer_and_the_closest_parameter(explicit):
+    inputs = keras.Input((1000,))
+    if explicit:
+        model = keras.Sequential(
+            [inputs, keras_graft.Op(tf.signal.stft, frame_length=400, frame_step=160, name="spectrum")]
+        )
+    else:
+        model = keras.Model(inputs, tf.signal.stft(inputs, frame_length=400, frame_step=160, name="spectrum"))
+    config = json.loads(model.to_json())
+    (layer,) = [layer for layer in config["config"]["layers"] if layer["config"]["name"] == "spectrum"]
+    stored = layer["config"]["arguments"]["kwargs"]
+    stored["frame_lenght"] = stored.pop("frame_length")  # a file edited by hand
+    with pytest.raises(TypeError) as raised:
+        keras.models.model_from_json(json.dumps(config))
+    # Keras' deserialization wraps a layer's TypeError in its own (once per level of nesting).
+    error = raised.value
+    while error is not None and not isinstance(error, keras_graft.errors.KerasGraftError):
+        error = error.__context__
+    assert isinstance(error, keras_graft.errors.UnexpectedKeywordError)
+    assert str(error).startswith(
+        "The op layer 'spectrum' calls tf.signal.stft with an unexpected keyword argument "
+        "'frame_lenght'. Did you mean 'frame_length'? Its parameters are: signals, frame_length,"
+    )
+    assert "The model file was edited" in str(error)

@@ -38,6 +38,7 @@ __all__ = [
     "decode_legacy_json",
     "deserializing_untrusted",
     "fill_in_call",
+    "explain_refused_calls",
     "function_graph",
     "get_keras_mask",
     "GlobalOpDispatcher",
@@ -55,6 +56,7 @@ __all__ = [
     "node_call_arguments",
     "node_inputs",
     "node_outputs",
+    "model_operations",
     "op_id_mark",
     "op_types_called",
     "ops_created_between",
@@ -84,6 +86,67 @@ def canonical_tf_name(function) -> str | None:
 def tf_symbol(name: str):
     """The TF API symbol exported under `name` (`"math.top_k"`), or None."""
     return tf_export.get_symbol_from_name(name)
+
+
+def explain_refused_calls(explain: Callable) -> None:
+    """Lets `explain(api, args, kwargs)` replace the bare `TypeError` TensorFlow
+    raises when a public API's dispatch refuses the arguments of a call.
+
+    An API with op dispatch checks a call's arguments against its parameters
+    before anything else runs, op dispatchers included, and raises TF's
+    `TypeError: Got an unexpected keyword argument 'frame_lenght'`, naming
+    neither the op nor the fix. `explain` returns the error to raise instead,
+    or None for TF's own. The check is made by each API's type-based
+    dispatcher, held in the closure of its `op_dispatch_handler`: it is
+    replaced by one that delegates to it (`tf.experimental.dispatch_for_api`
+    registers on the same one). Generated op wrappers (`tf.math.acosh`) have a
+    Python signature instead, whose error names the function. Idempotent.
+    """
+    from tensorflow.python.util import dispatch
+
+    for api in list(dispatch._TYPE_BASED_DISPATCH_SIGNATURES):
+        cell = _dispatcher_cell(api)
+        if cell is None or isinstance(cell.cell_contents, _ExplainingDispatcher):
+            continue
+        if cell.cell_contents is getattr(api, dispatch.TYPE_BASED_DISPATCH_ATTR, None):
+            cell.cell_contents = _ExplainingDispatcher(cell.cell_contents, api, explain)
+
+
+class _ExplainingDispatcher:
+    """A type-based dispatcher whose refusals `explain` may put in better words."""
+
+    __slots__ = ("_api", "_dispatcher", "_explain")
+
+    def __init__(self, dispatcher, api, explain: Callable):
+        self._dispatcher, self._api, self._explain = dispatcher, api, explain
+
+    def Dispatch(self, args, kwargs):  # noqa: N802 (TensorFlow's name)
+        try:
+            return self._dispatcher.Dispatch(args, kwargs)
+        except TypeError:
+            better = self._explain(self._api, args, kwargs)
+            if better is None:
+                raise
+            raise better from None
+
+
+def _dispatcher_cell(function, depth: int = 0):
+    """The closure cell holding the type-based dispatcher of the public API
+    `function`, found through the decorators around its `op_dispatch_handler`."""
+    code = getattr(function, "__code__", None)
+    if code is None or depth > 3:
+        return None
+    if code.co_name == "op_dispatch_handler" and "api_dispatcher" in code.co_freevars:
+        return function.__closure__[code.co_freevars.index("api_dispatcher")]
+    for cell in function.__closure__ or ():
+        try:
+            inner = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        found = _dispatcher_cell(inner, depth + 1) if callable(inner) else None
+        if found is not None:
+            return found
+    return None
 
 
 def tf1_names(function) -> list[str]:
@@ -117,13 +180,31 @@ def deserializing_untrusted() -> bool:
     return serialization_lib.in_safe_mode() is True
 
 
+def model_operations(model) -> list:
+    """Every operation of a functional or Sequential model, inputs included, in
+    order: its layers, and Keras' own ops, which are operations, not layers
+    (`x + y` of two Keras tensors is a `keras.ops` `Add`; `model.layers`
+    leaves them out). A subclassed model's layers."""
+    return list(getattr(_functional(model), "operations", None) or model.layers)
+
+
+def _functional(model):
+    """The functional graph of `model`: a Sequential model's is built inside it."""
+    return getattr(model, "_functional", None) or model
+
+
 def layer_edges(model) -> list[list[str]]:
-    """[source layer name, target layer name] for each connection in `model`."""
+    """[source name, target name] for each connection in `model`, between its
+    operations (`model_operations`); calls of a layer in another model are left out."""
+    by_depth = getattr(_functional(model), "_nodes_by_depth", None)
+    own_nodes = None if by_depth is None else {id(node) for nodes in by_depth.values() for node in nodes}
     edges = []
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
+    for operation in model_operations(model):
+        for node in operation._inbound_nodes:
+            if own_nodes is not None and id(node) not in own_nodes:
+                continue
             for parent in node.parent_nodes:
-                edge = [parent.operation.name, layer.name]
+                edge = [parent.operation.name, operation.name]
                 if edge not in edges:
                     edges.append(edge)
     return edges

@@ -14,7 +14,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable
 
 
 class KerasGraftError(Exception):
@@ -86,6 +87,30 @@ class UnstorableArgumentError(KerasGraftError, TypeError):
     Wrong: `tf.map_fn(lambda t: t * 2, x)` (a lambda has no name a file could store).
     Right: `tf.map_fn(my_op, x)` with `my_op` decorated `@keras_graft.op`.
     """
+
+
+class UnexpectedKeywordError(KerasGraftError, TypeError):
+    """An op, or a `@keras_graft.layer`, given a keyword argument it does not take.
+
+    Raised where the call is made on Keras tensors, and where a model file's
+    op layer stores such an argument (naming the layer). The message names
+    the op, its parameters, and the closest one (`did_you_mean`).
+
+    Wrong: `tf.signal.stft(x, frame_lenght=256, frame_step=128)`.
+    Right: `tf.signal.stft(x, frame_length=256, frame_step=128)`.
+    """
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`" Did you mean 'name'?"` for the candidate closest to `word`, or `""` for none close.
+
+    >>> did_you_mean("frame_lenght", ["signals", "frame_length", "frame_step"])
+    " Did you mean 'frame_length'?"
+    >>> did_you_mean("colour", ["signals", "frame_length"])
+    ''
+    """
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class MalformedModelFileError(KerasGraftError, ValueError):

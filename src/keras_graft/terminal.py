@@ -44,6 +44,12 @@ def escape(text) -> str:
     return escape_markup(visible(text))
 
 
+# The options of a table column of names (layers, ops, examples, workloads): a
+# name too long for the column is shortened with an ellipsis, never wrapped
+# or broken mid-word, and it leaves room for the other columns.
+NAME_COLUMN = {"overflow": "ellipsis", "no_wrap": True, "max_width": 32}
+
+
 def wide_console(width: int = 110, **kwargs) -> Console:
     """A console that keeps tables whole when output goes to a file or CI log.
 

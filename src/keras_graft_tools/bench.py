@@ -28,7 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import keras_graft  # noqa: F401  (auto-wrapping)
-from keras_graft.terminal import wide_console
+from keras_graft.terminal import NAME_COLUMN, wide_console
 from keras_graft_tools import side_by_side
 
 FEATURES, HIDDEN, BATCH = 256, 512, 256
@@ -235,7 +235,8 @@ def print_tables(numbers: dict, console: Console, *, markdown: bool = False, qui
         )
 
     overhead = Table(title=f"Run time, batch {BATCH}x{FEATURES} ({machine})")
-    for column in ("mode", "keras-graft model", "hand-written tf.function", "ratio"):
+    overhead.add_column("mode", justify="right", **NAME_COLUMN)
+    for column in ("keras-graft model", "hand-written tf.function", "ratio"):
         overhead.add_column(column, justify="right")
     for mode, (graft, plain) in runtime.items():
         overhead.add_row(mode, f"{graft * 1e6:.0f} µs", f"{plain * 1e6:.0f} µs", f"{graft / plain:.2f}x")
@@ -246,7 +247,9 @@ def print_tables(numbers: dict, console: Console, *, markdown: bool = False, qui
         across = Table(
             title=f"Other backends: keras-graft's TF ops against the same model in keras.ops ({machine})"
         )
-        for column in ("backend", "workload", "keras-graft", "keras.ops", "ratio"):
+        for column in ("backend", "workload"):
+            across.add_column(column, justify="right", **NAME_COLUMN)
+        for column in ("keras-graft", "keras.ops", "ratio"):
             across.add_column(column, justify="right")
         for backend, results in cross.items():
             for workload, (graft, native) in results.items():
@@ -289,7 +292,9 @@ def side_by_side_table(results: dict, machine: str) -> Table:
         title=f"Side by side: N blocks of Dense -> relu -> clip, every way to write it ({machine}); "
         f"ratio against keras.ops; {keras2}"
     )
-    for column in ("workload", "system", "median", "spread", "vs keras.ops"):
+    for column in ("workload", "system"):
+        table.add_column(column, justify="right", **NAME_COLUMN)
+    for column in ("median", "spread", "vs keras.ops"):
         table.add_column(column, justify="right")
     for row in side_by_side.summary_rows(results):
         table.add_row(*row)

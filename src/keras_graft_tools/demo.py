@@ -33,7 +33,7 @@ from keras_graft import child_process
 from keras_graft.core.op_layer import TFOp
 from keras_graft.inspection import inspect, sandbox
 from keras_graft.layers.function_layer import FunctionLayer
-from keras_graft.terminal import escape, wide_console
+from keras_graft.terminal import NAME_COLUMN, escape, wide_console
 
 EXAMPLES = ("clip_values", "custom_matmul", "sequence_counter")
 BATCH_SIZE = 32
@@ -145,8 +145,8 @@ def summary_table(results: list[ExampleResult]) -> Table:
         "(a TF op on Keras tensors, a layer with weights, a layer with state)",
         caption="reloaded: keras.models.load_model in safe mode; same: identical predictions",
     )
+    table.add_column("example", **NAME_COLUMN)
     for column, justify in (
-        ("example", "left"),
         ("params", "right"),
         ("epochs", "right"),
         ("loss", "right"),
@@ -298,7 +298,8 @@ def check_on_backend(directory: Path, names, *, epochs: int, console: Console) -
         title=f"saved on TensorFlow, loaded, trained and saved again on {backend}",
         caption="vs TF: largest difference from TensorFlow's predictions of the same file",
     )
-    for column in ("example", "vs TF", f"loss on {backend}", "all weights trained", "reloaded same"):
+    table.add_column("example", **NAME_COLUMN)
+    for column in ("vs TF", f"loss on {backend}", "all weights trained", "reloaded same"):
         table.add_column(column, no_wrap=True)
     for r in results:
         table.add_row(

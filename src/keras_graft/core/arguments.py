@@ -36,7 +36,7 @@ from keras import tree
 from keras_graft import _compat
 from keras_graft._compat import KerasTensor
 from keras_graft.core import op_names, safety
-from keras_graft.errors import UnstorableArgumentError, malformed
+from keras_graft.errors import UnexpectedKeywordError, UnstorableArgumentError, did_you_mean, malformed
 
 TAG = "__graft__"
 
@@ -301,20 +301,71 @@ def _takes_functions(path: str) -> bool:
 
 def _positional_names(function, count: int) -> list[str]:
     """Parameter names for `count` positional arguments, `#i` where unknown."""
-    try:
-        names = list(_parameter_names(function))
-    except TypeError:  # an unhashable callable: not worth caching
-        names = list(_parameter_names.__wrapped__(function))
+    names = list(_per_function(_parameter_names, function))
     return (names + [f"#{i}" for i in range(len(names), count)])[:count]
+
+
+def check_keywords(function, keywords, *, layer: str | None = None) -> None:
+    """Refuses a keyword argument that `function` does not take, naming the op,
+    its parameters and the closest one; and `layer`, the op layer of a model
+    file that stores the call. A function with `**kwargs` takes any keyword.
+
+    >>> import tensorflow as tf
+    >>> check_keywords(tf.signal.stft, ["frame_lenght", "frame_step"])
+    Traceback (most recent call last):
+    ...
+    keras_graft.errors.UnexpectedKeywordError: tf.signal.stft got an unexpected keyword argument 'frame_lenght'. Did you mean 'frame_length'? Its parameters are: signals, frame_length, frame_step, fft_length, window_fn, pad_end, name.
+    """
+    function = op_names.unwrap(function)
+    parameters = _per_function(_keyword_parameters, function)
+    if parameters is None:
+        return
+    unknown = next((keyword for keyword in keywords if keyword not in parameters[0]), None)
+    if unknown is None:
+        return
+    where = op_names.display_name(function)
+    problem = f"an unexpected keyword argument {unknown!r}.{did_you_mean(unknown, parameters[0])}"
+    listed = f"Its parameters are: {', '.join(parameters[1]) or '(none)'}."
+    if layer is None:
+        raise UnexpectedKeywordError(f"{where} got {problem} {listed}")
+    raise UnexpectedKeywordError(
+        f"The op layer {layer!r} calls {where} with {problem} {listed} The model "
+        f"file was edited, or written where {where} takes {unknown!r} (another "
+        "version of TensorFlow, or of the op's module)."
+    )
+
+
+def _per_function(cached: Callable, function):
+    """`cached(function)`, computed afresh for an unhashable callable (not worth caching)."""
+    try:
+        return cached(function)
+    except TypeError:
+        return cached.__wrapped__(function)
+
+
+def _signature_parameters(function) -> list[inspect.Parameter] | None:
+    """`function`'s parameters; None where it has no signature."""
+    try:
+        return list(inspect.signature(function).parameters.values()) if function else None
+    except (TypeError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _keyword_parameters(function) -> tuple[frozenset[str], tuple[str, ...]] | None:
+    """(The keywords `function` takes, all its parameter names), or None where
+    it takes any keyword (`**kwargs`) or has no signature."""
+    parameters = _signature_parameters(function)
+    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    keywords = frozenset(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return keywords, tuple(p.name for p in parameters if p.kind is not p.VAR_POSITIONAL)
 
 
 @functools.lru_cache(maxsize=1024)
 def _parameter_names(function) -> tuple[str, ...]:
     """The quoted names of `function`'s positional parameters."""
-    try:
-        parameters = inspect.signature(function).parameters.values() if function else ()
-    except (TypeError, ValueError):
-        parameters = ()
+    parameters = _signature_parameters(function) or ()
     names = []
     for parameter in parameters:
         if parameter.kind is parameter.VAR_POSITIONAL:

@@ -18,7 +18,7 @@ from keras import tree
 
 from keras_graft import _compat, backends
 from keras_graft.core import inference, op_names, safety
-from keras_graft.core.arguments import WHOLE_INPUTS, ArgumentTemplate, holds_keras_tensor
+from keras_graft.core.arguments import WHOLE_INPUTS, ArgumentTemplate, check_keywords, holds_keras_tensor
 from keras_graft.errors import malformed
 
 
@@ -109,6 +109,7 @@ class TFOp(keras.layers.Layer):
         # Refuse a disallowed op before looking at its arguments: for
         # `tf.numpy_function(np.sin, ...)` the op is the problem, not `np.sin`.
         op_names.check_allowed(op_names.require_name(function))
+        check_keywords(function, kwargs)
         template, tensors = ArgumentTemplate.capture(
             args, kwargs, where=op_names.display_name(function), function=function
         )
@@ -188,7 +189,9 @@ class TFOp(keras.layers.Layer):
         arguments = config.pop("arguments", None)
         if not isinstance(arguments, dict):
             raise malformed("An op layer's stored `arguments` must be a dict")
-        layer = cls(function, ArgumentTemplate(arguments), **config)
+        template = ArgumentTemplate(arguments)
+        check_keywords(function, template.get_config()["kwargs"], layer=config.get("name"))
+        layer = cls(function, template, **config)
         layer.output_ranks = output_ranks
         return layer
 
@@ -222,6 +225,7 @@ class Op(TFOp):
 
     def __init__(self, function: Callable, *args, name: str | None = None, **kwargs):
         where = op_names.display_name(function)
+        check_keywords(function, kwargs)
         template, tensors = ArgumentTemplate.capture(
             (WHOLE_INPUTS, *args), kwargs, where=where, function=function
         )
@@ -240,6 +244,7 @@ class Op(TFOp):
         args, kwargs = ArgumentTemplate(config.pop("arguments")).fill(None)
         if not args or args[0] is not None:
             raise malformed("An Op layer's stored arguments must start with its inputs")
+        check_keywords(function, kwargs, layer=config.get("name"))
         layer = cls(function, *args[1:], name=config.get("name"), **kwargs)
         layer.output_ranks = _stored_ranks(config.get("output_ranks"))
         return layer

@@ -39,9 +39,15 @@ def _text(value) -> str:
 
 
 def model_graph(model) -> dict:
-    """The model's layers and the edges between them, nested models as one node."""
-    nodes = [{"name": layer.name, "kind": type(layer).__name__} for layer in model.layers]
-    return {"nodes": nodes, "edges": _compat.layer_edges(model)}
+    """The model's layers and Keras' own ops (`x + y`), the edges between them,
+    and, per model output, the node that produces it; nested models as one node."""
+    nodes = [{"name": op.name, "kind": type(op).__name__} for op in _compat.model_operations(model)]
+    outputs = [_compat.producing_operation(tensor)[0] for tensor in getattr(model, "outputs", None) or ()]
+    return {
+        "nodes": nodes,
+        "edges": _compat.layer_edges(model),
+        "outputs": [op.name for op in outputs if op is not None],
+    }
 
 
 def verdict_class(layer_report) -> str:
@@ -86,20 +92,36 @@ def _svg(graph: dict, by_layer: dict) -> str:
                 f'<line x1="{x1 + _BOX_WIDTH / 2}" y1="{y1 + _BOX_HEIGHT}" x2="{x2 + _BOX_WIDTH / 2}" '
                 f'y2="{y2}" stroke="#667" marker-end="url(#arrow)"/>'
             )
+    outputs = graph.get("outputs", [])
     for node in graph["nodes"]:
         x, y = positions[node["name"]]
         layer = by_layer.get(node["name"])
         state = verdict_class(layer) if layer else "other"
         label = _text(node["name"])
         detail = _text(layer.op if layer else node["kind"])
+        produced = [str(i) for i, name in enumerate(outputs) if name == node["name"]]
+        classes = f"layer {state} output" if produced else f"layer {state}"
+        indices = f' data-outputs="{" ".join(produced)}"' if produced else ""
         parts.append(
-            f'<g class="layer {state}" data-layer="{label}"><rect x="{x}" y="{y}" rx="6" '
-            f'width="{_BOX_WIDTH}" height="{_BOX_HEIGHT}" fill="{_COLOURS[state]}" stroke="#556"/>'
+            f'<g class="{classes}" data-layer="{label}"{indices}><rect x="{x}" y="{y}" rx="6" '
+            f'width="{_BOX_WIDTH}" height="{_BOX_HEIGHT}" fill="{_COLOURS[state]}" stroke="#556" '
+            f'stroke-width="{3 if produced else 1}"/>'
             f'<text x="{x + 10}" y="{y + 19}" font-weight="bold">{label}</text>'
-            f'<text x="{x + 10}" y="{y + 36}" fill="#445">{detail}</text></g>'
+            f'<text x="{x + 10}" y="{y + 36}" fill="#445">{detail}</text>{_output_mark(x, y, produced)}</g>'
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _output_mark(x: int, y: int, produced: list[str]) -> str:
+    """The mark under a node that produces model outputs (their indices)."""
+    if not produced:
+        return ""
+    plural = "s" if len(produced) > 1 else ""
+    return (
+        f'<text x="{x + 10}" y="{y + _BOX_HEIGHT + 14}" font-weight="bold">'
+        f"→ model output{plural} {', '.join(produced)}</text>"
+    )
 
 
 def _table(report: Report) -> str:
@@ -148,7 +170,8 @@ def page(report: Report, graph: dict) -> str:
         '<span class="conditional">passes with a condition (Select TF ops, JAX callback, '
         'an allow)</span><span class="unchecked">a check not made (budget)</span>'
         '<span class="fail">fails a check</span>'
-        '<span class="other">other layers</span></p>'
+        '<span class="other">other layers and Keras ops</span>'
+        "<span><b>→ model output</b>: a node whose result the model returns (bold border)</span></p>"
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"

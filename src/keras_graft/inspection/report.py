@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keras_graft.inspection.checks import BUDGET, NOT_CHECKED, Verdict
-from keras_graft.terminal import escape
+from keras_graft.terminal import NAME_COLUMN, escape
 
 #: Every check, in report order, and the statuses that pass it in `--require`
 #: (a check not made, "not checked (budget)", passes none).
@@ -165,8 +165,9 @@ class Report:
             )
             if translations:
                 table = Table(title="what `keras-graft convert` would translate")
-                for column in ("Layer", "Keras 2 class", "Translation"):
-                    table.add_column(column)
+                for column in ("Layer", "Keras 2 class"):
+                    table.add_column(column, **NAME_COLUMN)
+                table.add_column("Translation")
                 for note in translations:
                     table.add_row(escape(note["layer"]), escape(note["keras2_class"]), escape(note["change"]))
                 console.print(table)
@@ -188,7 +189,9 @@ class Report:
             "layer: op" if compact else "layer: op → graph ops",
             min_width=20 if compact else 24,
             max_width=32,
-            overflow="ellipsis",  # names are shortened, never wrapped mid-word
+            # A name (no spaces) is shortened, never wrapped mid-word; the
+            # line of graph ops below it wraps between them.
+            overflow="ellipsis",
         )
         table.add_column("output", min_width=10, max_width=20)
         for column in CHECKS if compact else (*CHECKS, "keras.ops"):

@@ -41,7 +41,7 @@ from keras_graft.errors import (
     UntranslatedCompileWarning,
 )
 from keras_graft.keras2 import files, predict, report
-from keras_graft.terminal import escape, wide_console
+from keras_graft.terminal import NAME_COLUMN, escape, wide_console
 
 ATOL = 1e-4
 BATCH = 2
@@ -252,8 +252,9 @@ def _check(
 
 def _print_report(console: Console, model, source: Path, target: Path, result: Result) -> None:
     table = Table(title=f"{escape(source.name)} -> {escape(target.name)}: what was translated")
-    for column in ("Layer", "Keras 2 class", "Translation"):
-        table.add_column(column, overflow="fold")
+    for column in ("Layer", "Keras 2 class"):
+        table.add_column(column, **NAME_COLUMN)
+    table.add_column("Translation", overflow="fold")
     for note in result.notes:
         table.add_row(escape(note.layer), escape(note.keras2_class), escape(note.change))
     if result.notes:

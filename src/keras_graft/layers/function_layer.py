@@ -18,7 +18,6 @@ attributes lives in one `FunctionLayerState`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 
 import keras
 import tensorflow as tf
@@ -26,6 +25,7 @@ import tensorflow as tf
 from keras_graft import _compat, backends
 from keras_graft._compat import AutocastScope, get_keras_mask
 from keras_graft.core import safety
+from keras_graft.errors import UnexpectedKeywordError, did_you_mean
 from keras_graft.layers import bridged
 from keras_graft.layers.context import LayerContext
 from keras_graft.layers.hyperparameters import check_given, validate_stored
@@ -87,10 +87,9 @@ class FunctionLayer(keras.layers.Layer):
                 )
                 or "(none)"
             )
-            close = difflib.get_close_matches(unknown[0], signature.names, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise TypeError(
-                f"{fname}() got an unexpected hyperparameter {unknown[0]!r}.{hint} "
+            raise UnexpectedKeywordError(
+                f"{fname}() got an unexpected hyperparameter {unknown[0]!r}."
+                f"{did_you_mean(unknown[0], signature.names)} "
                 f"Its hyperparameters are: {valid}; and the Keras layer "
                 f"arguments {', '.join(LAYER_ARGUMENTS)}."
             )

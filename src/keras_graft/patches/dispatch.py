@@ -20,6 +20,9 @@ are `keras_graft.patches.operators`):
 - converting a Keras tensor to a TF tensor still fails (with `ValueError`, which
   is what makes TF dispatch), but the message now says what to do when the
   function does not dispatch: wrap it with `keras_graft.Op`.
+- a keyword the op does not take raises `UnexpectedKeywordError`, naming the
+  op and the closest parameter, instead of TF's bare `TypeError` (which TF's
+  dispatch raises before any dispatcher runs: `_compat.explain_refused_calls`).
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_graft import _compat
-from keras_graft.core.arguments import holds_keras_tensor
+from keras_graft.core.arguments import check_keywords, holds_keras_tensor
 from keras_graft.core.op_layer import TFOp
-from keras_graft.errors import NoDispatchError, SymbolicIterationError
+from keras_graft.errors import NoDispatchError, SymbolicIterationError, UnexpectedKeywordError
 
 
 class KerasTensorDispatcher(_compat.GlobalOpDispatcher):
@@ -51,6 +54,18 @@ class KerasTensorDispatcher(_compat.GlobalOpDispatcher):
         if holds_keras_tensor((args, kwargs)) and not _called_from_tensorflow():
             return TFOp.wrap(op, args, kwargs)
         return self.NOT_SUPPORTED
+
+
+def _explain_refused_call(api, args, kwargs) -> UnexpectedKeywordError | None:
+    """For a call on Keras tensors that TF's dispatch refused: the error naming
+    the op and the closest parameter to an unknown keyword, if that was why."""
+    if not holds_keras_tensor((args, kwargs)):
+        return None
+    try:
+        check_keywords(api, kwargs)
+    except UnexpectedKeywordError as error:
+        return error
+    return None
 
 
 def _called_from_tensorflow() -> bool:
@@ -169,6 +184,7 @@ def install() -> None:
     """Turns auto-wrapping on (done by `import keras_graft`; idempotent)."""
     if _compat.KerasTensor.__tf_tensor__ is not _tf_tensor:
         _dispatcher.register()
+        _compat.explain_refused_calls(_explain_refused_call)
         _compat.KerasTensor.__iter__ = _iter
         _compat.KerasTensor.__tf_tensor__ = _tf_tensor
         if not hasattr(_compat.KerasTensor, "get_shape"):
