@@ -420,6 +420,8 @@ def test_called_tensorflow_frame_is_the_outermost_tf_frame_below_user_code():
     assert found.f_globals["__name__"] == "tensorflow.python.ops.array_ops"
     assert _under(*wrappers, probe=_compat.called_tensorflow_frame) is None
     assert _compat.called_tensorflow_frame(sys._getframe(0)) is None
+
+
 def test_explain_refused_calls_replaces_the_error_of_a_dispatching_api():
     from tensorflow.python.util import dispatch
 
