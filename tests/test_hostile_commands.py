@@ -178,3 +178,48 @@ def test_names_from_a_file_print_as_text_in_every_command(files, mark, tmp_path)
     assert_printed_as_text(re.sub(RICH_COLOURS, "", coloured["stdout"]), "compact table", shown=False)
     errors = re.sub(RICH_LIVE_DISPLAY, "", re.sub(RICH_COLOURS, "", coloured["stderr"]))
     assert_printed_as_text(errors, "progress and required-check lines")
+
+
+# HDF5 and zip forgeries (`_hostile.FILE_FORMAT_ATTACKS`) that CI runs through both
+# commands: each is refused, naming the file, before anything reads it.
+FILE_FORMAT_SAMPLE = [
+    "h5_shape_bomb",
+    "h5_optimizer_bomb",
+    "h5_repeated_weight_names",
+    "h5_external_link",
+    "h5_external_storage",
+    "h5_virtual_dataset",
+    "h5_string_weights",
+    "zip_path_traversal",
+    "zip_metadata_bomb",
+    "zip_weights_external_link",
+]
+
+
+def test_forged_hdf5_and_zip_files_are_refused_by_both_commands_before_they_are_read(files, mark):
+    commands = [["convert", files[name], f"{{cwd}}/out_{name}.keras"] for name in FILE_FORMAT_SAMPLE]
+    commands += [["inspect", files[name]] for name in FILE_FORMAT_SAMPLE]
+    result = forged.run_batch(commands, marker_path=mark)
+    assert_inert(result)
+    for run, name in zip(result["runs"], [*FILE_FORMAT_SAMPLE, *FILE_FORMAT_SAMPLE]):
+        assert run["status"] == 2, (name, run["stderr"][-2000:])
+        said = " ".join(run["stderr"].split())
+        assert "was not written by Keras" in said and files[name].name in said, (name, said[-2000:])
+
+
+def test_import_never_looks_in_the_working_directory(files, mark):
+    """`--import my_ops` with a planted `my_ops.py` in the working directory (beside a
+    downloaded model): the planted module is not imported; the command says where it looks."""
+    import shutil
+
+    with forged.tempfile.TemporaryDirectory(prefix="planted-") as folder:
+        folder = forged.Path(folder)
+        model = folder / "model.keras"
+        shutil.copyfile(files["range_250m"], model)
+        (folder / "my_ops.py").write_text(f"open({str(mark)!r}, 'a').write('my_ops\\n')\n")
+        for command in ("inspect", "convert"):
+            arguments = [command, model, *(["{cwd}/out.keras"] if command == "convert" else [])]
+            result = forged.run_command([*arguments, "--import", "my_ops"], marker_path=mark, cwd=folder)
+            assert not result["marker"], result["stderr"][-2000:]
+            assert result["returncode"] == 2, result["stderr"][-2000:]
+            assert "never in the working directory" in " ".join(result["stderr"].split())

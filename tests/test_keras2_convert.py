@@ -157,7 +157,8 @@ def test_a_forged_file_is_refused_with_exit_2(keras2_files, tmp_path, capsys):
 
 def test_convert_import_converts_a_file_with_a_registered_custom_layer(tmp_path):
     """In a fresh process, as a user runs it: without `--import` it says to add it; with it,
-    the checking processes (tf_keras on the original, Keras 3 on the result) import it too."""
+    the checking processes (tf_keras on the original, Keras 3 on the result) import it too.
+    (The module is found on PYTHONPATH, never in the working directory.)"""
     corpus = Path(__file__).resolve().parent / "keras2_corpus"
     source, target = corpus / "files" / "keras2.15" / "custom_layer.h5", tmp_path / "custom_layer.keras"
 
@@ -166,7 +167,7 @@ def test_convert_import_converts_a_file_with_a_registered_custom_layer(tmp_path)
             [sys.executable, "-m", "keras_graft_tools", "convert", str(source), str(target), *extra],
             capture_output=True,
             text=True,
-            env=ENV,
+            env={**ENV, "PYTHONPATH": str(corpus)},
             cwd=corpus,
             timeout=300,
             check=False,

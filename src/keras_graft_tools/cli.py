@@ -206,24 +206,31 @@ def _error_console():
 
 
 def _import_user_modules(modules, errors, command: str) -> bool:
-    """Imports `--import` modules, found next to the user as `python -m` finds
-    them; the working directory leaves `sys.path` again before any model file
-    is read (Keras imports modules a config names)."""
+    """Imports `--import` modules from the Python path as it is: never from the
+    working directory or the model's folder, where a downloaded model may sit
+    beside planted modules (`PYTHONPATH=/your/project` names a folder of your
+    own)."""
     from keras_graft.terminal import escape
 
-    sys.path.insert(0, os.getcwd())
-    try:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except Exception as error:  # the user's module: whatever it raised
-                errors.print(
-                    f"keras-graft {command}: --import {escape(module)} failed: "
-                    f"{type(error).__name__}: {escape(error)}"
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # the user's module: whatever it raised
+            hint = ""
+            if (
+                isinstance(error, ModuleNotFoundError)
+                and module.split(".")[0] == (error.name or "").split(".")[0]
+            ):
+                hint = (
+                    " keras-graft looks for it on the Python path only, never in the working directory "
+                    "(a model's folder may hold planted modules): install it, or run with "
+                    "`PYTHONPATH=/path/to/your/project`."
                 )
-                return False
-    finally:
-        sys.path.remove(os.getcwd())
+            errors.print(
+                f"keras-graft {command}: --import {escape(module)} failed: "
+                f"{type(error).__name__}: {escape(error)}{escape(hint)}"
+            )
+            return False
     return True
 
 

@@ -10,8 +10,8 @@ back, unless the user set `TF_CPP_MIN_LOG_LEVEL` and so asked for TF's own.
 Before anything is imported, the command takes the working directory off
 `sys.path` where Python put it (`python -m keras_graft_tools`): Keras imports a module a model config names when its package
 is `keras_hub`, `keras_cv` or `keras_nlp`, so such a folder next to a
-downloaded model must never be found. (`keras-graft inspect --import MODULE`
-looks there for MODULE only.)
+downloaded model must never be found. (`--import MODULE` finds MODULE on the Python
+path only, never there.)
 """
 
 from __future__ import annotations

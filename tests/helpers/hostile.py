@@ -638,6 +638,323 @@ def config_zip_bomb(directory, elements: int = 100_000_000) -> Path:
     return write_keras(directory, "config_zip_bomb.keras", None, raw_config=raw)
 
 
+# ---------------------------------------------------------------------------
+# The file formats themselves: HDF5 and zip (keras_graft/keras2/file_limits.py)
+# ---------------------------------------------------------------------------
+
+_KERNEL = "model_weights/dense/dense/kernel:0"
+_DENSE_CONFIG = {
+    "class_name": "Functional",
+    "config": {
+        "name": "model",
+        "layers": [
+            {
+                "class_name": "InputLayer",
+                "config": {"batch_input_shape": [None, 3], "dtype": "float32", "name": "x"},
+                "name": "x",
+                "inbound_nodes": [],
+            },
+            {
+                "class_name": "Dense",
+                "config": {"name": "dense", "units": 3, "dtype": "float32"},
+                "name": "dense",
+                "inbound_nodes": [[["x", 0, 0, {}]]],
+            },
+        ],
+        "input_layers": [["x", 0, 0]],
+        "output_layers": [["dense", 0, 0]],
+    },
+}
+
+
+def keras2_h5(directory, filename: str, edit=None) -> Path:
+    """A Keras 2 `.h5` file of `x -> Dense(3)`, laid out as tf_keras writes it, then
+    `edit(file)` (an open `h5py.File`) applied."""
+    import h5py
+    import numpy as np
+
+    path = Path(directory) / filename
+    with h5py.File(path, "w") as file:
+        file.attrs.update(
+            keras_version="2.15.0", backend="tensorflow", model_config=json.dumps(_DENSE_CONFIG)
+        )
+        weights = file.create_group("model_weights")
+        weights.attrs.update(keras_version="2.15.0", backend="tensorflow", layer_names=[b"x", b"dense"])
+        for empty in ("x", "top_level_model_weights"):
+            weights.create_group(empty).attrs["weight_names"] = np.array([], "S1")
+        dense = weights.create_group("dense")
+        dense.attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0"]
+        dense["dense/kernel:0"] = np.ones((3, 3), "float32")
+        dense["dense/bias:0"] = np.zeros(3, "float32")
+        if edit is not None:
+            edit(file)
+    return path
+
+
+def _replace_kernel(file, **dataset) -> None:
+    del file[_KERNEL]
+    file.create_dataset(_KERNEL, **dataset)
+
+
+def h5_shape_bomb(directory) -> Path:
+    """A `.h5` kernel declared 60000x60000 (13 GB), chunked and never written: 20 KB on disk."""
+    return keras2_h5(
+        directory,
+        "h5_shape_bomb.h5",
+        lambda f: _replace_kernel(
+            f, shape=(60000, 60000), dtype="float32", chunks=(1000, 1000), compression="gzip"
+        ),
+    )
+
+
+def h5_gzip_bomb(directory) -> Path:
+    """A `.h5` kernel of 1 GiB of zeros, all written, gzip-compressed to a few MB."""
+    import numpy as np
+
+    def edit(file):
+        _replace_kernel(file, shape=(16384, 16384), dtype="float32", chunks=(1024, 1024), compression="gzip")
+        for row in range(0, 16384, 1024):
+            file[_KERNEL][row : row + 1024] = np.zeros((1024, 16384), "float32")
+
+    return keras2_h5(directory, "h5_gzip_bomb.h5", edit)
+
+
+def h5_optimizer_bomb(directory) -> Path:
+    """`.h5` optimizer state (read before any layer exists) declared 13 GB, stored as nothing."""
+
+    def edit(file):
+        group = file.create_group("optimizer_weights")
+        group.attrs["weight_names"] = [b"iteration:0"]
+        group.create_dataset("iteration:0", shape=(60000, 60000), dtype="float32", chunks=(1000, 1000))
+
+    return keras2_h5(directory, "h5_optimizer_bomb.h5", edit)
+
+
+def h5_repeated_weight_names(directory) -> Path:
+    """A 16 MB weight that `weight_names` names 300 times: each mention is read (4.8 GB)."""
+    import numpy as np
+
+    def edit(file):
+        dense = file["model_weights/dense"]
+        dense["big"] = np.zeros(1 << 22, "float32")
+        dense.attrs["weight_names"] = [b"big"] * 300
+
+    return keras2_h5(directory, "h5_repeated_weight_names.h5", edit)
+
+
+def h5_hard_link_aliases(directory) -> Path:
+    """300 hard links to one 16 MB weight, each named once in `weight_names` (4.8 GB read)."""
+    import numpy as np
+
+    def edit(file):
+        dense = file["model_weights/dense"]
+        dense["big"] = np.zeros(1 << 22, "float32")
+        for i in range(300):
+            dense[f"alias{i}"] = dense["big"]
+        dense.attrs["weight_names"] = [f"alias{i}".encode() for i in range(300)]
+
+    return keras2_h5(directory, "h5_hard_link_aliases.h5", edit)
+
+
+def _elsewhere(directory) -> Path:
+    """A file beside the model that a link or external storage could read: `other.h5`
+    (a 3x3 kernel of 7s) and `secret.bin` (36 bytes: a 3x3 float32 array of 42s)."""
+    import h5py
+    import numpy as np
+
+    directory = Path(directory)
+    with h5py.File(directory / "other.h5", "w") as other:
+        other["w"] = np.full((3, 3), 7.0, "float32")
+    (directory / "secret.bin").write_bytes(np.full((3, 3), 42.0, "float32").tobytes())
+    return directory
+
+
+def h5_external_link(directory) -> Path:
+    """A `.h5` kernel that is an external link to another HDF5 file on the disk."""
+    import h5py
+
+    other = _elsewhere(directory) / "other.h5"
+
+    def edit(file):
+        del file[_KERNEL]
+        file[_KERNEL] = h5py.ExternalLink(str(other), "w")
+
+    return keras2_h5(directory, "h5_external_link.h5", edit)
+
+
+def h5_soft_link(directory) -> Path:
+    """A `.h5` kernel that is a soft link to the bias (another object of the file)."""
+    import h5py
+
+    def edit(file):
+        del file[_KERNEL]
+        file[_KERNEL] = h5py.SoftLink("/model_weights/dense/dense/bias:0")
+
+    return keras2_h5(directory, "h5_soft_link.h5", edit)
+
+
+def h5_external_storage(directory) -> Path:
+    """A `.h5` kernel whose bytes HDF5 reads from another file (`secret.bin`): file contents in the weights."""
+    secret = _elsewhere(directory) / "secret.bin"
+    return keras2_h5(
+        directory,
+        "h5_external_storage.h5",
+        lambda f: _replace_kernel(f, shape=(3, 3), dtype="float32", external=[(str(secret), 0, 36)]),
+    )
+
+
+def h5_virtual_dataset(directory) -> Path:
+    """A `.h5` kernel that is a virtual dataset mapping another file's dataset."""
+    import h5py
+
+    other = _elsewhere(directory) / "other.h5"
+
+    def edit(file):
+        del file[_KERNEL]
+        layout = h5py.VirtualLayout(shape=(3, 3), dtype="float32")
+        layout[:] = h5py.VirtualSource(str(other), "w", shape=(3, 3))
+        file.create_virtual_dataset(_KERNEL, layout)
+
+    return keras2_h5(directory, "h5_virtual_dataset.h5", edit)
+
+
+def h5_string_weights(directory) -> Path:
+    """A `.h5` kernel of variable-length strings where Keras stores numbers."""
+    import h5py
+
+    return keras2_h5(
+        directory,
+        "h5_string_weights.h5",
+        lambda f: _replace_kernel(f, data=[["a" * 10] * 3] * 3, dtype=h5py.string_dtype()),
+    )
+
+
+def h5_unknown_filter(directory) -> Path:
+    """A `.h5` kernel compressed by filter 307, which HDF5 would look for as a plugin library."""
+    return keras2_h5(
+        directory,
+        "h5_unknown_filter.h5",
+        lambda f: _replace_kernel(
+            f, shape=(3, 3), dtype="float32", chunks=(3, 3), compression=307, allow_unknown_filter=True
+        ),
+    )
+
+
+def _rezip(source: Path, target: Path, replace=None, extra=()) -> Path:
+    """`source` (a zip) copied to `target` with members replaced and `extra` (name, bytes) added."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for name in original.namelist():
+            copy.writestr(name, (replace or {}).get(name, original.read(name)))
+        for name, data in extra:
+            copy.writestr(name, data)
+    return target
+
+
+def zip_member_bomb(directory) -> Path:
+    """A `.keras` file whose `assets/` member is 1.5 GB of zeros, deflated to 1.5 MB."""
+    target = Path(directory) / "zip_member_bomb.keras"
+    source = benign_model(directory)
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for name in original.namelist():
+            copy.writestr(name, original.read(name))
+        with copy.open("assets/bomb.bin", "w", force_zip64=True) as member:
+            for _ in range(1536):
+                member.write(bytes(1 << 20))
+    return target
+
+
+def zip_path_traversal(directory) -> Path:
+    """A `.keras` file with members named `../../escape.txt` and `assets/../../escape2`."""
+    return _rezip(
+        benign_model(directory),
+        Path(directory) / "zip_path_traversal.keras",
+        extra=[("../../escape.txt", b"x"), ("assets/../../escape2", b"y")],
+    )
+
+
+def zip_many_members(directory) -> Path:
+    """A `.keras` file of 70,000 empty members."""
+    return _rezip(
+        benign_model(directory),
+        Path(directory) / "zip_many_members.keras",
+        extra=[(f"assets/{i}", b"") for i in range(70_000)],
+    )
+
+
+def zip_metadata_bomb(directory) -> Path:
+    """A `.keras` file whose `metadata.json` (which keras-graft reads first) is 400 MB deflated to 400 KB."""
+    source = benign_model(directory)
+    with zipfile.ZipFile(source) as archive:
+        metadata = archive.read("metadata.json")
+    padded = metadata.rstrip()[:-1] + b', "pad": "' + b" " * (400 << 20) + b'"}'
+    return _rezip(source, Path(directory) / "zip_metadata_bomb.keras", replace={"metadata.json": padded})
+
+
+def zip_deep_json(directory) -> Path:
+    """A `.keras` file whose config nests 200,000 lists deep (a recursion bomb)."""
+    source = benign_model(directory)
+    with zipfile.ZipFile(source) as archive:
+        config = archive.read("config.json")
+    deep = config.rstrip()[:-1] + b', "deep": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    return _rezip(source, Path(directory) / "zip_deep_json.keras", replace={"config.json": deep})
+
+
+def _edited_weights(directory, filename, edit) -> Path:
+    import io
+
+    import h5py
+
+    source = benign_model(directory)
+    with zipfile.ZipFile(source) as archive:
+        data = io.BytesIO(archive.read("model.weights.h5"))
+    with h5py.File(data, "r+") as weights:
+        edit(weights)
+    return _rezip(source, Path(directory) / filename, replace={"model.weights.h5": data.getvalue()})
+
+
+def zip_weights_external_link(directory) -> Path:
+    """A `.keras` file whose `model.weights.h5` links to another HDF5 file on the disk."""
+    import h5py
+
+    other = _elsewhere(directory) / "other.h5"
+    return _edited_weights(
+        directory,
+        "zip_weights_external_link.keras",
+        lambda w: w.__setitem__("layers/elsewhere", h5py.ExternalLink(str(other), "w")),
+    )
+
+
+def zip_weights_shape_bomb(directory) -> Path:
+    """A `.keras` file whose `model.weights.h5` holds a 13 GB dataset stored as nothing."""
+    return _edited_weights(
+        directory,
+        "zip_weights_shape_bomb.keras",
+        lambda w: w.create_dataset("vars/bomb", shape=(60000, 60000), dtype="float32", chunks=(1000, 1000)),
+    )
+
+
+FILE_FORMAT_ATTACKS = (
+    h5_shape_bomb,
+    h5_gzip_bomb,
+    h5_optimizer_bomb,
+    h5_repeated_weight_names,
+    h5_hard_link_aliases,
+    h5_external_link,
+    h5_soft_link,
+    h5_external_storage,
+    h5_virtual_dataset,
+    h5_string_weights,
+    h5_unknown_filter,
+    zip_member_bomb,
+    zip_path_traversal,
+    zip_many_members,
+    zip_metadata_bomb,
+    zip_deep_json,
+    zip_weights_external_link,
+    zip_weights_shape_bomb,
+)
+
+
 def self_referencing_node(directory) -> Path:
     """A layer whose inbound node names itself: Keras' node queue never empties."""
     layers = [input_layer(), op_layer("loop", "tf.math.sin", [INPUT0], inputs=["loop"])]
@@ -1319,6 +1636,8 @@ ATTACKS = [
         _attack(4, b, preload=(ALLOW_PRINT,), run=True)
         for b in (print_to_file, print_to_stdout, print_to_log, print_op_name, print_option_of_another_kind)
     ),
+    # Every one is refused before anything reads the file (`keras2/file_limits.py`).
+    *(_attack(4, b) for b in FILE_FORMAT_ATTACKS),
     _attack(5, cache_partly_known_shape, before=cache_partly_known_first, run=True),
     _attack(5, cache_partly_known_fill, before=cache_partly_known_fill_first, run=True),
 ]

@@ -526,9 +526,11 @@ def run_command(
     plant: bool = True,
     command: list[str] | None = None,
     env: dict | None = None,
+    cwd: Path | None = None,
 ) -> dict:
     """`keras-graft ARGUMENTS` (or `command`) in a fresh working directory (with the
-    planted modules of `plant_modules`), under an address-space limit and a timeout.
+    planted modules of `plant_modules`), or in `cwd`, under an address-space limit
+    and a timeout.
 
     Arguments may name `{cwd}` for the working directory. Returns the runner's
     result (`hostile.run_limited`) with `outcome` ("exited", "timeout"),
@@ -536,8 +538,8 @@ def run_command(
     `files_created` (names in the working directory, planted ones left out)
     and `marker` (whether `marker_path` exists afterwards).
     """
-    with tempfile.TemporaryDirectory(prefix="hostile-command-") as cwd:
-        cwd = Path(cwd)
+    with tempfile.TemporaryDirectory(prefix="hostile-command-") as scratch:
+        cwd = Path(cwd or scratch)
         if plant:
             console_script = (command or launcher())[0].endswith("keras-graft")
             plant_modules(cwd, marker_path, launcher_module=console_script)
@@ -648,7 +650,14 @@ def forgeries(directory) -> dict:
     for kind in ("h5", "keras"):
         files[f"keras_hub_initializer_{kind}"] = keras_hub_initializer(kind, directory)
     files.update(keras3_bombs(directory))
+    files.update(file_format_attacks(directory))
     return files
+
+
+def file_format_attacks(directory) -> dict:
+    """The HDF5 and zip forgeries of `hostile.FILE_FORMAT_ATTACKS` (shape, gzip and zip
+    bombs, links and external storage, path traversal...), by name."""
+    return {build.__name__: build(Path(directory)) for build in hostile.FILE_FORMAT_ATTACKS}
 
 
 def sweep(directory, only: list[str] | None = None) -> list[dict]:

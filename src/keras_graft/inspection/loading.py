@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from keras_graft.errors import ModelFileError
+from keras_graft.errors import MalformedModelFileError, ModelFileError
 from keras_graft.keras2 import convert, files, report
 
 
@@ -31,7 +31,10 @@ def load(path) -> tuple[keras.Model, dict | None]:
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path} does not exist.")
-    kind = files.kind(path)
+    try:
+        kind = files.kind(path)  # refuses a file over the limits before anything reads it
+    except MalformedModelFileError as error:
+        raise ModelFileError(str(error)) from error
     if kind is not None:
         with report.recording() as notes:
             try:

@@ -50,14 +50,14 @@ import tensorflow as tf
 
 from keras_graft import _compat
 from keras_graft.core import unregistered
-from keras_graft.errors import Keras2FileError
-from keras_graft.keras2 import compile_configs, consistency, lambdas, weights, zip_weights
+from keras_graft.errors import Keras2FileError, malformed
+from keras_graft.keras2 import compile_configs, consistency, file_limits, lambdas, weights, zip_weights
 
 H5, TF_KERAS_ZIP, SAVED_MODEL = "h5", "tf_keras .keras", "SavedModel"
 
 
 def _keras_version(path: Path) -> str:
-    with h5py.File(path, "r") as file:
+    with file_limits.open_hdf5(path) as file:
         version = file.attrs.get("keras_version", "")
     return version.decode() if isinstance(version, bytes) else str(version)
 
@@ -74,8 +74,11 @@ def kind(path: Path) -> str | None:
         return None if _keras_version(path).startswith("3.") else H5
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
+            # Every zip, a Keras 3 file too, before anyone reads a member of it.
+            file_limits.check_zip(archive, path, path.stat().st_size)
             if "metadata.json" in archive.namelist():
-                version = json.loads(archive.read("metadata.json")).get("keras_version", "")
+                metadata = file_limits.read_json(archive, "metadata.json", path)
+                version = metadata.get("keras_version", "") if isinstance(metadata, dict) else ""
                 return TF_KERAS_ZIP if str(version).startswith("2.") else None
     return None
 
@@ -183,7 +186,7 @@ class _Stored:
 
 
 def _read_h5(path: Path) -> _Stored:
-    with h5py.File(path, "r") as file:
+    with file_limits.open_hdf5(path) as file:
         config, setup = file.attrs.get("model_config"), file.attrs.get("training_config")
         if config is None:
             raise Keras2FileError(
@@ -196,19 +199,33 @@ def _read_h5(path: Path) -> _Stored:
             state = [np.asarray(group[name]) for name in names]
 
     def load_weights(model):
-        with h5py.File(path, "r") as file:
+        with file_limits.open_hdf5(path) as file:
             _compat.load_legacy_h5_weights(file["model_weights"], model)
 
-    setup = _compat.decode_legacy_json(setup) if setup is not None else None
-    return _Stored(_compat.decode_legacy_json(config), setup, state, load_weights)
+    setup = _decoded(setup, path, "training_config") if setup is not None else None
+    return _Stored(_decoded(config, path, "model_config"), setup, state, load_weights)
+
+
+def _decoded(text, path: Path, attribute: str):
+    """An `.h5` file's JSON attribute, decoded as Keras does; refused when it is no JSON."""
+    try:
+        return _compat.decode_legacy_json(text)
+    except RecursionError:
+        raise malformed(f"{path}: its `{attribute}` is nested too deep to parse", writer="Keras 2") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise malformed(
+            f"{path}: its `{attribute}` is no JSON ({str(error)[:200]})", writer="Keras 2"
+        ) from None
 
 
 def _read_tf_keras_zip(path: Path) -> _Stored:
     with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
-        weights = archive.read("model.weights.h5")
+        file_limits.check_zip(archive, path, path.stat().st_size)
+        config = file_limits.read_json(archive, "config.json", path)
+        weights = file_limits.read_member(archive, "model.weights.h5", path)
     consistency.check_object_configs(config)
     with h5py.File(io.BytesIO(weights), "r") as stored:
+        file_limits.check_hdf5(stored, f"{path}'s model.weights.h5", len(weights))
         state = None
         if "optimizer" in stored and "vars" in stored["optimizer"]:
             variables = stored["optimizer"]["vars"]
@@ -261,13 +278,14 @@ def stored_config(path) -> dict | None:
             config = path / "config.json"
             return json.loads(config.read_text()) if config.exists() else None
         if h5py.is_hdf5(path):
-            with h5py.File(path, "r") as file:
+            with file_limits.open_hdf5(path) as file:
                 config = file.attrs.get("model_config")
             return _compat.decode_legacy_json(config) if config is not None else None
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError):
+                file_limits.check_zip(archive, path, path.stat().st_size)
+                return file_limits.read_json(archive, "config.json", path)
+    except (OSError, KeyError, ValueError, RecursionError):
         return None
     return None
 

@@ -119,6 +119,10 @@ def load_model(filepath, custom_objects, compile, safe_mode, keras_load: Callabl
         return files.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
     try:
         return keras_load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    except RecursionError:  # Keras' own JSON parse, or its walk of nested configs
+        raise malformed(
+            f"{filepath}: its config is nested too deep for Python to read", writer="Keras"
+        ) from None
     except (TypeError, ValueError) as error:
         explained = unregistered.explain(error, files.stored_config(filepath) if local else None)
         if explained is None or explained is error:

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from keras_graft.errors import WeightMatchError
+from keras_graft.keras2 import file_limits
 from keras_graft.keras2.names import legal_name
 
 
@@ -44,7 +44,7 @@ def legacy_weights(layer) -> list:
 def read_h5_weights(path: Path) -> list[tuple[str, list[np.ndarray]]]:
     """(layer name, weight values) for each layer of a Keras 2 `.h5` file, in its order."""
     try:
-        with h5py.File(path, "r") as file:
+        with file_limits.open_hdf5(path) as file:
             if "layers" in file and "layer_names" not in file.attrs:
                 raise WeightMatchError(
                     f"{path} holds its weights by the model's structure (the `.weights.h5` "
@@ -53,30 +53,17 @@ def read_h5_weights(path: Path) -> list[tuple[str, list[np.ndarray]]]:
                 )
             group = file.get("model_weights", file)
             layers = []
-            for name in _attribute(group, "layer_names"):
+            for name in file_limits.list_attribute(group, "layer_names"):
                 layer = group[name]
-                layers.append((name, [np.asarray(layer[w]) for w in _attribute(layer, "weight_names")]))
+                layers.append(
+                    (name, [np.asarray(layer[w]) for w in file_limits.list_attribute(layer, "weight_names")])
+                )
             return layers
     except (OSError, KeyError) as error:
         raise WeightMatchError(
             f"{path} holds no Keras 2 `.h5` weights ({error}). `load_weights` reads the "
             "`.h5` files of Keras 2's `model.save` and `model.save_weights`."
         ) from None
-
-
-def _attribute(group, name: str) -> list[str]:
-    """A list attribute that Keras 2 may have split into `name0`, `name1`... (HDF5's
-    limit on attribute sizes)."""
-    if name in group.attrs:
-        values = list(group.attrs[name])
-    else:
-        values, chunk = [], 0
-        while f"{name}{chunk}" in group.attrs:
-            values += list(group.attrs[f"{name}{chunk}"])
-            chunk += 1
-        if not chunk:
-            raise KeyError(f"no `{name}` attribute")
-    return [value.decode("utf8") if isinstance(value, bytes) else str(value) for value in values]
 
 
 def pairs(saved: list[tuple[str, list]], model: list[tuple[str, list]], source: str = "the file"):
