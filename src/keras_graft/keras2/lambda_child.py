@@ -3,7 +3,11 @@
 Run as a script, in a fresh interpreter, only when the user trusts the file
 (`--trust-file-code`):
 
-    python lambda_child.py REQUEST.json REPLY.json
+    python lambda_child.py READY_MARKER REQUEST.json REPLY.json
+
+READY_MARKER is printed once the user's modules and keras-graft are imported,
+before the file is read (`keras_graft.child_process`: the budget's address-space
+cap starts there).
 
 `REQUEST.json`: `{"source": "old.h5", "modules": ["my_project.lambdas"], "paths": ["/src"]}`
 (`keras_graft.keras2.child_imports.request`).
@@ -290,7 +294,7 @@ def _trace(path: str, layer) -> dict:
     return {"config": submodel.get_config()}
 
 
-def answer(request: dict) -> dict:
+def answer(request: dict, ready=lambda: None) -> dict:
     for folder in request.get("paths", []):
         sys.path.insert(0, folder)
     imports = list(request.get("modules", []))
@@ -299,6 +303,7 @@ def answer(request: dict) -> dict:
     import keras_graft  # noqa: F401  (auto-wrapping)
     from keras_graft.keras2 import files
 
+    ready()
     try:
         model = files.build_model(
             Path(request["source"]),
@@ -311,8 +316,8 @@ def answer(request: dict) -> dict:
         return {"error": {"layer": refusal.layer, "message": str(refusal)}}
 
 
-def main(request_path: str, reply_path: str) -> None:
-    reply = answer(json.loads(Path(request_path).read_text()))
+def main(ready_marker: str, request_path: str, reply_path: str) -> None:
+    reply = answer(json.loads(Path(request_path).read_text()), ready=lambda: print(ready_marker, flush=True))
     Path(reply_path).write_text(json.dumps(reply))
 
 

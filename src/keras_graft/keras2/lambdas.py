@@ -29,14 +29,12 @@ config, which goes through the same safe-mode checks as any file.
 from __future__ import annotations
 
 import json
-import os
-import resource
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from keras_graft.errors import LambdaLayerError
+from keras_graft import child_process
+from keras_graft.child_process import Budget
+from keras_graft.errors import BudgetExceededError, LambdaLayerError
 from keras_graft.keras2 import child_imports, references, report
 
 LAMBDA = "Lambda"
@@ -44,8 +42,9 @@ FUNCTIONAL_CLASSES = ("Functional", "Model")
 MODEL_CLASSES = (*FUNCTIONAL_CLASSES, "Sequential")
 # A script, run by path: it imports keras-graft's loading, which imports this module.
 CHILD_SCRIPT = Path(__file__).with_name("lambda_child.py")
-CHILD_SECONDS = 300
-CHILD_MEMORY_BYTES = 8 << 30  # address space: TensorFlow reserves much more than it touches
+# The child's budget, plus three times the file's size (`Budget.with_data`): it
+# builds the whole model, and the Lambda functions run on its tensors.
+CHILD_BUDGET = Budget(memory_mb=2048, seconds=300)
 
 TRUST_HINT = (
     "To migrate it, convert the file trusting its code: `keras-graft convert OLD NEW.keras "
@@ -90,41 +89,34 @@ def lambda_paths(config: dict, prefix: tuple = ()) -> list[str]:
     return found
 
 
-def _limits():  # in the child, before it starts
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def traced(source: Path, imports) -> dict:
-    """Runs `lambda_child.py` on `source`: the config of each Lambda's op layers, by path."""
+    """Runs `lambda_child.py` on `source`, in a child process of its own within
+    `CHILD_BUDGET`: the config of each Lambda's op layers, by path."""
     with tempfile.TemporaryDirectory() as workdir:
         request, reply = Path(workdir) / "request.json", Path(workdir) / "reply.json"
         request.write_text(
             json.dumps({"source": str(Path(source).resolve()), **child_imports.request(imports)})
         )
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-        env.pop("TF_USE_LEGACY_KERAS", None)
+        child = child_process.Child(
+            child_process.python_script(CHILD_SCRIPT, child_process.READY, request, reply),
+            cwd=workdir,
+            env={"TF_USE_LEGACY_KERAS": "0"},
+            stderr_path=Path(workdir) / "stderr",
+        )
         try:
-            completed = subprocess.run(
-                [sys.executable, str(CHILD_SCRIPT), str(request), str(reply)],
-                cwd=workdir,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=CHILD_SECONDS,
-                preexec_fn=_limits,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as error:
+            child.wait(CHILD_BUDGET.with_data(Path(source).stat().st_size))
+        except BudgetExceededError as error:
             raise LambdaLayerError(
-                f"Running the Lambda functions of {source} took more than {CHILD_SECONDS} s: the "
+                f"Running the Lambda functions of {source} went over its budget ({error}): the "
                 "process was stopped."
             ) from error
-        if completed.returncode != 0 or not reply.exists():
-            last = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
+        finally:
+            child.close()
+        if child.returncode != 0 or not reply.exists():
+            last = (child.stderr_tail().strip().splitlines() or ["(no output)"])[-1]
             raise LambdaLayerError(
                 f"The process running the Lambda functions of {source} failed (exit "
-                f"{completed.returncode}: {last}). A crash there often means bytecode written by "
+                f"{child.returncode}: {last}). A crash there often means bytecode written by "
                 "another Python version: convert with the Python that saved the file."
             )
         answer = json.loads(reply.read_text())
