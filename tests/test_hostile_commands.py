@@ -212,12 +212,12 @@ def test_import_never_looks_in_the_working_directory(files, mark):
     downloaded model): the planted module is not imported; the command says where it looks."""
     import shutil
 
-    with forged.tempfile.TemporaryDirectory(prefix="planted-") as folder:
-        folder = forged.Path(folder)
-        model = folder / "model.keras"
-        shutil.copyfile(files["range_250m"], model)
-        (folder / "my_ops.py").write_text(f"open({str(mark)!r}, 'a').write('my_ops\\n')\n")
-        for command in ("inspect", "convert"):
+    for command in ("inspect", "convert"):
+        with forged.tempfile.TemporaryDirectory(prefix="planted-") as folder:
+            folder = forged.Path(folder)
+            model = folder / "model.keras"
+            shutil.copyfile(files["range_250m"], model)
+            (folder / "my_ops.py").write_text(f"open({str(mark)!r}, 'a').write('my_ops\\n')\n")
             arguments = [command, model, *(["{cwd}/out.keras"] if command == "convert" else [])]
             result = forged.run_command([*arguments, "--import", "my_ops"], marker_path=mark, cwd=folder)
             assert not result["marker"], result["stderr"][-2000:]

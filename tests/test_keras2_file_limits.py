@@ -1,6 +1,6 @@
 """`keras_graft.keras2.file_limits`: HDF5 and zip files checked whole before anything reads them.
 
-The checks read no dataset, so the forgeries (`_hostile.FILE_FORMAT_ATTACKS`) are
+The checks read no dataset, so the forgeries (`hostile.FILE_FORMAT_ATTACKS`) are
 checked in this process; `test_hostile_files.py` and `test_hostile_commands.py`
 load them through `load_model`, `convert` and `inspect` in limited children.
 """
@@ -8,10 +8,10 @@ load them through `load_model`, `convert` and `inspect` in limited children.
 import io
 import zipfile
 
-import _hostile
 import h5py
 import pytest
 
+import hostile
 from keras_graft.errors import MalformedModelFileError
 from keras_graft.keras2 import file_limits
 
@@ -30,14 +30,14 @@ REFUSED_H5 = {
 
 
 def test_a_file_as_keras_2_writes_it_passes(tmp_path):
-    path = _hostile.keras2_h5(tmp_path, "plain.h5")
+    path = hostile.keras2_h5(tmp_path, "plain.h5")
     with file_limits.open_hdf5(path) as file:
         assert file["model_weights/dense/dense/kernel:0"].shape == (3, 3)
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED_H5))
 def test_a_forged_hdf5_file_is_refused_naming_the_file_and_the_dataset(tmp_path, name):
-    path = getattr(_hostile, name)(tmp_path)
+    path = getattr(hostile, name)(tmp_path)
     with pytest.raises(MalformedModelFileError) as refused:
         with file_limits.open_hdf5(path):
             pass
