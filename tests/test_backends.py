@@ -53,6 +53,7 @@ CHECKS = {
         "unsupported_differentiation",
         "torch_compile",
         "random_ops",
+        "torch_fused_chains",
     ],
 }
 
@@ -126,6 +127,16 @@ def test_jax_inlines_compilable_ops_and_calls_back_for_the_others(found):
 def test_torch_copies_unaligned_views_and_bools(found):
     assert found["torch"]["torch_memory_layout"]["max_abs_error"] == 0.0
     assert found["torch"]["torch_memory_layout"]["bool"] == [[False, True, False]]
+
+
+def test_torch_fuses_the_backward_of_consecutive_op_layers(found):
+    fused = found["torch"]["torch_fused_chains"]
+    # relu, sin, square, add, clip: one call for the chain, one for relu's output to Concatenate.
+    assert (fused["fused_calls"], fused["one_each_calls"]) == (2, 5)
+    assert fused["max_difference"] < 1e-6
+    # relu's output doubled in place: sin's gradient starts from it, as without fusion.
+    assert fused["in_place_calls"] == 2
+    assert fused["in_place_max_difference"] < 1e-6
 
 
 def test_jax_differentiation_limits_are_stated_in_the_errors(found):

@@ -3,7 +3,9 @@
 The same small models, once with TF ops (keras-graft) and once in native
 `keras.ops`, timed on one Keras backend in one process (the backend is fixed
 per process), in interleaved rounds: forward per op, forward of a whole
-model, and a training step. Run by `bench.py` as
+model, a training step, and the floor: an op that does nothing, crossing
+into TensorFlow and back (on JAX through the callback path), whose time over
+no op is the bridge's fixed cost per crossing. Run by `bench.py` as
 `KERAS_BACKEND=jax python -m keras_graft_tools.backend_bench QUICK`, which prints
 one JSON line.
 
@@ -27,6 +29,8 @@ import tensorflow as tf
 import keras_graft  # noqa: F401  (auto-wrapping)
 
 BATCH, FEATURES = 64, 256
+# The workload that measures an empty crossing.
+FLOOR = "floor: empty crossing (identity)"
 
 
 def _models(kind: str):
@@ -54,6 +58,32 @@ def _callback_models():
     return graft, native
 
 
+class _EmptyCallback(keras.layers.Layer):
+    """JAX: `tf.identity` through the bridge's callback path (`jax.pure_callback`
+    into TF and back), which the op itself would not take (XLA compiles it)."""
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, x.dtype)
+
+    def call(self, x):
+        from keras_graft.backends import jax_bridge
+
+        spec = tf.TensorSpec(tuple(x.shape), str(x.dtype))
+        concrete = tf.function(lambda t: [tf.identity(t)], autograph=False).get_concrete_function(spec)
+        return jax_bridge._callback(lambda: concrete, [spec])(x)[0]
+
+
+def _floor_models():
+    """The bridge's fixed cost: an op that does nothing, crossing into TF and
+    back (torch: `tf.identity`; JAX: its callback path), against no op."""
+    x = keras.Input((16, 16, 3))
+    if keras.backend.backend() == "jax":
+        crossed = _EmptyCallback()(x)
+    else:
+        crossed = tf.identity(x)
+    return keras.Model(x, crossed), keras.Model(x, keras.layers.Identity()(x))
+
+
 def _median_seconds(functions: dict, *, calls: int, repeats: int) -> dict:
     for function in functions.values():
         function()  # compile and warm up
@@ -75,6 +105,7 @@ def _workloads() -> dict:
     images = rng.normal(size=(8, 16, 16, 3)).astype("float32")
     (graft_op, graft_block), (native_op, native_block) = _models("graft"), _models("native")
     graft_resize, native_resize = _callback_models()
+    graft_floor, native_floor = _floor_models()
     return {
         "one op forward (clip)": (
             lambda: graft_op.predict_on_batch(x),
@@ -83,6 +114,11 @@ def _workloads() -> dict:
         "op without XLA kernel (bicubic resize)": (
             lambda: graft_resize.predict_on_batch(images),
             lambda: native_resize.predict_on_batch(images),
+        ),
+        # What part of the ratios above is the bridge's fixed cost, per crossing.
+        FLOOR: (
+            lambda: graft_floor.predict_on_batch(images),
+            lambda: native_floor.predict_on_batch(images),
         ),
         "model forward": (lambda: graft_block.predict_on_batch(x), lambda: native_block.predict_on_batch(x)),
         "training step": (

@@ -334,6 +334,66 @@ def check_torch_compile(directory) -> dict:
     }
 
 
+class _DoubleInPlace(keras.layers.Layer):
+    """torch: doubles its input in place (the tensor an op layer returned)."""
+
+    def call(self, x):
+        return x.mul_(2.0)
+
+
+def check_torch_fused_chains(directory) -> dict:
+    """torch: consecutive op layers take one TF gradient call per chain (an
+    op layer whose output also leaves the chain keeps its own), with the
+    gradients of one call per op layer; an op layer's output changed in
+    place since is not fused past."""
+    import torch
+
+    from keras_graft.backends import torch_bridge
+
+    x = keras.Input((8,))
+    a = tf.nn.relu(keras.layers.Dense(8)(x))
+    chain = tf.clip_by_value(tf.add(tf.sin(a), tf.square(a)), -1.0, 1.0)
+    model = keras.Model(x, keras.layers.Dense(1)(keras.layers.Concatenate()([chain, a])))
+    inputs = torch.tensor(np.random.default_rng(0).normal(size=(4, 8)).astype("float32"))
+    calls = []
+    call_concrete_flat = torch_bridge._compat.call_concrete_flat
+
+    def counted(concrete, tensors):
+        calls.append(1)
+        return call_concrete_flat(concrete, tensors)
+
+    def gradients(max_chain, model=model):
+        torch_bridge._MAX_CHAIN = max_chain
+        inputs.grad = None
+        for v in model.trainable_variables:
+            v.value.grad = None
+        calls.clear()
+        model(inputs).sum().backward()
+        return [v.value.grad.numpy().copy() for v in model.trainable_variables], len(calls)
+
+    v = keras.Input((8,))
+    in_place = keras.Model(v, tf.sin(_DoubleInPlace()(tf.nn.relu(keras.layers.Dense(8)(v)))))
+    torch_bridge._compat.call_concrete_flat = counted
+    try:
+        (fused, fused_calls), (one_each, one_each_calls) = gradients(16), gradients(1)
+        (in_place_grads, in_place_calls), (in_place_one_each, _) = (
+            gradients(16, in_place),
+            gradients(1, in_place),
+        )
+    finally:
+        torch_bridge._compat.call_concrete_flat = call_concrete_flat
+        torch_bridge._MAX_CHAIN = 16
+    return {
+        "fused_calls": fused_calls,
+        "one_each_calls": one_each_calls,
+        "max_difference": max(float(np.abs(f - o).max()) for f, o in zip(fused, one_each)),
+        "in_place_calls": in_place_calls,
+        "in_place_max_difference": max(
+            float(np.abs(f - o).max()) for f, o in zip(in_place_grads, in_place_one_each)
+        ),
+    }
+
+
 def _error_of(function) -> str:
     try:
         function()
@@ -352,6 +412,7 @@ CHECKS = {
     "keras_distribution": check_keras_distribution,
     "torch_compile": check_torch_compile,
     "random_ops": check_random_ops,
+    "torch_fused_chains": check_torch_fused_chains,
 }
 
 

@@ -9,7 +9,11 @@ torch's convention for complex gradients is TensorFlow's.
 The forward pass runs the function in eager TensorFlow. Its backward pass is
 TensorFlow's gradient (`Traced.vjp`) as one TF graph function per input
 signature, run on the saved inputs: no tape is recorded or replayed, and a
-second backward pass (`retain_graph=True`) works as in torch. A function with
+second backward pass (`retain_graph=True`) works as in torch. Consecutive op
+layers (one's output reaching the next unchanged) share one backward
+pass: one TF function for the chain's gradient, run from the chain's inputs,
+whose intermediates stay inside it (`_Node`); one crossing into TF per
+chain instead of one per op layer. A function with
 random ops draws anew when run again, so there the forward pass records a
 `tf.GradientTape` and the backward pass reads it. An op TensorFlow
 has no gradient for raises `BridgeGradientError`, naming the layer, at the
@@ -52,7 +56,7 @@ def signature(flat_inputs: list) -> tuple:
     return tuple((t.shape, t.dtype) for t in flat_inputs)
 
 
-def specs(flat_inputs: list) -> tuple:
+def specs(flat_inputs) -> tuple:
     """The input signature of torch tensors, as `tf.TensorSpec`s."""
     return tuple(
         tf.TensorSpec(tuple(t.shape), tf.as_dtype(str(t.dtype).removeprefix("torch."))) for t in flat_inputs
@@ -67,12 +71,15 @@ class _Compiled:
         self.structure = traced.structure
         self.outputs_wanted = traced.differentiable_outputs()
         self._vjps = {}
+        # Fused backward passes of chains that end here (`_Node`), by chain.
+        self.fused_vjps = {}
 
     def __call__(self, flat: list) -> list:
         if torch.compiler.is_compiling():
-            return list(_outside_dynamo(self, *flat))
+            return list(_outside_dynamo(self, flat))
         if torch.is_grad_enabled() and any(t.requires_grad for t in flat):
-            return list(_Crossing.apply(self, *flat))
+            node = _Node.of(self, flat)
+            return list(_Crossing.apply(node, *node.leaves))
         # No gradient asked for: no autograd node.
         return [to_torch(o) for o in self.traced.function(*(to_tf(t) for t in flat))]
 
@@ -80,13 +87,138 @@ class _Compiled:
         """The gradients of the inputs `wanted`, from TF's graph of the gradient."""
         vjp = self._vjps.get(wanted)
         if vjp is None:
-            try:
-                concrete = tf.function(self.traced.vjp(list(wanted)), autograph=False)
-                vjp = concrete.get_concrete_function(*self.traced.vjp_specs())
-            except LookupError as error:  # TF registers no gradient for an op on the path.
-                raise no_gradient_error(self.name, "torch", error) from error
-            self._vjps[wanted] = vjp
+            vjp = self._vjps[wanted] = _concrete_vjp(
+                self.name, self.traced.vjp(list(wanted)), self.traced.vjp_specs()
+            )
         return _compat.call_concrete_flat(vjp, [*inputs, *cotangents])
+
+
+def _concrete_vjp(name: str, vjp, specs):
+    try:
+        return tf.function(vjp, autograph=False).get_concrete_function(*specs)
+    except LookupError as error:  # TF registers no gradient for an op on the path.
+        raise no_gradient_error(name, "torch", error) from error
+
+
+# The most op layers one fused backward pass spans (its key and program grow
+# with the chain, and each call walks them).
+_MAX_CHAIN = 16
+
+
+class _Node:
+    """One call of an op layer with gradients, and the chain of op layers
+    before it whose outputs reach it only through op layers: their backward
+    passes are one TF function (`_chain_vjp`), in which the chain's
+    intermediates stay.
+
+    `steps` are the chain's calls in order, this one last, each as
+    (compiled, refs): a ref is `("leaf", i)`, the chain's `i`th input (a torch
+    tensor from outside the chain), or `(j, k)`, output `k` of step `j`. An op
+    layer's output carries its node (`_LINK`) while it is unchanged (its
+    `_version`); random ops are never fused (their backward pass reads the
+    forward pass's own tape)."""
+
+    __slots__ = ("compiled", "leaves", "steps", "key", "tf_inputs", "tf_outputs", "saved", "__weakref__")
+
+    @classmethod
+    def of(cls, compiled: _Compiled, flat: list) -> _Node:
+        node = cls()
+        node.compiled = compiled
+        leaves, leaf_index, steps, step_index, refs, tf_inputs = [], {}, [], {}, [], []
+
+        def leaf(tensor):
+            if id(tensor) not in leaf_index:
+                leaf_index[id(tensor)] = len(leaves)
+                leaves.append(tensor)
+            return ("leaf", leaf_index[id(tensor)])
+
+        def add(upstream: _Node) -> int:
+            """`upstream`'s steps into this chain (once each); the index of its own."""
+            if id(upstream) in step_index:
+                return step_index[id(upstream)]
+            mapped = {}
+            for j, (step_node, step_compiled, step_refs) in enumerate(upstream.steps):
+                if id(step_node) in step_index:
+                    mapped[j] = step_index[id(step_node)]
+                    continue
+                new_refs = tuple(
+                    leaf(upstream.leaves[r[1]]) if r[0] == "leaf" else (mapped[r[0]], r[1]) for r in step_refs
+                )
+                mapped[j] = step_index[id(step_node)] = len(steps)
+                steps.append((step_node, step_compiled, new_refs))
+            return mapped[len(upstream.steps) - 1]
+
+        fuse = not compiled.traced.random
+        for tensor in flat:
+            link = getattr(tensor, _LINK, None) if fuse else None
+            if (
+                link is not None
+                and link[2] == tensor._version
+                and len(steps) + len(link[0].steps) < _MAX_CHAIN
+            ):
+                upstream, output, _ = link
+                refs.append((add(upstream), output))
+                tf_inputs.append(upstream.tf_outputs[output])
+            else:
+                refs.append(leaf(tensor))
+                tf_inputs.append(to_tf(tensor))
+        steps.append((node, compiled, tuple(refs)))
+        node.leaves, node.steps, node.tf_inputs = leaves, steps, tf_inputs
+        node.key = tuple((id(c), r) for _, c, r in steps)
+        return node
+
+    def gradients(self, wanted: tuple, cotangents: list) -> list:
+        compiled = self.compiled
+        inputs = [to_tf(t) for t in self.saved]
+        if len(self.steps) == 1:
+            return compiled.gradients(wanted, inputs, cotangents)
+        key = (self.key, wanted)
+        entry = compiled.fused_vjps.get(key)
+        if entry is None:
+            vjp_specs = [
+                *specs(self.saved),
+                *(compiled.traced.output_specs[i] for i in compiled.outputs_wanted),
+            ]
+            try:
+                vjp = _concrete_vjp(compiled.name, self._chain_vjp(wanted), vjp_specs)
+            except BridgeGradientError:
+                for _, step, _ in self.steps:  # The layer without a gradient raises, by name.
+                    traced = step.traced
+                    _concrete_vjp(step.name, traced.vjp(traced.differentiable_inputs()), traced.vjp_specs())
+                raise
+            # The steps' compiled forms, whose ids are in the key, live as long as it.
+            entry = compiled.fused_vjps[key] = (vjp, [c for _, c, _ in self.steps])
+        return _compat.call_concrete_flat(entry[0], [*inputs, *cotangents])
+
+    def _chain_vjp(self, wanted: tuple):
+        steps = [(c, r) for _, c, r in self.steps]
+        count, outputs_wanted = len(self.leaves), self.compiled.outputs_wanted
+
+        def vjp(*tensors):
+            leaves, cotangents = list(tensors[:count]), tensors[count:]
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                for i in wanted:
+                    tape.watch(leaves[i])
+                values = []
+                for compiled, refs in steps:
+                    args = [leaves[r[1]] if r[0] == "leaf" else values[r[0]][r[1]] for r in refs]
+                    values.append(compiled.traced.function(*args))
+            gradients = tape.gradient(
+                [values[-1][i] for i in outputs_wanted],
+                [leaves[i] for i in wanted],
+                output_gradients=list(cotangents),
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+            return [
+                tf.reshape(tf.convert_to_tensor(g), tf.shape(leaves[i])) for g, i in zip(gradients, wanted)
+            ]
+
+        return vjp
+
+
+# The attribute of an op layer's torch output that names the call it came
+# from: (node, output index, the tensor's `_version` then).
+_LINK = "_keras_graft_link"
 
 
 def compile(traced: Traced, name: str) -> _Compiled:
@@ -95,12 +227,13 @@ def compile(traced: Traced, name: str) -> _Compiled:
 
 class _Crossing(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, compiled, *tensors):
-        ctx.compiled = compiled
+    def forward(ctx, node, *leaves):
+        compiled = node.compiled
+        ctx.node = node
         ctx.wanted = tuple(i for i, needs in enumerate(ctx.needs_input_grad[1:]) if needs)
-        inputs = [to_tf(t) for t in tensors]
+        inputs = node.tf_inputs
         ctx.tape = None
-        if ctx.wanted and compiled.traced.random:
+        if ctx.wanted and compiled.traced.random:  # one step: random ops are not fused
             ctx.tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
             with ctx.tape:
                 for i in ctx.wanted:
@@ -109,17 +242,24 @@ class _Crossing(torch.autograd.Function):
             ctx.tf_inputs, ctx.tf_outputs = inputs, outputs
         else:
             outputs = compiled.traced.function(*inputs)
+        node.tf_inputs = None  # the backward pass starts from the leaves
         if ctx.wanted:
             # Saved by torch, which then refuses the backward pass of an input
             # changed in place since.
-            ctx.save_for_backward(*tensors)
+            ctx.save_for_backward(*leaves)
         results = tuple(to_torch(o) for o in outputs)
         ctx.mark_non_differentiable(*(r for r in results if not _differentiable(r.dtype)))
+        if not compiled.traced.random:
+            node.tf_outputs = outputs
+            for i, result in enumerate(results):
+                if _differentiable(result.dtype):  # what a gradient flows through
+                    setattr(result, _LINK, (node, i, result._version))
         return results
 
     @staticmethod
     def backward(ctx, *grad_outputs):
-        compiled = ctx.compiled
+        node = ctx.node
+        compiled = node.compiled
         if torch.is_grad_enabled():  # backward(create_graph=True): a gradient of gradients
             raise BridgeGradientError(
                 f"{compiled.name}: gradients of gradients (double backward, "
@@ -129,10 +269,14 @@ class _Crossing(torch.autograd.Function):
             )
         tensors = ctx.saved_tensors
         if not ctx.wanted or not compiled.outputs_wanted:
-            return (None,) * (1 + len(tensors))
+            return (None,) * (1 + len(node.leaves))
         cotangents = [to_tf(grad_outputs[i].contiguous()) for i in compiled.outputs_wanted]
         if ctx.tape is None:
-            grads = compiled.gradients(ctx.wanted, [to_tf(t) for t in tensors], cotangents)
+            node.saved = tensors
+            try:
+                grads = node.gradients(ctx.wanted, cotangents)
+            finally:
+                node.saved = None
         else:
             try:
                 grads = ctx.tape.gradient(
@@ -151,9 +295,12 @@ def _differentiable(dtype: torch.dtype) -> bool:
     return dtype.is_floating_point or dtype.is_complex
 
 
-@torch._dynamo.disable
-def _outside_dynamo(compiled: _Compiled, *tensors):
+@torch.compiler.disable
+def _outside_dynamo(compiled: _Compiled, flat: list):
     """The crossing, which `torch.compile` leaves out of its graphs (instead
     of recompiling on every call). Only while dynamo traces: the wrapper
     costs each call."""
-    return _Crossing.apply(compiled, *tensors)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in flat):
+        node = _Node.of(compiled, flat)
+        return _Crossing.apply(node, *node.leaves)
+    return [to_torch(o) for o in compiled.traced.function(*(to_tf(t) for t in flat))]
