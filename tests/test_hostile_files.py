@@ -30,6 +30,8 @@ CLEAN_REFUSALS = {
     "TracingBudgetError",
     "ValueError",
     "TypeError",
+    "LambdaLayerError",
+    "UnregisteredNameError",
 }
 # Keras parses config.json whole, but keras-graft checks the zip first
 # (`keras2/file_limits.py`): a zipped JSON bomb is refused before it is parsed.
@@ -41,6 +43,8 @@ MUST_LOAD = {5}  # models a user could have built: they load, with true shapes
 # as arguments), malformed Keras structure (the functional loader's loops), stored
 # tensors in nodes, hyperparameters, `Print` options, and the signature cache.
 CI_SAMPLE = {
+    "h5_lambda_in_sequential",
+    "h5_lambda_loss",
     "xla_call_module_spin",
     "rpc_server",
     "timestamp",

@@ -933,6 +933,133 @@ def zip_weights_shape_bomb(directory) -> Path:
     )
 
 
+# ---------------------------------------------------------------------------
+# Keras 2 `Lambda` bytecode (keras_graft/keras2/lambdas.py): never run without trust
+# ---------------------------------------------------------------------------
+
+
+def _lambda_payload(t):
+    open("lambda_ran.txt", "w").close()  # in the loading process's working directory
+    return t
+
+
+def _lambda_bytecode() -> str:
+    """The payload's code object as Keras 2 stores it (marshal, base64): this Python's."""
+    import codecs
+    import marshal
+
+    return codecs.encode(marshal.dumps(_lambda_payload.__code__), "base64").decode("ascii")
+
+
+def _lambda_config(function=None, function_type="lambda", module="__main__") -> dict:
+    return {
+        "class_name": "Lambda",
+        "config": {
+            "name": "payload",
+            "dtype": "float32",
+            "function": [_lambda_bytecode(), None, None] if function is None else function,
+            "function_type": function_type,
+            "module": module,
+            "output_shape": None,
+            "output_shape_type": "raw",
+            "output_shape_module": None,
+            "arguments": {},
+        },
+    }
+
+
+def _h5_calling(directory, filename: str, layer: dict) -> Path:
+    """The Keras 2 `.h5` of `x -> Dense(3)` with `layer` called on the Dense's output."""
+    config = json.loads(json.dumps(_DENSE_CONFIG))
+    name = layer["config"]["name"]
+    config["config"]["layers"].append({**layer, "name": name, "inbound_nodes": [[["dense", 0, 0, {}]]]})
+    config["config"]["output_layers"] = [[name, 0, 0]]
+    return keras2_h5(directory, filename, lambda f: f.attrs.__setitem__("model_config", json.dumps(config)))
+
+
+def h5_lambda_bytecode(directory) -> Path:
+    """A Keras 2 `.h5` `Lambda` whose bytecode (this Python's) writes a file when called."""
+    return _h5_calling(directory, "h5_lambda_bytecode.h5", _lambda_config())
+
+
+def h5_lambda_module_function(directory) -> Path:
+    """A `Lambda` of `function_type: "function"` naming `os.system` (module `os`)."""
+    return _h5_calling(directory, "h5_lambda_module_function.h5", _lambda_config("system", "function", "os"))
+
+
+def h5_lambda_new_format(directory) -> Path:
+    """The bytecode as Keras 3 stores it (`{"class_name": "__lambda__"}`, module `keras.layers`)."""
+    layer = _lambda_config(
+        {
+            "class_name": "__lambda__",
+            "config": {"code": _lambda_bytecode(), "defaults": None, "closure": None},
+        }
+    )
+    return _h5_calling(
+        directory, "h5_lambda_new_format.h5", {**layer, "module": "keras.layers", "registered_name": None}
+    )
+
+
+def h5_lambda_in_sequential(directory) -> Path:
+    """The bytecode `Lambda` inside a `Sequential` nested in the functional model."""
+    nested = {"class_name": "Sequential", "config": {"name": "nested", "layers": [_lambda_config()]}}
+    return _h5_calling(directory, "h5_lambda_in_sequential.h5", nested)
+
+
+def h5_lambda_in_wrapper(directory) -> Path:
+    """The bytecode `Lambda` as the layer of a `TimeDistributed` wrapper."""
+    wrapper = {"class_name": "TimeDistributed", "config": {"name": "wrapped", "layer": _lambda_config()}}
+    return _h5_calling(directory, "h5_lambda_in_wrapper.h5", wrapper)
+
+
+def h5_lambda_sequential_model(directory) -> Path:
+    """A top-level Keras 2 `Sequential` `.h5` whose second layer is the bytecode `Lambda`."""
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "sequential",
+            "layers": [
+                {
+                    "class_name": "InputLayer",
+                    "config": {"batch_input_shape": [None, 3], "dtype": "float32", "name": "x"},
+                },
+                _lambda_config(),
+            ],
+        },
+    }
+    return keras2_h5(
+        directory,
+        "h5_lambda_sequential_model.h5",
+        lambda f: f.attrs.__setitem__("model_config", json.dumps(config)),
+    )
+
+
+def h5_lambda_loss(directory) -> Path:
+    """A `.h5` compiled with a bytecode loss and metric (`__lambda__` in `training_config`)."""
+    function = {
+        "class_name": "__lambda__",
+        "config": {"code": _lambda_bytecode(), "defaults": None, "closure": None},
+    }
+    setup = {
+        "loss": function,
+        "metrics": [function, {"class_name": "MeanMetricWrapper", "config": {"name": "m", "fn": function}}],
+        "optimizer_config": {"class_name": "Adam", "config": {"learning_rate": function}},
+    }
+    return keras2_h5(
+        directory, "h5_lambda_loss.h5", lambda f: f.attrs.__setitem__("training_config", json.dumps(setup))
+    )
+
+
+LAMBDA_ATTACKS = (
+    h5_lambda_bytecode,
+    h5_lambda_module_function,
+    h5_lambda_new_format,
+    h5_lambda_in_sequential,
+    h5_lambda_in_wrapper,
+    h5_lambda_sequential_model,
+)
+
+
 FILE_FORMAT_ATTACKS = (
     h5_shape_bomb,
     h5_gzip_bomb,
@@ -1636,6 +1763,10 @@ ATTACKS = [
         _attack(4, b, preload=(ALLOW_PRINT,), run=True)
         for b in (print_to_file, print_to_stdout, print_to_log, print_op_name, print_option_of_another_kind)
     ),
+    # Refused in safe mode, naming the layer (`keras2/lambdas.py`); the bytecode never runs.
+    *(_attack(4, b) for b in LAMBDA_ATTACKS),
+    # Loads (uncompiled or compiled without the bytecode), running nothing, also when run.
+    _attack(3, h5_lambda_loss, run=True),
     # Every one is refused before anything reads the file (`keras2/file_limits.py`).
     *(_attack(4, b) for b in FILE_FORMAT_ATTACKS),
     _attack(5, cache_partly_known_shape, before=cache_partly_known_first, run=True),
