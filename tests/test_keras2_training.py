@@ -147,5 +147,37 @@ def test_every_keras2_loss_and_metric_function_name_means_the_same_in_keras3(tra
         np.testing.assert_allclose(actual, expected, atol=1e-5, err_msg=key)
 
 
+BYTECODE = {"class_name": "__lambda__", "config": {"code": "4wAAAA==", "defaults": None, "closure": None}}
+ADAM = {"class_name": "Adam", "config": {"learning_rate": 0.01}}
+
+
+@pytest.mark.parametrize(
+    "setup, kind",
+    [
+        ({"loss": BYTECODE, "optimizer_config": ADAM}, "loss"),
+        ({"loss": "mse", "metrics": [BYTECODE], "optimizer_config": ADAM}, "metric"),
+        ({"loss": "mse", "optimizer_config": {"class_name": "__lambda__", "config": {}}}, "optimizer"),
+    ],
+)
+def test_bytecode_in_a_compile_config_is_never_compiled_in_but_said(setup, kind):
+    """Keras' deserializers hand back the string "__lambda__" for such a config, which
+    `compile` took as the name of a loss, failing only at `evaluate`."""
+    arguments, problems = compile_configs.compile_arguments(setup)
+    assert arguments == {}
+    assert problems == [
+        f"its {kind} is Python bytecode stored in the file, which keras-graft never runs "
+        "(a lambda, or a function Keras 2 could not store by name)"
+    ]
+
+
+def test_a_loss_or_optimizer_class_keras3_lacks_is_said_not_compiled_in():
+    for setup, problem in (
+        ({"loss": {"class_name": "NoSuchLoss", "config": {}}, "optimizer_config": ADAM}, "loss `NoSuchLoss`"),
+        ({"loss": "mse", "optimizer_config": {"class_name": "NoSuchOptimizer", "config": {}}}, "optimizer"),
+    ):
+        arguments, problems = compile_configs.compile_arguments(setup)
+        assert arguments == {} and problem in problems[0], problems
+
+
 if __name__ == "__main__":
     sweeps.main(__file__)

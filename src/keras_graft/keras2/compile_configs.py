@@ -74,6 +74,18 @@ class Untranslatable(Exception):
     """One part of the training setup that has no Keras 3 translation (internal)."""
 
 
+# How Keras serializes a Python function's bytecode (a lambda, or any function
+# Keras 2 could not name), in a compile config as in a `Lambda` layer.
+LAMBDA_CLASS = "__lambda__"
+
+
+def _lambda_problem(kind: str) -> str:
+    return (
+        f"its {kind} is Python bytecode stored in the file, which keras-graft never runs "
+        "(a lambda, or a function Keras 2 could not store by name)"
+    )
+
+
 def _registered(name: str, custom_objects: dict):
     # The user's `custom_objects` may name a registered `package>name` by its bare name.
     for key in (name, name.rpartition(">")[2]):
@@ -147,6 +159,8 @@ def _object(config: Any, custom_objects: dict, kind: str):
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise Untranslatable(f"the {kind} config {config!r:.120} is not one Keras 2 writes")
     class_name, inner = config["class_name"], config.get("config")
+    if class_name == LAMBDA_CLASS:
+        raise Untranslatable(_lambda_problem(kind))
     if class_name == "function" and isinstance(inner, str):
         return _function(inner, custom_objects, kind)
     if not isinstance(inner, dict):
@@ -172,9 +186,12 @@ def _object(config: Any, custom_objects: dict, kind: str):
         return registered.from_config(inner)
     deserialize = keras.metrics.deserialize if kind == "metric" else keras.losses.deserialize
     try:
-        return deserialize({"class_name": class_name, "config": inner})
+        found = deserialize({"class_name": class_name, "config": inner})
     except (TypeError, ValueError) as error:
         raise Untranslatable(f"the {kind} `{class_name}` does not load in Keras 3 ({error})") from error
+    if not callable(found):  # Keras hands back the name of a class it does not know
+        raise Untranslatable(f"the {kind} `{class_name}` is not one Keras 3 has")
+    return found
 
 
 def _nested(config: Any, custom_objects: dict, kind: str):
@@ -211,6 +228,8 @@ def _optimizer(config: Any, custom_objects: dict):
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise Untranslatable(f"the optimizer config {config!r:.120} is not one Keras 2 writes")
     class_name = str(config.get("class_name", "")).removeprefix("Custom>")
+    if class_name == LAMBDA_CLASS:
+        raise Untranslatable(_lambda_problem("optimizer"))
     inner = {key: value for key, value in config["config"].items() if key not in DROPPED_OPTIMIZER_KEYS}
     if "lr" in inner:  # Keras 2's legacy optimizers
         inner.setdefault("learning_rate", inner.pop("lr"))
@@ -225,9 +244,12 @@ def _optimizer(config: Any, custom_objects: dict):
     try:
         if isinstance(registered, type):
             return registered.from_config(inner)
-        return keras.optimizers.deserialize({"class_name": class_name, "config": inner})
+        found = keras.optimizers.deserialize({"class_name": class_name, "config": inner})
     except (TypeError, ValueError) as error:
         raise Untranslatable(f"the optimizer `{class_name}` does not load in Keras 3 ({error})") from error
+    if not isinstance(found, keras.optimizers.Optimizer):  # the name of a class Keras does not know
+        raise Untranslatable(f"the optimizer `{class_name}` is not one Keras 3 has")
+    return found
 
 
 def compile_arguments(setup: dict, custom_objects: dict | None = None) -> tuple[dict, list[str]]:
