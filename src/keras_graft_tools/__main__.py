@@ -14,4 +14,4 @@ if sys.path and sys.path[0] in ("", os.getcwd()):
 
 from keras_graft_tools.command import main  # noqa: E402
 
-sys.exit(main())
+sys.exit(main(working_directory_forgotten=True))

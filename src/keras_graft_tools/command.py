@@ -75,8 +75,12 @@ def import_tensorflow_quietly() -> None:
             print(line, file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    forget_working_directory()
+def main(argv: list[str] | None = None, *, working_directory_forgotten: bool = False) -> int:
+    """The `keras-graft` command. `working_directory_forgotten`: `python -m` took its
+    entry off `sys.path` already, and what is first now is the user's own (a
+    `PYTHONPATH` naming the working directory)."""
+    if not working_directory_forgotten:
+        forget_working_directory()
     argv = sys.argv[1:] if argv is None else list(argv)
     from keras_graft_tools import cli  # no TensorFlow: it imports the library where a command needs it
 
