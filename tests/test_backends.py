@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-# Its tests share one costly module fixture: on one xdist worker, it is computed once.
-pytestmark = pytest.mark.xdist_group("test_backends")
-
 HERE = Path(__file__).resolve().parent
 
 

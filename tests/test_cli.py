@@ -87,7 +87,6 @@ def quick_bench(tmp_path_factory):
     return numbers, console.export_text(), results
 
 
-@pytest.mark.xdist_group("quick_bench")  # one worker runs the shared quick bench once
 def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(quick_bench):
     numbers, output, results = quick_bench
     assert "Model construction" in output and "Run time" in output and "Side by side" in output
@@ -120,7 +119,6 @@ def test_bench_quick_measures_scaling_overhead_and_every_way_side_by_side(quick_
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.xdist_group("quick_bench")  # one worker runs the shared quick bench once
 def test_bench_markdown_tables(quick_bench):
     console = Console(record=True, width=200)
     bench.print_tables(quick_bench[0], console, markdown=True, quick=True)
@@ -177,7 +175,6 @@ def test_demo_rejects_an_unknown_backend(capsys):
     assert "invalid choice: 'mxnet'" in capsys.readouterr().err
 
 
-@pytest.mark.xdist_group("quick_bench")  # one worker runs the shared quick bench once
 def test_bench_compares_tf_ops_with_keras_ops_on_other_backends(quick_bench):
     numbers, output, _ = quick_bench
     assert "Other backends" in output

@@ -14,9 +14,6 @@ import sys
 
 import pytest
 
-# Its tests share one costly module fixture: on one xdist worker, it is computed once.
-pytestmark = pytest.mark.xdist_group("test_distribute")
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEPS, REPLICAS, GLOBAL_BATCH = 4, 2, 4
 

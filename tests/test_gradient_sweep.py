@@ -11,9 +11,6 @@ import pytest
 
 import gradient_sweep
 
-# Its tests share one costly module fixture: on one xdist worker, it is computed once.
-pytestmark = pytest.mark.xdist_group("test_gradient_sweep")
-
 BACKENDS = ("jax", "torch")
 
 # Where a backend may not train the chain, what it must do instead (TF itself

@@ -19,9 +19,6 @@ import pytest
 
 import hostile_keras2 as forged
 
-# Its tests share one costly module fixture: on one xdist worker, it is computed once.
-pytestmark = pytest.mark.xdist_group("test_hostile_commands")
-
 MEMORY_BUDGET_MB = forged.MEMORY_BUDGET_MB
 
 # Forgeries keras-graft must refuse (exit status 2), and what the refusal says.

@@ -16,9 +16,6 @@ from keras_graft.core import op_names
 from keras_graft.keras2 import tf1_names
 from keras_graft.patches import operators
 
-# Its tests share one costly module fixture: on one xdist worker, it is computed once.
-pytestmark = pytest.mark.xdist_group("test_keras2_op_sweep")
-
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):

@@ -21,9 +21,6 @@ import keras_graft
 from keras_graft import _compat
 from keras_graft.keras2 import tf1_names
 
-# Its tests share one costly module fixture: on one xdist worker, it is computed once.
-pytestmark = pytest.mark.xdist_group("test_keras2_tf1_names")
-
 DELEGATIONS = tf1_names.delegations()
 MAP = {tf1: delegation.tf2_name for tf1, delegation in DELEGATIONS.items()}
 # Pairs where the TF 1 name is another function than the TF 2 op: the ones Keras 2 records.
