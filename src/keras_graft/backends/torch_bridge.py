@@ -29,7 +29,7 @@ import torch
 import torch.utils.dlpack
 
 from keras_graft import _compat
-from keras_graft.backends.tracing import Traced, no_gradient_error
+from keras_graft.backends.tracing import Traced, dense_gradients, no_gradient_error
 from keras_graft.errors import BridgeGradientError
 
 # TensorFlow kernels read buffers with 64-byte aligned loads.
@@ -203,15 +203,9 @@ class _Node:
                 for compiled, refs in steps:
                     args = [leaves[r[1]] if r[0] == "leaf" else values[r[0]][r[1]] for r in refs]
                     values.append(compiled.traced.function(*args))
-            gradients = tape.gradient(
-                [values[-1][i] for i in outputs_wanted],
-                [leaves[i] for i in wanted],
-                output_gradients=list(cotangents),
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            return dense_gradients(
+                tape, [values[-1][i] for i in outputs_wanted], [leaves[i] for i in wanted], cotangents
             )
-            return [
-                tf.reshape(tf.convert_to_tensor(g), tf.shape(leaves[i])) for g, i in zip(gradients, wanted)
-            ]
 
         return vjp
 
@@ -279,11 +273,11 @@ class _Crossing(torch.autograd.Function):
                 node.saved = None
         else:
             try:
-                grads = ctx.tape.gradient(
+                grads = dense_gradients(
+                    ctx.tape,
                     [ctx.tf_outputs[i] for i in compiled.outputs_wanted],
                     [ctx.tf_inputs[i] for i in ctx.wanted],
-                    output_gradients=cotangents,
-                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                    cotangents,
                 )
             except LookupError as error:  # TF registers no gradient for an op on the path.
                 raise no_gradient_error(compiled.name, "torch", error) from error

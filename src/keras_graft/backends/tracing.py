@@ -63,20 +63,28 @@ class Traced:
                 for i in wanted:
                     tape.watch(inputs[i])
                 outputs = self.function(*inputs)
-            gradients = tape.gradient(
-                [outputs[i] for i in outputs_wanted],
-                [inputs[i] for i in wanted],
-                output_gradients=list(cotangents),
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            return dense_gradients(
+                tape, [outputs[i] for i in outputs_wanted], [inputs[i] for i in wanted], cotangents
             )
-            return [
-                tf.reshape(tf.convert_to_tensor(g), tf.shape(inputs[i])) for g, i in zip(gradients, wanted)
-            ]
 
         return vjp
 
     def vjp_specs(self) -> list:
         return [*self.specs, *(self.output_specs[i] for i in self.differentiable_outputs())]
+
+
+def dense_gradients(tape: tf.GradientTape, outputs: list, inputs: list, cotangents) -> list:
+    """TF's gradients of `outputs` (given their `cotangents`) with respect to
+    `inputs`, as the bridges hand them back: zeros where an input is not
+    connected, and dense tensors of each input's shape (`tf.gather`'s are
+    `IndexedSlices`; `tf.nn.isotonic_regression`'s come in another shape)."""
+    gradients = tape.gradient(
+        outputs,
+        inputs,
+        output_gradients=list(cotangents),
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    return [tf.reshape(tf.convert_to_tensor(g), tf.shape(x)) for g, x in zip(gradients, inputs)]
 
 
 def called_op_types(graph: tf.Graph) -> set[str]:
