@@ -42,6 +42,7 @@ CHECKS = {
         "gradients",
         "refusals",
         "lowering",
+        "callback_thread",
         "unsupported_differentiation",
         "random_ops",
     ],
@@ -122,6 +123,12 @@ def test_torch_runs_int64_and_value_dependent_shapes(found):
 
 def test_jax_inlines_compilable_ops_and_calls_back_for_the_others(found):
     assert found["jax"]["lowering"] == {"clip": False, "bicubic": True, "svd": True}
+
+
+def test_jax_callbacks_run_tensorflow_on_the_calling_thread_not_its_pool(found):
+    result = found["jax"]["callback_thread"]
+    assert result["same_values"]
+    assert result["threads"] and not any(name.startswith("tf_") for name in result["threads"])
 
 
 def test_torch_copies_unaligned_views_and_bools(found):

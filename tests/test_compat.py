@@ -4,6 +4,7 @@ import functools
 import sys
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -275,15 +276,38 @@ def test_legacy_model_from_config_finds_custom_objects():
     assert isinstance(model.layers[-1], Doubling)
 
 
-def test_concrete_functions_called_flat_give_the_public_call_with_captures():
+@pytest.mark.parametrize("on_calling_thread", [False, True])
+def test_concrete_functions_called_flat_give_the_public_call_with_captures(on_calling_thread):
     offset = tf.constant([10.0, 20.0])  # captured by the traced function
     concrete = tf.function(lambda x, y: [x * y + offset, x - y]).get_concrete_function(
         tf.TensorSpec((2,)), tf.TensorSpec((2,))
     )
     x, y = tf.constant([1.0, 2.0]), tf.constant([3.0, 4.0])
-    flat = _compat.call_concrete_flat(concrete, [x, y])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        flat = _compat.call_concrete_flat(concrete, [x, y], on_calling_thread=on_calling_thread)
     assert [t.numpy().tolist() for t in flat] == [[13.0, 28.0], [-2.0, -2.0]]
     assert [t.numpy().tolist() for t in concrete(x, y)] == [[13.0, 28.0], [-2.0, -2.0]]
+    assert tape.gradient(flat[0], x) is None  # not recorded, as the public call is not
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_concrete_functions_called_flat_on_the_calling_thread_run_there(stateful):
+    import threading
+
+    def function(x):
+        thread = tf.numpy_function(
+            lambda v: np.int64(threading.get_ident()), [x], tf.int64, stateful=stateful
+        )
+        return [x + 1.0, thread]
+
+    concrete = tf.function(function).get_concrete_function(tf.TensorSpec((2,)))
+    x = tf.constant([1.0, 2.0])
+    result, thread = _compat.call_concrete_flat(concrete, [x], on_calling_thread=True)
+    assert result.numpy().tolist() == [2.0, 3.0]
+    assert thread.numpy() == threading.get_ident()
+    # Why the option exists: the public call runs the function on TF's inter-op pool.
+    assert _compat.call_concrete_flat(concrete, [x])[1].numpy() != threading.get_ident()
 
 
 def test_keras2_savedmodel_metadata_and_object_graph_are_read_as_tf_keras_reads_them(keras2_files):

@@ -497,12 +497,42 @@ def registered_gradient(op_type: str):
     return ops._gradient_registry.lookup(op_type)
 
 
-def call_concrete_flat(concrete, tensors: list) -> list:
+def call_concrete_flat(concrete, tensors: list, *, on_calling_thread: bool = False) -> list:
     """`concrete(*tensors)` for a concrete `tf.function` of flat tensors,
     without the public call's binding of structured arguments (half the cost
-    of a small function's call). Captured tensors are appended, as the
-    public call does."""
-    return concrete._inference_function.call_flat(*tensors, *concrete.captured_inputs)
+    of a small function's call). Captured tensors are appended, and gradient
+    tapes do not record the call, as in the public call.
+
+    Eager TensorFlow runs a function call on its inter-op thread pool and
+    blocks the caller until the pool is done: a wake-up of another thread per
+    call, and the pool's threads spin looking for work after it, on the cores
+    the caller wants back. `on_calling_thread` runs the function as one eager
+    `PartitionedCall` op instead (`StatefulPartitionedCall` for a stateful
+    function, as TensorFlow chooses), which eager TensorFlow executes on the
+    calling thread, node after node: independent nodes no longer run side by
+    side (a kernel's own intra-op threads still do), and a small function's
+    call costs a fifth.
+    """
+    from tensorflow.python.eager import context, record
+
+    function = concrete._inference_function
+    arguments = [*tensors, *concrete.captured_inputs]
+    if not on_calling_thread:
+        return function.call_flat(*arguments)
+    call = (
+        tf.raw_ops.StatefulPartitionedCall
+        if function.call_options.is_stateful
+        else tf.raw_ops.PartitionedCall
+    )
+    with record.stop_recording():
+        return call(
+            args=arguments,
+            Tout=[t.dtype for t in concrete.outputs],
+            f=function.name.decode(),
+            # What the public call passes: the context's config (soft placement),
+            # which Grappler optimizes the function with.
+            config_proto=context.context().function_call_options.config_proto_serialized,
+        )
 
 
 def function_graph(name: str) -> tf.Graph:

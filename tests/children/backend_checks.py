@@ -145,6 +145,35 @@ def check_lowering(directory) -> dict:
     return findings
 
 
+_CALLBACK_THREADS: list[str] = []
+
+
+def _record_thread(value):
+    # The kernel's OS thread name (Linux): TensorFlow names its pools' threads "tf_...".
+    with open("/proc/thread-self/comm") as comm:
+        _CALLBACK_THREADS.append(comm.read().strip())
+    return value
+
+
+@keras_graft.op(package="backend_checks")
+def thread_recording_identity(x):
+    """`x`, noting the thread TF runs the op on: `tf.numpy_function` has no XLA
+    kernel, so on JAX it takes the callback path."""
+    y = tf.numpy_function(_record_thread, [x], x.dtype, stateful=False)
+    y.set_shape(x.shape)
+    return y
+
+
+def check_callback_thread(directory) -> dict:
+    """JAX: which thread runs the callback path's TF function (not TF's own
+    inter-op pool: handing each call to it cost most of a crossing)."""
+    x = keras.Input((3,))
+    model = keras.Model(x, thread_recording_identity(x))
+    values = np.arange(6, dtype="float32").reshape(2, 3)
+    same = bool(np.array_equal(model.predict_on_batch(values), values))
+    return {"same_values": same, "threads": sorted(set(_CALLBACK_THREADS))}
+
+
 def check_refusals(directory) -> dict:
     """Each op a backend cannot run is refused where the model is built."""
     cases = {
@@ -406,6 +435,7 @@ CHECKS = {
     "load_predict_fit": check_load_predict_fit,
     "gradients": check_gradients,
     "lowering": check_lowering,
+    "callback_thread": check_callback_thread,
     "refusals": check_refusals,
     "torch_memory_layout": check_torch_memory_layout,
     "unsupported_differentiation": check_unsupported_differentiation,
