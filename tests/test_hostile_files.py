@@ -10,9 +10,12 @@ anything: never a hang, a crash, a large allocation, a file written (also
 when the model runs, for the attacks that run it) or a change of process
 state. A model that loads must report the output shapes it computes.
 
-Each attack starts a fresh interpreter (TensorFlow included), so CI runs a
-fixed sample that covers every class and kind of attack (`CI_SAMPLE`);
-`python tests/test_hostile_files.py --all` runs all of them.
+The attacks load one after another in one limited child
+(`hostile.load_batch_in_child`: a fresh Keras session and folder each, one
+start of TensorFlow for all), except those that preload something into the
+process, which load alone. CI runs a fixed sample that covers every class
+and kind of attack (`CI_SAMPLE`); `python tests/test_hostile_files.py --all`
+runs all of them.
 """
 
 import pytest
@@ -87,12 +90,31 @@ def test_the_ci_sample_covers_every_class_of_attack():
     assert sampled == {attack.weakness for attack in hostile.ATTACKS}
 
 
+@pytest.fixture(scope="module")
+def batched(forge_dir):
+    """{attack name: result} of the attacks that preload nothing, loaded in one batch."""
+    attacks = [attack for attack in ATTACKS if not attack.preload]
+    jobs = [
+        {
+            "path": attack.build(forge_dir),
+            "before": attack.before(forge_dir) if attack.before else None,
+            "run": attack.run,
+        }
+        for attack in attacks
+    ]
+    results = hostile.load_batch_in_child(jobs, timeout_s=90)
+    return {attack.name: result for attack, result in zip(attacks, results, strict=True)}
+
+
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda attack: f"class{attack.weakness}-{attack.name}")
-def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir):
-    before = attack.before(forge_dir) if attack.before else None
-    result = hostile.load_in_child(
-        attack.build(forge_dir), timeout_s=90, preload=attack.preload, before=before, run=attack.run
-    )
+def test_hostile_file_is_refused_or_loads_inertly(attack, forge_dir, request):
+    if attack.preload:
+        before = attack.before(forge_dir) if attack.before else None
+        result = hostile.load_in_child(
+            attack.build(forge_dir), timeout_s=90, preload=attack.preload, before=before, run=attack.run
+        )
+    else:
+        result = request.getfixturevalue("batched")[attack.name]
     summary = f"{attack.name}: {attack.description}\n{result}"
 
     assert result["outcome"] in ("refused", "loaded"), summary  # not "timeout" or "crashed"
@@ -120,6 +142,29 @@ def test_the_sandbox_sees_what_a_load_changes(forge_dir):
     )
     assert result["outcome"] == "loaded"
     assert "traceback_filtering" in result["state_changes"]
+
+
+def test_a_batch_reports_each_load_in_order_as_its_own(forge_dir):
+    """The batch harness: each report is the load of its own job."""
+    benign = hostile.benign_model(forge_dir)
+    refused = next(a for a in hostile.ATTACKS if a.name == "rpc_server").build(forge_dir)
+    results = hostile.load_batch_in_child([{"path": benign}, {"path": refused}, {"path": benign}])
+    assert [r["outcome"] for r in results] == ["loaded", "refused", "loaded"], results
+    assert [r["state_changes"] for r in results] == [{}, {}, {}]
+    assert results[0]["peak_rss_mb"] <= results[2]["peak_rss_mb"]
+
+
+def test_a_batch_loads_alone_each_job_it_did_not_report_on(forge_dir, monkeypatch):
+    """A batch that dies (here at start-up, under a 64 MB address space) loads its jobs
+    again one by one, so that a file that kills the process has an outcome of its own."""
+    alone = []
+    monkeypatch.setattr(
+        hostile, "load_in_child", lambda path, *_, **__: alone.append(path) or {"outcome": "alone"}
+    )
+    benign = hostile.benign_model(forge_dir)
+    results = hostile.load_batch_in_child([{"path": benign}, {"path": benign}], memory_limit_bytes=64 << 20)
+    assert [r["outcome"] for r in results] == ["alone", "alone"]
+    assert alone == [benign, benign]
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ zeros, so that what it does when it runs (writing a file) shows too.
 Hostile files must only ever be loaded with `load_in_child`: it loads in a
 fresh interpreter (run as `python hostile.py --child PATH`), under a wall
 clock timeout and an address-space limit, and reports peak RSS and which
-pieces of process state the load changed.
+pieces of process state the load changed. `load_batch_in_child` does the
+same for many files in one such interpreter (`--batch JOBS`), and loads
+again alone each file the batch did not report on.
 
 Nothing in this module imports TensorFlow at import time. The builders write
 `config.json` from scratch; they need a benign source file only for its
@@ -1836,26 +1838,86 @@ def load_in_child(
         run = run_limited(
             command, cwd=cwd, timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes, env=env
         )
-    output, status, timed_out = run["stdout"], run["returncode"], run["timed_out"]
-    elapsed, stderr_tail = run["seconds"], run["stderr"][-2000:]
+    reports = _reports(run["stdout"])
+    return _result(run, reports[0] if reports else None)
+
+
+def load_batch_in_child(jobs: list[dict], timeout_s: float = 60, memory_limit_bytes: int = 8 * GiB) -> list:
+    """`load_in_child` of each job (`{"path", "before", "run"}`, as its
+    arguments), the loads one after another in one limited interpreter: one
+    start of TensorFlow for the batch instead of one per file.
+
+    Each load starts from a fresh Keras session, in an empty folder of its
+    own (so created files show per job); state changes are measured per
+    job, and each job's peak RSS is the process's peak up to its end
+    (TensorFlow and the loads before it included, so never less than its
+    own). Jobs with `preload` entries change the process by design and
+    must run alone. The batch gets `timeout_s` plus 10 seconds per job: if it
+    hangs, crashes or runs out of memory, the jobs it did not report on are
+    loaded again, each alone (`load_in_child`), so each outcome is a file's own.
+    """
+    with tempfile.TemporaryDirectory(prefix="hostile-") as cwd:
+        listing = Path(cwd) / "jobs.json"
+        listing.write_text(
+            json.dumps(
+                [
+                    {
+                        "path": str(Path(job["path"]).resolve()),
+                        "before": str(Path(job["before"]).resolve()) if job.get("before") else None,
+                        "run": bool(job.get("run")),
+                    }
+                    for job in jobs
+                ]
+            )
+        )
+        command = [sys.executable, str(Path(__file__).resolve()), "--batch", str(listing)]
+        run = run_limited(
+            command,
+            cwd=cwd,
+            timeout_s=timeout_s + 10 * len(jobs),
+            memory_limit_bytes=memory_limit_bytes,
+        )
+    by_index = {report.pop("index"): report for report in _reports(run["stdout"])}
+    return [
+        _result(run, by_index[i], batched=True)
+        if i in by_index
+        else load_in_child(
+            job["path"], timeout_s, memory_limit_bytes, before=job.get("before"), run=job.get("run", False)
+        )
+        for i, job in enumerate(jobs)
+    ]
+
+
+def _reports(output: bytes) -> list[dict]:
+    """The report lines a child wrote, in order."""
+    return [
+        json.loads(line[len(_MARKER) :])
+        for line in output.decode(errors="replace").splitlines()
+        if line.startswith(_MARKER)
+    ]
+
+
+def _result(run: dict, reported: dict | None, batched: bool = False) -> dict:
+    """`load_in_child`'s result from the limited run and the child's report on the load."""
+    status, timed_out = run["returncode"], run["timed_out"]
     result = {
         "outcome": "timeout" if timed_out else "crashed",
         "exception": None,
         "message": None,
-        "seconds": round(elapsed, 2),
+        "seconds": round(run["seconds"], 2),
         "peak_rss_mb": run["peak_rss_mb"],
         "rss_before_load_mb": None,
         "state_changes": {},
         "files_created": [],
         "returncode": status,
-        "stderr_tail": stderr_tail,
+        "stderr_tail": run["stderr"][-2000:],
     }
-    for line in output.decode(errors="replace").splitlines():
-        if line.startswith(_MARKER):
-            reported = json.loads(line[len(_MARKER) :])
-            result.update(reported)
-            result["peak_rss_mb"] = max(result["peak_rss_mb"], reported["peak_rss_mb"])
-    if result["outcome"] == "crashed" and status is not None and status < 0:
+    if reported is not None:
+        result.update(reported)
+        # A batch's later loads raise the process's peak; the report has the peak at this load's end.
+        if not batched:
+            result["peak_rss_mb"] = max(run["peak_rss_mb"], reported["peak_rss_mb"])
+    elif status is not None and status < 0:
         result["message"] = f"signal {signal.Signals(-status).name}"
     return result
 
@@ -2016,26 +2078,57 @@ def _message_head(error: BaseException) -> str:
 
 def _child_main(path: str, arguments: list[str]) -> None:
     import importlib
-    import traceback
 
-    sys.path.insert(0, str(_HERE))
-    import keras  # noqa: F401
-
-    import keras_graft  # noqa: F401
-
+    _import_keras_graft()
     before_path = next((a.split("=", 1)[1] for a in arguments if a.startswith("--before=")), None)
-    run = "--run" in arguments
     for entry in (a for a in arguments if not a.startswith("--")):  # "module" or "module:function"
         module, _, function = entry.partition(":")
         imported = importlib.import_module(module)
         if function:
             getattr(imported, function)()
+    _load_and_report(path, before_path, run="--run" in arguments)
+
+
+def _batch_child_main(jobs_path: str) -> None:
+    """Each job of the batch as `_child_main` does it, one after another, each
+    in a folder of its own, from a fresh Keras session."""
+    import gc
+
+    import keras
+
+    _import_keras_graft()
+    for index, job in enumerate(json.loads(Path(jobs_path).read_text())):
+        folder = Path(f"job{index}")
+        folder.mkdir()
+        os.chdir(folder)
+        keras.backend.clear_session()
+        gc.collect()
+        _load_and_report(job["path"], job["before"], run=job["run"], index=index)
+        os.chdir("..")
+
+
+def _import_keras_graft() -> None:
+    sys.path.insert(0, str(_HERE))
+    import keras  # noqa: F401
+
+    import keras_graft  # noqa: F401
+
+
+def _load_and_report(path: str, before_path: str | None, *, run: bool, index: int | None = None) -> None:
+    """Loads `before_path` (if given), snapshots, loads `path` in safe mode
+    (with `run`, calls it on zeros), and writes the report line."""
+    import traceback
+
+    import keras
+
     if before_path is not None:
         keras.models.load_model(before_path)
     before = _state()
     files_before = set(os.listdir("."))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report = {"outcome": "loaded", "exception": None, "message": None}
+    if index is not None:
+        report["index"] = index
 
     def emit(seconds):
         after = _state()
@@ -2086,3 +2179,5 @@ def _run_on_zeros(model) -> dict:
 
 if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "--child":
     _child_main(sys.argv[2], sys.argv[3:])
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--batch":
+    _batch_child_main(sys.argv[2])
