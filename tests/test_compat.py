@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_graft import _compat
+from keras_graft.backends import tracing
 
 
 def test_canonical_names_round_trip():
@@ -284,6 +285,18 @@ def test_concrete_functions_called_flat_give_the_public_call_with_captures():
     flat = _compat.call_concrete_flat(concrete, [x, y])
     assert [t.numpy().tolist() for t in flat] == [[13.0, 28.0], [-2.0, -2.0]]
     assert [t.numpy().tolist() for t in concrete(x, y)] == [[13.0, 28.0], [-2.0, -2.0]]
+    inline = _compat.call_concrete_flat(concrete, [x, y], in_caller_thread=True)
+    assert [t.numpy().tolist() for t in inline] == [[13.0, 28.0], [-2.0, -2.0]]
+
+
+def test_concrete_functions_run_in_the_calling_thread_only_without_control_flow():
+    spec = tf.TensorSpec((2,))
+    loop = tf.function(lambda x: [tf.while_loop(lambda v: tf.reduce_sum(v) < 10.0, lambda v: [v * 2.0], [x])])
+    concrete = loop.get_concrete_function(spec)
+    assert not tracing.runs_in_caller_thread(tracing.called_op_types(concrete.graph))
+    with pytest.raises(tf.errors.FailedPreconditionError, match="Single-threaded executor"):
+        _compat.call_concrete_flat(concrete, [tf.constant([1.0, 2.0])], in_caller_thread=True)
+    assert _compat.call_concrete_flat(concrete, [tf.constant([1.0, 2.0])])[0].numpy().tolist() == [4.0, 8.0]
 
 
 def test_keras2_savedmodel_metadata_and_object_graph_are_read_as_tf_keras_reads_them(keras2_files):

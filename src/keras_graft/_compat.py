@@ -497,12 +497,27 @@ def registered_gradient(op_type: str):
     return ops._gradient_registry.lookup(op_type)
 
 
-def call_concrete_flat(concrete, tensors: list) -> list:
+def call_concrete_flat(concrete, tensors: list, *, in_caller_thread: bool = False) -> list:
     """`concrete(*tensors)` for a concrete `tf.function` of flat tensors,
     without the public call's binding of structured arguments (half the cost
     of a small function's call). Captured tensors are appended, as the
-    public call does."""
-    return concrete._inference_function.call_flat(*tensors, *concrete.captured_inputs)
+    public call does.
+
+    `in_caller_thread`: its kernels run one after another in the calling
+    thread (TensorFlow's single-threaded executor), not handed to the
+    inter-op thread pool. A call between other work (a torch training step)
+    finds that pool's threads asleep, and waking one and being woken back
+    cost more than a small function's kernels. Only for a function without
+    control flow (`tracing.runs_in_caller_thread`), which that executor
+    refuses."""
+    inputs = (*tensors, *concrete.captured_inputs)
+    if in_caller_thread:
+        with tf.experimental.function_executor_type(_SINGLE_THREADED_EXECUTOR):
+            return concrete._inference_function.call_flat(*inputs)
+    return concrete._inference_function.call_flat(*inputs)
+
+
+_SINGLE_THREADED_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
 
 
 def function_graph(name: str) -> tf.Graph:

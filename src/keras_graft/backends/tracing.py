@@ -40,6 +40,7 @@ class Traced:
         ]
         self.op_types = called_op_types(self.concrete.graph)
         self.random = draws_random(self.concrete.graph, self.op_types)
+        self.in_caller_thread = runs_in_caller_thread(self.op_types)
 
     def differentiable_inputs(self) -> list[int]:
         return [i for i, s in enumerate(self.specs) if differentiable(s.dtype)]
@@ -119,6 +120,25 @@ def draws_random(graph: tf.Graph, op_types: set[str]) -> bool:
     )
 
 
+def runs_in_caller_thread(op_types: set[str]) -> bool:
+    """Whether a function of ops of `op_types` (functions included) can run
+    in the calling thread (`_compat.call_concrete_flat`): TensorFlow's
+    single-threaded executor refuses control flow, and a function's
+    `tf.cond`, `tf.switch_case` and loops are lowered to it.
+
+    >>> runs_in_caller_thread({"Relu", "ClipByValue"}), runs_in_caller_thread({"Relu", "StatelessWhile"})
+    (True, False)
+    """
+    return not op_types & _CONTROL_FLOW
+
+
+# Functional control flow (lowered to the dataflow kind when a function runs)
+# and the dataflow kind itself.
+_CONTROL_FLOW = frozenset(
+    {"If", "StatelessIf", "Case", "StatelessCase", "While", "StatelessWhile"}
+    | {"Switch", "RefSwitch", "_SwitchN", "Merge", "RefMerge", "Enter", "RefEnter", "Exit", "RefExit"}
+    | {"NextIteration", "RefNextIteration", "LoopCond", "ControlTrigger"}
+)
 _DETERMINISTIC_STATEFUL_OPS = frozenset({"Assert", "Print", "PrintV2"})
 _STATEFUL_THROUGH_FUNCTIONS = frozenset({"If", "While", "Case", "StatefulPartitionedCall"})
 
