@@ -30,7 +30,7 @@ on a busy machine):
   between torch's kernels they have gone to sleep, so a call pays two
   wake-ups. The gradient functions run in the calling thread instead (TF's
   single-threaded executor, `_compat.call_concrete_flat`), where they hold
-  no control flow, which that executor refuses: 21-42% less per call in
+  no control flow, which that executor refuses: 19-42% less per call in
   the step, in four paired runs.
 - torch's OpenMP workers spin after each parallel region (unless
   `OMP_WAIT_POLICY=PASSIVE`), holding a core that the TF call after torch's
