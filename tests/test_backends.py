@@ -146,6 +146,17 @@ def test_torch_fuses_the_backward_of_consecutive_op_layers(found):
     assert fused["in_place_max_difference"] < 1e-6
 
 
+def test_torch_runs_gradients_in_the_calling_thread_where_tf_can(found):
+    fused = found["torch"]["torch_fused_chains"]
+    assert fused["in_caller_thread"] == [True, True]
+    # expm's loops and branches too, with finite gradients.
+    assert fused["loops_in_caller_thread"] == [True] and fused["loop_gradients_finite"]
+
+
+def test_torch_op_layer_calls_are_freed_with_their_last_tensor(found):
+    assert found["torch"]["torch_fused_chains"]["freed_without_the_cycle_collector"]
+
+
 def test_jax_differentiation_limits_are_stated_in_the_errors(found):
     limits = found["jax"]["unsupported_differentiation"]
     assert "can't apply forward-mode autodiff (jvp)" in limits["jvp"]

@@ -182,6 +182,15 @@ def test_bench_compares_tf_ops_with_keras_ops_on_other_backends(quick_bench):
     assert all(graft > 0 and native > 0 for graft, native in numbers["backends"]["jax"].values())
 
 
+def test_backend_bench_names_the_thread_settings_it_ran_with(monkeypatch):
+    from keras_graft_tools import backend_bench
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    found = backend_bench.settings()
+    assert found["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert {"tf_intra_op_threads", "tf_inter_op_threads"} <= found.keys()
+
+
 def test_bench_rejects_unknown_backends(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--backends", "jax,mxnet"])

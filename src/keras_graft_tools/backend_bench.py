@@ -13,11 +13,17 @@ Where the time of one workload goes, as cProfile sees it (the functions
 that cost most in themselves, over 200 calls of the keras-graft model):
 
     KERAS_BACKEND=torch python -m keras_graft_tools.backend_bench profile "training step"
+
+The JSON names the thread settings it ran with (`settings`): torch's
+OpenMP threads spin after each parallel region unless
+`OMP_WAIT_POLICY=PASSIVE`, and on two busy cores that stalls whatever runs
+next, on both sides.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -134,7 +140,22 @@ def measure(quick: bool) -> dict:
     for name, (graft, native) in _workloads().items():
         seconds = _median_seconds({"graft": graft, "native": native}, calls=calls, repeats=repeats)
         results[name] = (seconds["graft"], seconds["native"])
-    return {"backend": keras.backend.backend(), "results": results}
+    return {"backend": keras.backend.backend(), "settings": settings(), "results": results}
+
+
+def settings() -> dict:
+    """The thread settings the numbers were measured with: on a few cores
+    they move both sides' times by up to tenfold (README, "What it costs")."""
+    found = {
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+    if keras.backend.backend() == "torch":
+        import torch
+
+        found["torch_threads"] = torch.get_num_threads()
+    return found
 
 
 def profile(workload: str, calls: int = 200, top: int = 25) -> None:

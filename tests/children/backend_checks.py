@@ -8,9 +8,11 @@ by `save_reference`; each CHECK prints one JSON line of findings.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
+import weakref
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -402,12 +404,12 @@ def check_torch_fused_chains(directory) -> dict:
     chain = tf.clip_by_value(tf.add(tf.sin(a), tf.square(a)), -1.0, 1.0)
     model = keras.Model(x, keras.layers.Dense(1)(keras.layers.Concatenate()([chain, a])))
     inputs = torch.tensor(np.random.default_rng(0).normal(size=(4, 8)).astype("float32"))
-    calls = []
+    calls = []  # whether each TF gradient call ran in the calling thread
     call_concrete_flat = torch_bridge._compat.call_concrete_flat
 
-    def counted(concrete, tensors):
-        calls.append(1)
-        return call_concrete_flat(concrete, tensors)
+    def counted(concrete, tensors, on_calling_thread=False):
+        calls.append(on_calling_thread)
+        return call_concrete_flat(concrete, tensors, on_calling_thread=on_calling_thread)
 
     def gradients(max_chain, model=model):
         torch_bridge._MAX_CHAIN = max_chain
@@ -418,6 +420,21 @@ def check_torch_fused_chains(directory) -> dict:
         model(inputs).sum().backward()
         return [v.value.grad.numpy().copy() for v in model.trainable_variables], len(calls)
 
+    def freed_without_the_cycle_collector() -> bool:
+        """Whether an op layer's call (its node) goes with its last tensor."""
+        gc.disable()
+        try:
+            out = model.layers[2](model.layers[1](inputs))  # Dense, then relu: one node
+            node = weakref.ref(getattr(out, torch_bridge._LINK)[0])
+            out.sum().backward()
+            del out
+            return node() is None
+        finally:
+            gc.enable()
+
+    matrices = keras.Input((3, 3))  # expm's loops and branches, on the calling thread too
+    loops = keras.Model(matrices, tf.linalg.expm(keras.layers.Dense(3)(matrices)))
+
     v = keras.Input((8,))
     in_place = keras.Model(v, tf.sin(_DoubleInPlace()(tf.nn.relu(keras.layers.Dense(8)(v)))))
     torch_bridge._compat.call_concrete_flat = counted
@@ -427,6 +444,12 @@ def check_torch_fused_chains(directory) -> dict:
             gradients(16, in_place),
             gradients(1, in_place),
         )
+        gradients(16)
+        in_caller_thread = list(calls)
+        freed = freed_without_the_cycle_collector()
+        inputs = torch.tensor(np.random.default_rng(1).normal(size=(2, 3, 3)).astype("float32") / 4)
+        loop_grads, _ = gradients(16, loops)
+        loops_in_caller_thread = list(calls)
     finally:
         torch_bridge._compat.call_concrete_flat = call_concrete_flat
         torch_bridge._MAX_CHAIN = 16
@@ -434,6 +457,10 @@ def check_torch_fused_chains(directory) -> dict:
         "fused_calls": fused_calls,
         "one_each_calls": one_each_calls,
         "max_difference": max(float(np.abs(f - o).max()) for f, o in zip(fused, one_each)),
+        "in_caller_thread": in_caller_thread,
+        "loops_in_caller_thread": loops_in_caller_thread,
+        "loop_gradients_finite": all(bool(np.isfinite(g).all()) for g in loop_grads),
+        "freed_without_the_cycle_collector": freed,
         "in_place_calls": in_place_calls,
         "in_place_max_difference": max(
             float(np.abs(f - o).max()) for f, o in zip(in_place_grads, in_place_one_each)

@@ -19,6 +19,28 @@ random ops draws anew when run again, so there the forward pass records a
 has no gradient for raises `BridgeGradientError`, naming the layer, at the
 first backward pass; double backward is refused the same way. The bridge is
 excluded from `torch.compile`, which would otherwise recompile on every call.
+
+Why a TF gradient call costs 3-7x more inside a training step than called
+in a loop (2-core CPU; about 70 us alone, 200-500 us as the step's first TF
+call after torch's backward kernels, up to 5 ms with torch's default threads
+on a busy machine):
+
+- TF's function runtime hands a function's kernels to its inter-op thread
+  pool and waits to be woken. In a loop those threads are still spinning;
+  between torch's kernels they have gone to sleep, so a call pays two
+  wake-ups. The gradient functions run on the calling thread instead, as
+  one eager `PartitionedCall` op (`_compat.call_concrete_flat`): 19-42%
+  less per call in the step, in four paired runs (measured with TF's
+  single-threaded executor, which does the same for functions without
+  control flow).
+- torch's OpenMP workers spin after each parallel region (unless
+  `OMP_WAIT_POLICY=PASSIVE`), holding a core that the TF call after torch's
+  kernels then waits for; this is the milliseconds. It is a setting of the
+  user's, which moves `keras.ops`' own times as much (README).
+- What remains is the call running cold: repeated at once, the same call
+  takes about half its time in the step. TF's runtime code and data, which
+  torch's and Keras' work between the calls evict; fewer TF calls (forward
+  fusion of a chain, not done) is what would cut it.
 """
 
 from __future__ import annotations
@@ -90,7 +112,7 @@ class _Compiled:
             vjp = self._vjps[wanted] = _concrete_vjp(
                 self.name, self.traced.vjp(list(wanted)), self.traced.vjp_specs()
             )
-        return _compat.call_concrete_flat(vjp, [*inputs, *cotangents])
+        return _call_vjp(vjp, [*inputs, *cotangents])
 
 
 def _concrete_vjp(name: str, vjp, specs):
@@ -98,6 +120,12 @@ def _concrete_vjp(name: str, vjp, specs):
         return tf.function(vjp, autograph=False).get_concrete_function(*specs)
     except LookupError as error:  # TF registers no gradient for an op on the path.
         raise no_gradient_error(name, "torch", error) from error
+
+
+def _call_vjp(concrete, tensors: list) -> list:
+    # On the calling thread: a backward pass runs between torch's kernels,
+    # when TF's inter-op threads have gone to sleep.
+    return _compat.call_concrete_flat(concrete, tensors, on_calling_thread=True)
 
 
 # The most op layers one fused backward pass spans (its key and program grow
@@ -112,11 +140,14 @@ class _Node:
     intermediates stay.
 
     `steps` are the chain's calls in order, this one last, each as
-    (compiled, refs): a ref is `("leaf", i)`, the chain's `i`th input (a torch
-    tensor from outside the chain), or `(j, k)`, output `k` of step `j`. An op
-    layer's output carries its node (`_LINK`) while it is unchanged (its
-    `_version`); random ops are never fused (their backward pass reads the
-    forward pass's own tape)."""
+    (node, compiled, refs): a ref is `("leaf", i)`, the chain's `i`th input
+    (a torch tensor from outside the chain), or `(j, k)`, output `k` of step
+    `j`. The last step's node is None: a node holding itself would be a
+    reference cycle, which (with the TF outputs it holds) only Python's
+    cyclic garbage collector frees, not its last tensor going. An op layer's
+    output carries its node (`_LINK`) while it is unchanged (its `_version`);
+    random ops are never fused (their backward pass reads the forward pass's
+    own tape)."""
 
     __slots__ = ("compiled", "leaves", "steps", "key", "tf_inputs", "tf_outputs", "saved", "__weakref__")
 
@@ -138,6 +169,7 @@ class _Node:
                 return step_index[id(upstream)]
             mapped = {}
             for j, (step_node, step_compiled, step_refs) in enumerate(upstream.steps):
+                step_node = upstream if step_node is None else step_node
                 if id(step_node) in step_index:
                     mapped[j] = step_index[id(step_node)]
                     continue
@@ -162,7 +194,7 @@ class _Node:
             else:
                 refs.append(leaf(tensor))
                 tf_inputs.append(to_tf(tensor))
-        steps.append((node, compiled, tuple(refs)))
+        steps.append((None, compiled, tuple(refs)))
         node.leaves, node.steps, node.tf_inputs = leaves, steps, tf_inputs
         node.key = tuple((id(c), r) for _, c, r in steps)
         return node
@@ -188,7 +220,7 @@ class _Node:
                 raise
             # The steps' compiled forms, whose ids are in the key, live as long as it.
             entry = compiled.fused_vjps[key] = (vjp, [c for _, c, _ in self.steps])
-        return _compat.call_concrete_flat(entry[0], [*inputs, *cotangents])
+        return _call_vjp(entry[0], [*inputs, *cotangents])
 
     def _chain_vjp(self, wanted: tuple):
         steps = [(c, r) for _, c, r in self.steps]
