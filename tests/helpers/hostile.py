@@ -2104,6 +2104,7 @@ def _batch_child_main(jobs_path: str) -> None:
     import keras
 
     _import_keras_graft()
+    gc.freeze()  # the imports, out of the reach of each job's collection (conftest.py says why)
     for index, job in enumerate(json.loads(Path(jobs_path).read_text())):
         folder = Path(f"job{index}")
         folder.mkdir()
