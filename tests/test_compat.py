@@ -18,6 +18,14 @@ def test_canonical_names_round_trip():
     assert _compat.tf_symbol("no.such.symbol") is None
 
 
+def test_tf_api_symbols_hold_every_exported_symbol_once():
+    symbols = _compat.tf_api_symbols()
+    assert len(symbols) == len({id(s) for s in symbols}) > 1000
+    held = {id(s) for s in symbols}
+    names = ("signal.rfft2d", "math.top_k", "compat.v1.placeholder")
+    assert {id(_compat.tf_symbol(name)) for name in names} <= held
+
+
 def test_unique_layer_names_count_up_and_reset_with_the_session():
     assert _compat.unique_layer_name("tf.x") == "tf.x"
     assert _compat.unique_layer_name("tf.x") == "tf.x_1"

@@ -69,6 +69,7 @@ __all__ = [
     "skip_input_conversion",
     "stop_unresolvable_functional_nodes",
     "tf1_names",
+    "tf_api_symbols",
     "tf_symbol",
     "translate_legacy_configs",
     "unique_layer_name",
@@ -86,6 +87,12 @@ def canonical_tf_name(function) -> str | None:
 def tf_symbol(name: str):
     """The TF API symbol exported under `name` (`"math.top_k"`), or None."""
     return tf_export.get_symbol_from_name(name)
+
+
+def tf_api_symbols() -> list:
+    """Every symbol of TensorFlow's API (`compat.v1` included), once each:
+    the registry `tf_export` fills as TensorFlow is imported."""
+    return list({id(symbol): symbol for symbol in tf_export._NAME_TO_SYMBOL_MAPPING.values()}.values())
 
 
 def explain_refused_calls(explain: Callable) -> None:

@@ -28,7 +28,6 @@ are `keras_graft.patches.operators`):
 from __future__ import annotations
 
 import functools
-import gc
 import sys
 from collections.abc import Callable
 
@@ -107,8 +106,8 @@ def _tf_tensor(tensor, dtype=None, name=None):
 def _no_dispatch_message(called) -> str:
     """Why a Keras tensor cannot go into the TF function running `called`, and the fix.
 
-    Finding the function's public name is slow (it searches the garbage
-    collector's referrers), so `NoDispatchError` calls this only when read.
+    Finding the function's public name is slow (it searches TensorFlow's
+    exported symbols), so `NoDispatchError` calls this only when read.
     """
     public = _public_name(*called) if called else None
     name = f"tf.{public}" if public else "this TensorFlow function"
@@ -137,14 +136,21 @@ def _called_tf_code():
 
 def _public_name(code, free_values) -> str | None:
     """The public TF name of the function running `code`; a closure shared
-    by several functions (`rfft`, `rfft2d`) is told apart by its captured values."""
-    for candidate in gc.get_referrers(code):
-        if getattr(candidate, "__code__", None) is not code:
+    by several functions (`rfft`, `rfft2d`) is told apart by its captured values.
+
+    Searched among TensorFlow's exported symbols and the functions they wrap,
+    not among the garbage collector's referrers of `code`, which miss every
+    object of a process that called `gc.freeze()` (a server before it forks)."""
+    for symbol in _compat.tf_api_symbols():
+        function = symbol
+        while function is not None and getattr(function, "__code__", None) is not code:
+            function = getattr(function, "__wrapped__", None)
+        if function is None:
             continue
-        cells = [cell.cell_contents for cell in candidate.__closure__ or ()]
+        cells = [cell.cell_contents for cell in function.__closure__ or ()]
         if cells and cells != free_values:
             continue
-        public = _compat.canonical_tf_name(candidate)
+        public = _compat.canonical_tf_name(symbol)
         if public:
             return public
     return None
