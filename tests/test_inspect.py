@@ -19,6 +19,7 @@ from keras_graft import _compat
 from keras_graft.core import safety
 from keras_graft.errors import BudgetExceededError
 from keras_graft.inspection import CHECKS, LAMBDA_UNSAFE, checks, equivalents, html, inspect, sandbox
+from keras_graft.inspection import op_layers as inspection_op_layers
 from keras_graft_tools import cli
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -121,6 +122,24 @@ def test_layer_functions_op_layers_and_nested_models_are_inspected():
         "safe": "yes",
     }
     assert layer.checks["safe"].detail == "once its module is imported"
+
+
+def test_on_jax_and_torch_op_layers_are_checked_as_their_op_and_layer_functions_say_why_not(monkeypatch):
+    """(The command on those backends: `test_the_checks_are_made_on_every_backend`.)"""
+
+    @keras_graft.layer(package="test_inspect")
+    def doubled(ctx, x):
+        return x * ctx.weight("scale", ())
+
+    x = keras.Input((4,))
+    model = keras.Model(x, doubled()(keras_graft.Op(tf.math.tanh)(x)))
+    monkeypatch.setattr(checks.backends, "backend", lambda: "jax")
+    tanh, function = (checks.probe(layer) for layer in inspection_op_layers(model))
+    assert checks.trace_problem(tanh) is None
+    assert checks.trace_problem(function) == (
+        "OpTraceError: inspect checks a @keras_graft.layer on the tensorflow backend only, "
+        "not jax: run it with KERAS_BACKEND=tensorflow"
+    )
 
 
 def test_gradient_follows_loops_and_integer_outputs_need_none():
@@ -232,14 +251,14 @@ def test_no_keras_ops_equivalent_is_named_that_the_installed_keras_lacks(monkeyp
 # ---------------------------------------------------------------------------
 # The command line
 # ---------------------------------------------------------------------------
-def run_cli(*arguments):
+def run_cli(*arguments, env=None):
     """`python -m keras_graft_tools inspect ...`: the command as users start it."""
     return subprocess.run(
         [sys.executable, "-m", "keras_graft_tools", "inspect", *arguments],
         capture_output=True,
         text=True,
         timeout=300,
-        env=ENV,
+        env={**ENV, **(env or {})},
     )
 
 
@@ -298,6 +317,18 @@ def test_cli_json_is_complete_and_require_sets_the_exit_status(mixed_file, inspe
     json.loads(failing.stdout)
     assert "tf.histogram_fixed_width: xla (no, no XLA kernel for HistogramFixedWidth)" in failing.stderr
     assert "tf.image.rgb_to_hsv: tflite (select" in failing.stderr
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_checks_are_made_on_every_backend(mixed_file, inspect_cli, backend):
+    """On JAX and torch, Keras' layer call takes only that backend's tensors: the
+    checks call an op layer's op, and report what they report on TensorFlow."""
+    expected = json.loads(inspect_cli(str(mixed_file), "--json").stdout)
+    completed = run_cli(str(mixed_file), "--json", env={"KERAS_BACKEND": backend})
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert [layer["checks"] for layer in json.loads(completed.stdout)["layers"]] == [
+        layer["checks"] for layer in expected["layers"]
+    ]
 
 
 def test_cli_table_for_people(mixed_file, inspect_cli):

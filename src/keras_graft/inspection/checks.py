@@ -112,9 +112,11 @@ def probe(layer, session: sandbox.Session | None = None) -> Probe:
     inputs = _compat.node_inputs(node)
     outputs = _compat.node_outputs(node)
 
+    call = _call_on_tensorflow_tensors(layer)
+
     def function(*tensors):
         args, kwargs = _compat.fill_in_call(node, {id(k): t for k, t in zip(inputs, tensors)})
-        return tree.flatten(layer(*args, **kwargs))
+        return tree.flatten(call(*args, **kwargs))
 
     specs = tuple(
         tf.TensorSpec([UNKNOWN_DIMENSION if d is None else d for d in t.shape], t.dtype) for t in inputs
@@ -127,6 +129,29 @@ def probe(layer, session: sandbox.Session | None = None) -> Probe:
         tuple((tuple(s.shape), s.dtype.name) for s in specs),
     )
     return Probe(layer, inputs, outputs, function, specs, dense, key, session or sandbox.Session())
+
+
+def _call_on_tensorflow_tensors(layer) -> Callable:
+    """What the checks call `layer` through, on TensorFlow tensors: on the JAX
+    and torch backends, Keras' layer call takes only that backend's tensors
+    (every check of every layer would be "not checked"), so an op layer is
+    called as its op."""
+    current = backends.backend()
+    if current == "tensorflow":
+        return layer
+    if isinstance(layer, TFOp):
+        return layer.call_in_tf
+    if isinstance(layer, Print):
+        return layer.call
+
+    def refuse(*_, **__):
+        # Its weights are the backend's arrays. (The verdict keeps 160 characters.)
+        raise OpTraceError(
+            f"inspect checks a @keras_graft.layer on the tensorflow backend only, not {current}: "
+            "run it with KERAS_BACKEND=tensorflow"
+        )
+
+    return refuse
 
 
 # Outcomes of the slow checks, per (check, probe key): the same op on the
