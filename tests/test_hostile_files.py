@@ -50,6 +50,7 @@ MUST_LOAD = {5}  # models a user could have built: they load, with true shapes
 # tensors in nodes, hyperparameters, `Print` options, and the signature cache.
 CI_SAMPLE = {
     "h5_lambda_in_sequential",
+    "h5_lambda_in_wrapper_new_format",
     "h5_lambda_loss",
     "xla_call_module_spin",
     "rpc_server",

@@ -133,3 +133,16 @@ def test_keras3_h5_files_with_op_layers_and_nested_models_still_load(tmp_path):
     data = np.random.default_rng(0).normal(size=(2, 4)).astype("float32")
     for got, want in zip(reloaded.predict(data, verbose=0), model.predict(data, verbose=0)):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("module_keys", [{}, {"module": "keras.layers", "registered_name": None}])
+def test_a_lambda_inside_a_wrapper_is_refused_naming_both_layers(module_keys):
+    """Also as tf_keras 2.16+ writes the wrapped layer (with `module`), which Keras reads
+    past keras-graft's hook and failed on with "Unrecognized keyword arguments"."""
+    from keras_graft.errors import LambdaLayerError
+    from keras_graft.keras2 import loading
+
+    lam = {"class_name": "Lambda", "config": {"name": "double", "function_type": "lambda"}, **module_keys}
+    wrapper = {"class_name": "TimeDistributed", "config": {"name": "each_step", "layer": lam}}
+    with pytest.raises(LambdaLayerError, match=r"`each_step` \(TimeDistributed\) wraps .*`double`"):
+        loading.translate(wrapper)

@@ -1014,6 +1014,14 @@ def h5_lambda_in_wrapper(directory) -> Path:
     return _h5_calling(directory, "h5_lambda_in_wrapper.h5", wrapper)
 
 
+def h5_lambda_in_wrapper_new_format(directory) -> Path:
+    """The same, with the `module` and `registered_name` keys tf_keras 2.16+ writes on a
+    nested layer: Keras reads such a layer itself, past keras-graft's hook."""
+    lam = {**_lambda_config(), "module": "keras.layers", "registered_name": None}
+    wrapper = {"class_name": "TimeDistributed", "config": {"name": "wrapped", "layer": lam}}
+    return _h5_calling(directory, "h5_lambda_in_wrapper_new_format.h5", wrapper)
+
+
 def h5_lambda_sequential_model(directory) -> Path:
     """A top-level Keras 2 `Sequential` `.h5` whose second layer is the bytecode `Lambda`."""
     config = {
@@ -1057,6 +1065,7 @@ LAMBDA_ATTACKS = (
     h5_lambda_module_function,
     h5_lambda_new_format,
     h5_lambda_in_sequential,
+    h5_lambda_in_wrapper_new_format,
     h5_lambda_in_wrapper,
     h5_lambda_sequential_model,
 )

@@ -67,6 +67,48 @@ def refusal(layer: dict) -> LambdaLayerError:
     )
 
 
+# Where a wrapper (`TimeDistributed`, `Bidirectional`) holds the layers it wraps.
+WRAPPED_LAYER_KEYS = ("layer", "forward_layer", "backward_layer")
+
+
+def wrapped_lambda(config: dict) -> dict | None:
+    """The config of a `Lambda` that the layer of `config` wraps (at any depth), or None.
+
+    Keras reads a wrapped layer's config itself, past keras-graft's hook
+    (`loading.translate`), and fails on a Keras 2 `Lambda` with "Unrecognized
+    keyword arguments passed to Lambda".
+
+    >>> lam = {"class_name": "Lambda", "config": {"name": "double"}}
+    >>> wrapped_lambda({"class_name": "TimeDistributed", "config": {"layer": lam}}) is lam
+    True
+    """
+    inner = config.get("config") if isinstance(config, dict) else None
+    for key in WRAPPED_LAYER_KEYS if isinstance(inner, dict) else ():
+        nested = inner.get(key)
+        if not isinstance(nested, dict):
+            continue
+        if nested.get("class_name") == LAMBDA:
+            return nested
+        deeper = wrapped_lambda(nested)
+        if deeper is not None:
+            return deeper
+    return None
+
+
+def wrapped_refusal(wrapper: dict, layer: dict) -> LambdaLayerError:
+    """The error for a `Lambda` inside a wrapper, which no trust migrates."""
+    inner = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+    outer = wrapper.get("config") if isinstance(wrapper.get("config"), dict) else {}
+    return LambdaLayerError(
+        f"Layer `{wrapper.get('name') or outer.get('name')}` ({wrapper.get('class_name')}) wraps a "
+        f"Keras 2 `Lambda`, `{layer.get('name') or inner.get('name')}`: its function is Python code "
+        "stored in the file, which loading never runs. keras-graft does not migrate a Lambda inside "
+        "a wrapper, also not with `--trust-file-code`: rebuild the model in code, with the TF ops "
+        "the function calls in the wrapped layer's place, and load the file's weights into it with "
+        "`keras_graft.keras2.files.load_weights(model, path)`."
+    )
+
+
 def _layers(config: dict) -> list:
     inner = config.get("config") if isinstance(config, dict) else None
     return (

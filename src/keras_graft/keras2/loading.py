@@ -52,8 +52,12 @@ def translate(config) -> tuple[dict, list[Callable]]:
     """
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         return config, []
-    if config.get("class_name") == lambdas.LAMBDA and _compat.in_keras_safe_mode():
-        raise lambdas.refusal(config)
+    if _compat.in_keras_safe_mode():
+        if config.get("class_name") == lambdas.LAMBDA:
+            raise lambdas.refusal(config)
+        wrapped = lambdas.wrapped_lambda(config)
+        if wrapped is not None:
+            raise lambdas.wrapped_refusal(config, wrapped)
     inner = config["config"]
     if config.get("class_name") in MODEL_CLASSES and isinstance(inner.get("layers"), list):
         layers = [_as_legacy(layer) for layer in inner["layers"]]
