@@ -60,12 +60,18 @@ def assert_inert(result, expected_files=()):
     assert result["peak_rss_mb"] <= MEMORY_BUDGET_MB, summary
 
 
-def test_forged_keras2_files_are_refused_by_both_commands_and_nothing_runs(files, mark):
-    commands = [["convert", files[name], f"{{cwd}}/out_{name}.keras"] for name in REFUSED]
-    commands += [["inspect", files[name]] for name in REFUSED]
+def both_commands_on(names, files, mark) -> list:
+    """`convert`, then `inspect`, on each forgery of `names`, in one batch child that
+    must stay inert: (name, run) of each run."""
+    commands = [["convert", files[name], f"{{cwd}}/out_{name}.keras"] for name in names]
+    commands += [["inspect", files[name]] for name in names]
     result = forged.run_batch(commands, marker_path=mark)
     assert_inert(result)
-    for run, name in zip(result["runs"], [*REFUSED, *REFUSED]):
+    return list(zip([*names, *names], result["runs"]))
+
+
+def test_forged_keras2_files_are_refused_by_both_commands_and_nothing_runs(files, mark):
+    for name, run in both_commands_on(list(REFUSED), files, mark):
         assert run["status"] == 2, (name, run)
         assert REFUSED[name] in " ".join(run["stderr"].split()), (name, run["stderr"][-2000:])
 
@@ -197,11 +203,7 @@ FILE_FORMAT_SAMPLE = [
 
 
 def test_forged_hdf5_and_zip_files_are_refused_by_both_commands_before_they_are_read(files, mark):
-    commands = [["convert", files[name], f"{{cwd}}/out_{name}.keras"] for name in FILE_FORMAT_SAMPLE]
-    commands += [["inspect", files[name]] for name in FILE_FORMAT_SAMPLE]
-    result = forged.run_batch(commands, marker_path=mark)
-    assert_inert(result)
-    for run, name in zip(result["runs"], [*FILE_FORMAT_SAMPLE, *FILE_FORMAT_SAMPLE]):
+    for name, run in both_commands_on(FILE_FORMAT_SAMPLE, files, mark):
         assert run["status"] == 2, (name, run["stderr"][-2000:])
         said = " ".join(run["stderr"].split())
         assert "was not written by Keras" in said and files[name].name in said, (name, said[-2000:])

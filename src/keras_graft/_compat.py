@@ -25,6 +25,7 @@ from keras.src.legacy.saving import saving_options as legacy_saving_options
 from keras.src.legacy.saving import saving_utils as legacy_saving_utils
 from keras.src.saving import saving_api, serialization_lib
 from keras.src.utils import naming
+from tensorflow.python.eager import context, record
 from tensorflow.python.util import tf_decorator, tf_export
 
 __all__ = [
@@ -520,8 +521,6 @@ def call_concrete_flat(concrete, tensors: list, *, on_calling_thread: bool = Fal
     side (a kernel's own intra-op threads still do), and a small function's
     call costs a fifth.
     """
-    from tensorflow.python.eager import context, record
-
     function = concrete._inference_function
     arguments = [*tensors, *concrete.captured_inputs]
     if not on_calling_thread:

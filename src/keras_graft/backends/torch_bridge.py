@@ -98,12 +98,8 @@ class _Compiled:
 
     def __call__(self, flat: list) -> list:
         if torch.compiler.is_compiling():
-            return list(_outside_dynamo(self, flat))
-        if torch.is_grad_enabled() and any(t.requires_grad for t in flat):
-            node = _Node.of(self, flat)
-            return list(_Crossing.apply(node, *node.leaves))
-        # No gradient asked for: no autograd node.
-        return [to_torch(o) for o in self.traced.function(*(to_tf(t) for t in flat))]
+            return _outside_dynamo(self, flat)
+        return _cross(self, flat)
 
     def gradients(self, wanted: tuple, inputs: list, cotangents: list) -> list:
         """The gradients of the inputs `wanted`, from TF's graph of the gradient."""
@@ -321,12 +317,14 @@ def _differentiable(dtype: torch.dtype) -> bool:
     return dtype.is_floating_point or dtype.is_complex
 
 
-@torch.compiler.disable
-def _outside_dynamo(compiled: _Compiled, flat: list):
-    """The crossing, which `torch.compile` leaves out of its graphs (instead
-    of recompiling on every call). Only while dynamo traces: the wrapper
-    costs each call."""
+def _cross(compiled: _Compiled, flat: list) -> list:
+    """`compiled` on torch tensors: through an autograd node where a gradient is asked for."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in flat):
         node = _Node.of(compiled, flat)
-        return _Crossing.apply(node, *node.leaves)
+        return list(_Crossing.apply(node, *node.leaves))
     return [to_torch(o) for o in compiled.traced.function(*(to_tf(t) for t in flat))]
+
+
+# The crossing, which `torch.compile` leaves out of its graphs (instead of
+# recompiling on every call). Only while dynamo traces: the wrapper costs each call.
+_outside_dynamo = torch.compiler.disable(_cross)
